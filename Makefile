@@ -1,0 +1,108 @@
+# Unlocking QEMU: one command for each everyday job. `make help` lists them.
+#
+# Everything runs in .venv, built from the exact pins in requirements/ by the machine's python3
+# (override with `make PYTHON=python3.12 ...`).
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LOCKS := requirements/lock.txt requirements/lock-py310.txt
+SCRATCH := $(CURDIR)/.scratch
+
+# Tests and notebook runs see only their own Jupyter, IPython and matplotlib folders, so
+# nothing from elsewhere on the machine (a user kernel, a profile, a matplotlibrc) leaks in.
+ISOLATED := JUPYTER_CONFIG_DIR="$(SCRATCH)/jupyter/config" \
+	JUPYTER_DATA_DIR="$(SCRATCH)/jupyter/data" \
+	JUPYTER_RUNTIME_DIR="$(SCRATCH)/jupyter/runtime" \
+	JUPYTER_PLATFORM_DIRS=1 JUPYTER_PREFER_ENV_PATH=1 \
+	IPYTHONDIR="$(SCRATCH)/ipython" \
+	MPLCONFIGDIR="$(SCRATCH)/matplotlib" \
+	PYTHONHASHSEED=0 PYDEVD_DISABLE_FILE_VALIDATION=1
+
+NOTEBOOK_DIRS := notebooks solutions exercises
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	--nbval-cell-timeout=120 -p no:cacheprovider --ignore-glob='*.bak.ipynb'
+LINT_PATHS := labsupport tests tools bench notebooks solutions
+
+.DEFAULT_GOAL := help
+.PHONY: help venv lab test test-unit test-notebooks notebooks exercises check-exercises \
+	bench lint format clean distclean scratch
+
+help: ## list the targets
+	@echo "Unlocking QEMU - make targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv from the pinned versions and install the course (re-runs when pins change)
+
+$(STAMP): pyproject.toml $(LOCKS)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
+		echo "Unlocking QEMU needs Python 3.10 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1)." >&2; \
+		echo "Run make with PYTHON=/path/to/python3.x" >&2; exit 1; }
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV) || { \
+		echo "Could not create $(VENV). On Debian or Ubuntu: apt install python3-venv" >&2; exit 1; }
+	@lock=$$($(VPY) -c 'import sys; print("requirements/lock.txt" if sys.version_info >= (3, 11) else "requirements/lock-py310.txt")'); \
+		echo "Installing the pinned versions from $$lock into $(VENV) ..."; \
+		$(VPY) -m pip install --quiet --disable-pip-version-check -r $$lock && \
+		$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+	@echo "$(VENV) is ready ($$($(VPY) --version))."
+
+lab: venv ## set up (if needed) and open the course in JupyterLab on 127.0.0.1 with a token
+	$(VPY) tools/lab.py $(LAB_ARGS)
+
+scratch: ## (used by the test targets) give tests fresh, private Jupyter and IPython folders
+	@rm -rf "$(SCRATCH)/jupyter" "$(SCRATCH)/ipython"
+	@mkdir -p "$(SCRATCH)/jupyter/config" "$(SCRATCH)/jupyter/data" \
+		"$(SCRATCH)/jupyter/runtime" "$(SCRATCH)/ipython" "$(SCRATCH)/matplotlib"
+
+test: venv ## set up (if needed) and run every test: unit tests, notebooks (nbval), exercise sync
+	@failed=""; \
+	$(MAKE) --no-print-directory test-unit || failed="$$failed test-unit"; \
+	$(MAKE) --no-print-directory test-notebooks || failed="$$failed test-notebooks"; \
+	$(MAKE) --no-print-directory check-exercises || failed="$$failed check-exercises"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: unit tests, notebooks and exercise sync all passed"
+
+test-unit: venv scratch ## run the pytest suite in tests/ (unit, property, widget, lab, pipeline)
+	@echo "pytest tests/ (private Jupyter, IPython and matplotlib folders in .scratch/)"
+	@$(ISOLATED) MPLBACKEND=Agg $(VPY) -m pytest -p no:cacheprovider \
+		--basetemp="$(SCRATCH)/artifacts" tests/
+
+test-notebooks: venv scratch ## validate notebooks/, solutions/ and exercises/ with nbval
+	@dirs=""; for d in $(NOTEBOOK_DIRS); do \
+		if ls $$d/*.ipynb >/dev/null 2>&1; then dirs="$$dirs $$d/"; fi; done; \
+	if [ -z "$$dirs" ]; then echo "nbval: no notebooks yet in $(NOTEBOOK_DIRS); skipped"; exit 0; fi; \
+	echo "nbval over:$$dirs"; \
+	$(ISOLATED) $(VPY) -m pytest $(NBVAL) $$dirs; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "nbval: no notebook cells to validate"; status=0; fi; \
+	exit $$status
+
+notebooks: venv scratch ## re-execute notebooks/ and solutions/ in place, then regenerate exercises/
+	$(ISOLATED) $(VPY) tools/run_notebooks.py $(NOTEBOOKS)
+	$(VPY) tools/exercises.py
+
+exercises: venv ## regenerate exercises/ from solutions/
+	$(VPY) tools/exercises.py
+
+check-exercises: venv ## fail if regenerating exercises/ from solutions/ would change it
+	$(VPY) tools/exercises.py --check
+
+bench: venv ## run the benchmarks (bench/run.py)
+	$(ISOLATED) $(VPY) bench/run.py
+
+lint: venv ## lint the code and notebooks with ruff
+	$(VPY) -m ruff check $(wildcard $(LINT_PATHS))
+
+format: venv ## format the code and notebooks with ruff, and apply ruff's safe fixes
+	$(VPY) -m ruff format $(wildcard $(LINT_PATHS))
+	$(VPY) -m ruff check --fix $(wildcard $(LINT_PATHS))
+
+clean: ## remove .scratch and caches (keeps .venv)
+	rm -rf .scratch .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -path ./.venv -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) \
+		-type d -print0 | xargs -0 -r rm -rf
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf $(VENV)

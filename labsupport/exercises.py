@@ -1,0 +1,211 @@
+"""Exercises: nbgrader-style feedback for self-paced learners.
+
+In a university lab a grader runs hidden tests after the deadline; at home nobody does. This
+module brings that feedback forward to the moment the learner answers. Each question has a
+checker, a plain function that looks at an answer and returns ``(ok, message)``, and a hint:
+``check("2.3", answer)`` prints one line at once, ``hint("2.3")`` prints the hint, and
+``reset(path)`` hands an exercise notebook out afresh, after keeping the learner's version.
+
+Chapter modules call ``register`` when they are imported; the same checkers run in the tests
+and in the graders' hidden-test cells, so a learner, the CI and an instructor agree.
+
+Where the pristine copy comes from: the exercise notebook as committed in the git checkout
+(``git cat-file --filters HEAD:<file>``), which is what every clone, Binder image and
+nbgitpuller pull holds. Outside a git checkout (a zip download, a copied folder), pass the
+folder of pristine copies as ``pristine_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["backup", "check", "committed_copy", "hint", "register", "reset"]
+
+Checker = Callable[[Any], tuple[bool, str]]
+
+
+@dataclass(frozen=True)
+class _Question:
+    checker: Checker
+    hint: str
+
+
+_REGISTRY: dict[str, _Question] = {}
+
+
+def _sort_key(qid: str) -> list[tuple[int, int | str]]:
+    """Order "0.2" before "0.10": numeric parts as numbers."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.]", qid)]
+
+
+def _lookup(qid: str) -> _Question:
+    try:
+        return _REGISTRY[qid]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY, key=_sort_key)) or "none registered yet"
+        raise ValueError(f"unknown question {qid!r}; known questions: {known}") from None
+
+
+def register(qid: str, checker: Checker, hint: str) -> None:
+    """Register the checker and hint of question ``qid`` (such as ``"2.3"``).
+
+    A checker takes the learner's answer and returns ``(ok, message)``; the message says what
+    was right or what is wrong, in the learner's terms. Registering the same function again
+    (a module re-imported) replaces it; a different checker under a taken id is an error.
+    """
+    if not isinstance(qid, str) or not qid:
+        raise ValueError(f"a question id is a non-empty string such as '2.3', not {qid!r}")
+    if not callable(checker):
+        raise TypeError(f"the checker of {qid} must be a function, not {checker!r}")
+    old = _REGISTRY.get(qid)
+    if old is not None and _name(old.checker) != _name(checker):
+        raise ValueError(f"question {qid} is already registered to {_name(old.checker)}")
+    _REGISTRY[qid] = _Question(checker, hint)
+
+
+def _name(function: Callable[..., Any]) -> str:
+    module = getattr(function, "__module__", "?")
+    return f"{module}.{getattr(function, '__qualname__', repr(function))}"
+
+
+def check(qid: str, answer: Any) -> bool:
+    """Check ``answer`` to question ``qid``, print one verdict line, and return whether it passed.
+
+    An answer still raising ``NotImplementedError`` (the exercise's stub) counts as "not
+    answered yet". Unknown ids raise ``ValueError`` listing the known ones.
+    """
+    question = _lookup(qid)
+    try:
+        result = question.checker(answer)
+    except NotImplementedError:
+        print(f"✘ {qid}: not answered yet — replace the `raise NotImplementedError` line")
+        return False
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise TypeError(
+            f"the checker of {qid} ({_name(question.checker)}) must return (ok, message), "
+            f"not {result!r}"
+        )
+    ok, message = bool(result[0]), str(result[1])
+    detail = f" — {message}" if message else ""
+    if ok:
+        print(f"✔ {qid}: correct{detail}")
+    else:
+        print(f"✘ {qid}: not yet{detail}\n  hint: {question.hint}")
+    return ok
+
+
+def hint(qid: str) -> None:
+    """Print the hint of question ``qid``."""
+    print(f"hint for {qid}: {_lookup(qid).hint}")
+
+
+def committed_copy(path: str | os.PathLike[str]) -> tuple[bool, bytes | None]:
+    """Return ``(in_git_checkout, content at HEAD)`` for a file; content is None if not committed.
+
+    Line endings are those a checkout would write (git's ``--filters``), so an unedited file
+    on any platform compares equal to its committed copy.
+    """
+    path = Path(path).absolute()
+    folder = path.parent if path.parent.is_dir() else Path.cwd()
+    try:
+        inside = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--is-inside-work-tree"],
+            capture_output=True,
+            text=True,
+        )
+    except OSError:  # git is not installed
+        return False, None
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return False, None
+    shown = subprocess.run(
+        ["git", "-C", str(folder), "cat-file", "--filters", f"HEAD:./{path.name}"],
+        capture_output=True,
+    )
+    return True, (shown.stdout if shown.returncode == 0 else None)
+
+
+def backup(path: str | os.PathLike[str]) -> Path:
+    """Copy a file to ``<name>.<YYYYmmdd-HHMMSS>.bak<suffix>`` beside it and return the copy.
+
+    An existing backup is never overwritten: a second one in the same second gets ``-2``,
+    then ``-3``, and so on. The copy is created exclusively, so two resets cannot collide.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stem, suffix = path.name.removesuffix(path.suffix), path.suffix
+    count = 1
+    while True:
+        tag = stamp if count == 1 else f"{stamp}-{count}"
+        target = path.with_name(f"{stem}.{tag}.bak{suffix}")
+        try:
+            with open(target, "xb") as copy:
+                copy.write(data)
+        except FileExistsError:
+            count += 1
+            continue
+        return target
+
+
+def _pristine(path: Path, pristine_dir: str | os.PathLike[str] | None) -> tuple[bytes, str]:
+    if pristine_dir is not None:
+        source = Path(pristine_dir) / path.name
+        if not source.is_file():
+            raise FileNotFoundError(f"no pristine copy of {path.name} in {pristine_dir}")
+        return source.read_bytes(), str(source)
+    in_checkout, data = committed_copy(path)
+    if data is None:
+        where = (
+            "is not committed in this git checkout" if in_checkout else "is not in a git checkout"
+        )
+        raise FileNotFoundError(
+            f"{path} {where}, so there is no pristine copy to restore; pass the folder "
+            f"that holds the handed-out notebooks: reset({str(path)!r}, pristine_dir=...)"
+        )
+    return data, "the committed copy (git HEAD)"
+
+
+def reset(
+    path: str | os.PathLike[str], pristine_dir: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """Restore an exercise notebook as handed out, keeping the learner's version first.
+
+    The pristine copy is ``pristine_dir/<name>`` when given, else the file as committed in the
+    git checkout. The current file is first copied to ``<name>.<YYYYmmdd-HHMMSS>.bak.ipynb``
+    beside it (never over an existing backup); only then is it replaced, atomically. Nothing
+    is touched when no pristine copy can be found. Returns the backup's path, or None when
+    there was nothing to keep (no file, or the file was already pristine).
+    """
+    path = Path(path)
+    data, source = _pristine(path, pristine_dir)
+    kept = None
+    if path.exists():
+        if path.read_bytes() == data:
+            print(f"{path} is already as handed out; nothing to do.")
+            return None
+        kept = backup(path)
+        print(f"Your version of {path.name} is kept as {kept}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        if path.exists():
+            shutil.copymode(path, temporary)
+        else:
+            os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    print(f"{path} is restored from {source}. Reload it in JupyterLab (File > Reload Notebook).")
+    return kept

@@ -1,0 +1,87 @@
+"""Shared variables: memory that more than one simulated thread reads and writes.
+
+Device state, a request counter, the ``in_flight`` count of a block node: QEMU's races are all
+about memory that two threads touch. A ``Shared`` variable makes each touch a step of its own,
+so the scheduler can put another thread's step in between, and the trace can show who read what.
+``x.increment()`` is, like ``x++`` in C, three steps on a real CPU (load, add, store) unless the
+simulation says ``expand=False``; ``x.qatomic_inc()`` is one indivisible step, like QEMU's
+``qatomic_inc()``.
+
+Layer 2 (primitives): imports only the kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import tracebuf as tb
+from .kernel import Note, Op, Simulation, Step, Thread
+
+
+class Shared:
+    """A named variable that simulated threads share. Each ``load``/``store`` is one step."""
+
+    kind = "variable"
+
+    def __init__(self, sim: Simulation, name: str, value: Any = 0):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a shared variable needs a non-empty name; got {name!r}")
+        self.sim = sim
+        self.name = name
+        self._value = value
+        self.initial = value
+        self.oid = sim._register(self)
+        self._load_op = Step(self._do_load)
+
+    @property
+    def value(self) -> Any:
+        """The current value, read from outside the simulation (not a step)."""
+        return self._value
+
+    def load(self) -> Op:
+        """``v = yield x.load()``: read the variable."""
+        return self._load_op
+
+    def store(self, value: Any) -> Op:
+        """``yield x.store(v)``: write the variable."""
+        return Step(lambda t: self._do_store(t, value))
+
+    def increment(self, n: int = 1, expand: bool | None = None) -> Any:
+        """``yield x.increment()``: add ``n``; three steps (load, add, store) when expanded."""
+        if expand if expand is not None else self.sim.expand:
+            return self._expanded_add(n)
+        return self.qatomic_add(n)
+
+    def qatomic_add(self, n: int = 1) -> Op:
+        """``yield x.qatomic_add(n)``: add ``n`` in one indivisible step (QEMU: ``qatomic_add``)."""
+        return Step(lambda t: self._do_rmw(t, n))
+
+    def qatomic_inc(self) -> Op:
+        """One indivisible increment (QEMU: ``qatomic_inc``)."""
+        return self.qatomic_add(1)
+
+    def _expanded_add(self, n: int):
+        v = yield self._load_op
+        yield Note(f"add {n}", self, v + n)
+        yield self.store(v + n)
+
+    def _do_load(self, t: Thread) -> bool:
+        self.sim._record(tb.READ, t.tid, self.oid, self._value)
+        t._value = self._value
+        return True
+
+    def _do_store(self, t: Thread, value: Any) -> bool:
+        self._value = value
+        self.sim._record(tb.WRITE, t.tid, self.oid, value)
+        return True
+
+    def _do_rmw(self, t: Thread, n: int) -> bool:
+        sim = self.sim
+        sim._record(tb.READ, t.tid, self.oid, self._value)
+        self._value = self._value + n
+        sim._record(tb.WRITE, t.tid, self.oid, self._value)
+        t._value = self._value
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Shared {self.name} = {self._value!r}>"

@@ -1,0 +1,164 @@
+"""The event stream: one compact record per thing that happened in a simulated run.
+
+A real machine leaves no trace of the order in which its threads touched memory; a simulated one
+can keep every step. Like the ring buffers of QEMU's own ``trace-events`` back ends, the stream
+is written on the hot path and read afterwards, so it is stored as columns of plain numbers
+(time, kind, thread, object, argument) rather than as one Python object per event: about 23
+bytes an event, so a run of a million events fits in a laptop's memory.
+
+Layer 1 (kernel). Imports nothing from labsupport.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any, Iterator, NamedTuple
+
+# Event kinds. The numbers are stored; the names are what people read.
+SPAWN, RUN, BLOCK, WAKE, ACQUIRE, RELEASE, READ, WRITE, CHOICE, EXIT, OP, SLEEP, MARK, SIGNAL = (
+    range(14)
+)
+KIND_NAMES = (
+    "spawn", "run", "block", "wake", "acquire", "release", "read", "write",
+    "choice", "exit", "op", "sleep", "mark", "signal",
+)
+
+# Arguments that are not small integers are interned; their index is stored above this base.
+_OBJ_BASE = 1 << 62
+_NONE = -(1 << 62)
+
+
+class Event(NamedTuple):
+    """One decoded event: what happened, when (us), to which thread, on which object."""
+
+    index: int
+    time: float
+    kind: str
+    thread: int
+    obj: int
+    arg: Any
+
+
+class TraceBuffer:
+    """Columns of numbers, filled on the hot path and decoded on demand.
+
+    ``record(t, kind, tid, obj, arg)`` only appends a tuple to a short list; every
+    ``BATCH`` events (and before any read) the list is packed into the typed columns ``t``,
+    ``kind``, ``tid``, ``obj`` and ``arg``. Reading any column packs first.
+    """
+
+    BATCH = 4096
+
+    def __init__(self) -> None:
+        self._t = array("d")
+        self._kind = array("b")
+        self._tid = array("h")
+        self._obj = array("i")
+        self._arg = array("q")
+        self._values: list[Any] = []
+        self._value_index: dict[Any, int] = {}
+        self._batch: list[tuple] = []
+        self.record = self._batch.append
+
+    def pack(self) -> None:
+        """Move the pending events into the columns."""
+        batch = self._batch
+        if not batch:
+            return
+        t, kind, tid, obj, arg = zip(*batch)
+        batch.clear()
+        self._t.extend(t)
+        self._kind.extend(kind)
+        self._tid.extend(tid)
+        self._obj.extend(obj)
+        lo, hi, encode = -_OBJ_BASE, _OBJ_BASE, self.encode
+        self._arg.extend([a if type(a) is int and lo < a < hi else encode(a) for a in arg])
+
+    def maybe_pack(self) -> None:
+        if len(self._batch) >= self.BATCH:
+            self.pack()
+
+    def append(self, t: float, kind: int, tid: int, obj: int, arg: Any) -> None:
+        self._batch.append((t, kind, tid, obj, arg))
+
+    @property
+    def t(self) -> array:
+        self.pack()
+        return self._t
+
+    @property
+    def kind(self) -> array:
+        self.pack()
+        return self._kind
+
+    @property
+    def tid(self) -> array:
+        self.pack()
+        return self._tid
+
+    @property
+    def obj(self) -> array:
+        self.pack()
+        return self._obj
+
+    @property
+    def arg(self) -> array:
+        self.pack()
+        return self._arg
+
+    def columns(self) -> tuple[array, array, array, array, array]:
+        """(time, kind, thread, object, argument) as typed arrays."""
+        self.pack()
+        return self._t, self._kind, self._tid, self._obj, self._arg
+
+    def __len__(self) -> int:
+        return len(self._kind) + len(self._batch)
+
+    def encode(self, value: Any) -> int:
+        """Store a small int as itself; anything else as an index into a table of values."""
+        if type(value) is int and -_OBJ_BASE < value < _OBJ_BASE:
+            return value
+        if value is None:
+            return _NONE
+        try:
+            idx = self._value_index.get(value)
+        except TypeError:  # unhashable: store each occurrence
+            idx = None
+        if idx is None:
+            idx = len(self._values)
+            self._values.append(value)
+            try:
+                self._value_index[value] = idx
+            except TypeError:
+                pass
+        return _OBJ_BASE + idx
+
+    def decode(self, code: int) -> Any:
+        if code == _NONE:
+            return None
+        if code >= _OBJ_BASE:
+            return self._values[code - _OBJ_BASE]
+        return code
+
+    def __iter__(self) -> Iterator[Event]:
+        decode = self.decode
+        t, kind, tid, obj, arg = self.columns()
+        for i in range(len(kind)):
+            yield Event(i, t[i], KIND_NAMES[kind[i]], tid[i], obj[i], decode(arg[i]))
+
+    def same_as(self, other: "TraceBuffer") -> bool:
+        """True when both streams hold the same events in the same order."""
+        return self.first_difference(other) is None
+
+    def first_difference(self, other: "TraceBuffer") -> int | None:
+        """Index of the first event at which two streams differ, or None if they are equal."""
+        a, b = self.columns(), other.columns()
+        if a[:4] == b[:4] and all(
+            self.decode(x) == other.decode(y) for x, y in zip(a[4], b[4])
+        ) and len(self) == len(other):
+            return None
+        n = min(len(self), len(other))
+        for i in range(n):
+            if any(a[c][i] != b[c][i] for c in range(4)) or self.decode(a[4][i]) != other.decode(b[4][i]):
+                return i
+        return n
