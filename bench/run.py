@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import gc
+import io
 import statistics
 import sys
 import time

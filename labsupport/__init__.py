@@ -8,14 +8,15 @@ models, analysis, presentation, widgets, exercises; each imports only the layers
 
 from . import checks as _checks  # noqa: F401  (registers the questions)
 from .analysis import Metrics, intervals, metrics, percentile
+from .exercises import check, hint, reset
 from .kernel import (
     DeadlockError,
     DeadlockReport,
     MisuseError,
     RunResult,
     ScheduleDivergence,
-    SimulationError,
     Simulation,
+    SimulationError,
     StepLimitExceeded,
     ThreadCrashed,
     compute,
@@ -23,7 +24,6 @@ from .kernel import (
     run,
     sleep,
 )
-from .exercises import check, hint, reset
 from .present import chrome_trace, save_chrome_trace, timeline, timeline_summary, trace_table
 from .shared import Shared
 from .sync import QemuCond, QemuEvent, QemuMutex, QemuRecMutex, QemuSemaphore, RWLock, holds

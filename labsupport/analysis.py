@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from . import tracebuf as tb
 from .kernel import RunResult, Simulation
@@ -51,35 +50,29 @@ class Interval:
         return self.end - self.start
 
 
-def _scan(sim: Simulation) -> tuple[list[Interval], list[tuple[int, int, float]], dict[int, list]]:
-    """One pass over the stream: intervals, lock waits (thread, lock, us) and marks by object."""
+def intervals(x: Simulation | RunResult) -> list[Interval]:
+    """Running, blocked and lock-holding intervals of every thread, in start order."""
+    sim = _sim(x)
     tr = sim.trace
     names = [t.name for t in sim.threads]
     objs = sim.objects
     decode = tr.decode
     end_of_run = sim.now
     out: list[Interval] = []
-    waits: list[tuple[int, int, float]] = []
-    marks: dict[int, list] = {}
     blocked: dict[int, tuple[float, int]] = {}
     holding: dict[tuple[int, int], float] = {}
-    blocked_since: dict[tuple[int, int], float] = {}
-    RUN, BLOCK, WAKE, ACQUIRE, RELEASE, MARK = tb.RUN, tb.BLOCK, tb.WAKE, tb.ACQUIRE, tb.RELEASE, tb.MARK
+    RUN, BLOCK, WAKE, ACQUIRE, RELEASE = tb.RUN, tb.BLOCK, tb.WAKE, tb.ACQUIRE, tb.RELEASE
     for t, k, tid, oid, a in zip(*tr.columns()):
         if k == RUN:
             out.append(Interval(names[tid], "run", "cpu", t, min(t + decode(a), end_of_run)))
         elif k == BLOCK:
             blocked[tid] = (t, oid)
-            blocked_since[(tid, oid)] = t
         elif k == WAKE:
             b = blocked.pop(tid, None)
             if b is not None:
                 out.append(Interval(names[tid], "blocked", objs[b[1]].name, b[0], t))
         elif k == ACQUIRE:
             key = (tid, oid)
-            b = blocked_since.pop(key, None)
-            if b is not None:
-                waits.append((tid, oid, t - b))
             if key not in holding:
                 holding[key] = t
         elif k == RELEASE:
@@ -87,19 +80,12 @@ def _scan(sim: Simulation) -> tuple[list[Interval], list[tuple[int, int, float]]
                 start = holding.pop((tid, oid), None)
                 if start is not None:
                     out.append(Interval(names[tid], "hold", objs[oid].name, start, t))
-        elif k == MARK:
-            marks.setdefault(oid, []).append(decode(a))
     for tid, (start, oid) in blocked.items():
         out.append(Interval(names[tid], "blocked", objs[oid].name, start, end_of_run))
     for (tid, oid), start in holding.items():
         out.append(Interval(names[tid], "hold", objs[oid].name, start, end_of_run))
     out.sort(key=lambda iv: (iv.start, iv.thread, iv.what))
-    return out, waits, marks
-
-
-def intervals(x: Simulation | RunResult) -> list[Interval]:
-    """Running, blocked and lock-holding intervals of every thread, in start order."""
-    return _scan(_sim(x))[0]
+    return out
 
 
 @dataclass
@@ -173,34 +159,82 @@ class Metrics:
 
 
 def metrics(x: Simulation | RunResult) -> Metrics:
-    """Compute the run's metrics from its event stream."""
+    """Compute the run's metrics from its event stream, in one pass with no per-event objects."""
     sim = _sim(x)
+    tr = sim.trace
     objs = sim.objects
-    ivs, waits, marks = _scan(sim)
-    run_us = {t.name: 0.0 for t in sim.threads}
-    blocked_us = dict(run_us)
+    decode = tr.decode
+    end = sim.now
+    nthreads = len(sim.threads)
+    run_us = [0.0] * nthreads
+    blocked_us = [0.0] * nthreads
+    blocked: dict[int, float] = {}
+    since: dict[tuple[int, int], float] = {}  # (thread, lock) -> when it started waiting
+    holding: dict[tuple[int, int], float] = {}
+    # per lock object: [acquisitions, contended, wait total, wait max, hold total, hold max]
+    per_lock: dict[int, list[float]] = {}
+    marks: dict[int, list] = {}
+    RUN, BLOCK, WAKE, ACQUIRE, RELEASE, MARK = tb.RUN, tb.BLOCK, tb.WAKE, tb.ACQUIRE, tb.RELEASE, tb.MARK
+    for t, k, tid, oid, a in zip(*tr.columns()):
+        if k == RUN:
+            d = decode(a)
+            run_us[tid] += d if t + d <= end else end - t
+        elif k == BLOCK:
+            blocked[tid] = t
+            since[(tid, oid)] = t
+        elif k == WAKE:
+            b = blocked.pop(tid, None)
+            if b is not None:
+                blocked_us[tid] += t - b
+        elif k == ACQUIRE:
+            key = (tid, oid)
+            st = per_lock.get(oid)
+            if st is None:
+                st = per_lock[oid] = [0, 0, 0.0, 0.0, 0.0, 0.0]
+            w = since.pop(key, None)
+            if w is not None:
+                st[1] += 1
+                st[2] += t - w
+                if t - w > st[3]:
+                    st[3] = t - w
+            if key not in holding:
+                holding[key] = t
+                st[0] += 1
+        elif k == RELEASE:
+            if a == 0:
+                start = holding.pop((tid, oid), None)
+                if start is not None:
+                    st = per_lock[oid]
+                    st[4] += t - start
+                    if t - start > st[5]:
+                        st[5] = t - start
+        elif k == MARK:
+            marks.setdefault(oid, []).append(decode(a))
+    for tid, b in blocked.items():
+        blocked_us[tid] += end - b
+    for (tid, oid), start in holding.items():
+        st = per_lock[oid]
+        st[4] += end - start
+        st[5] = max(st[5], end - start)
     locks: dict[str, LockStats] = {}
-    for iv in ivs:
-        if iv.what == "run":
-            run_us[iv.thread] += iv.length
-        elif iv.what == "blocked":
-            blocked_us[iv.thread] += iv.length
-        else:
-            s = locks.setdefault(iv.obj, LockStats(iv.obj))
-            s.acquisitions += 1
-            s.hold_total += iv.length
-            s.hold_max = max(s.hold_max, iv.length)
-    for _tid, oid, w in waits:
-        s = locks.setdefault(objs[oid].name, LockStats(objs[oid].name))
-        s.contended += 1
-        s.wait_total += w
-        s.wait_max = max(s.wait_max, w)
-    duration = sim.now
+    for oid, st in per_lock.items():
+        name = objs[oid].name
+        prev = locks.get(name)
+        if prev is None:
+            locks[name] = LockStats(name, st[0], st[1], st[2], st[3], st[4], st[5])
+        else:  # two locks with one name: add them up
+            prev.acquisitions += st[0]
+            prev.contended += st[1]
+            prev.wait_total += st[2]
+            prev.wait_max = max(prev.wait_max, st[3])
+            prev.hold_total += st[4]
+            prev.hold_max = max(prev.hold_max, st[5])
     mark_stats = {}
     for oid, lats in marks.items():
         name = objs[oid].name
-        per_s = len(lats) / (duration / 1e6) if duration > 0 else math.nan
+        per_s = len(lats) / (end / 1e6) if end > 0 else math.nan
         mark_stats[name] = MarkStats(name, len(lats), per_s, [v for v in lats if v is not None])
-    total_run = sum(run_us.values())
-    util = total_run / (sim.cpus.n * duration) if duration > 0 else 0.0
-    return Metrics(duration, sim.cpus.n, util, run_us, blocked_us, locks, mark_stats)
+    names = [t.name for t in sim.threads]
+    util = sum(run_us) / (sim.cpus.n * end) if end > 0 else 0.0
+    return Metrics(end, sim.cpus.n, util, dict(zip(names, run_us)), dict(zip(names, blocked_us)),
+                   locks, mark_stats)

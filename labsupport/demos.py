@@ -12,8 +12,9 @@ Layer 4 (models): imports the kernel and the primitives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .kernel import MAX_THREADS, RunResult, Simulation, compute, run
 from .shared import Shared

@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import simpy
 
@@ -60,7 +61,7 @@ class ThreadCrashed(SimulationError):
 class DeadlockError(SimulationError):
     """Raised instead of returning when the caller asked ``on_deadlock="raise"``."""
 
-    def __init__(self, report: "DeadlockReport"):
+    def __init__(self, report: DeadlockReport):
         super().__init__(report.text())
         self.report = report
 
@@ -88,7 +89,7 @@ class Op:
 
     __slots__ = ()
 
-    def _execute(self, sim: "Simulation", thread: "Thread") -> bool:  # pragma: no cover
+    def _execute(self, sim: Simulation, thread: Thread) -> bool:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -101,7 +102,7 @@ class Step(Op):
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn: Callable[["Thread"], bool]):
+    def __init__(self, fn: Callable[[Thread], bool]):
         self.fn = fn
 
     def _execute(self, sim, thread):
@@ -185,13 +186,13 @@ class Waitable:
 
     kind = "object"
 
-    def __init__(self, sim: "Simulation", name: str):
+    def __init__(self, sim: Simulation, name: str):
         self.sim = sim
         self.name = name
         self.waiters: deque[Thread] = deque()
         self.oid = sim._register(self)
 
-    def holders(self) -> list["Thread"]:
+    def holders(self) -> list[Thread]:
         """Threads that must act before a waiter can go on (edges of the wait-for graph)."""
         return []
 
@@ -208,12 +209,12 @@ class HostCPUs(Waitable):
 
     kind = "host CPUs"
 
-    def __init__(self, sim: "Simulation", n: int):
+    def __init__(self, sim: Simulation, n: int):
         super().__init__(sim, "cpu")
         self.n = n
         self.busy = 0
 
-    def _request(self, thread: "Thread", us: float) -> None:
+    def _request(self, thread: Thread, us: float) -> None:
         if self.busy < self.n:
             self.busy += 1
             self._start(thread, us)
@@ -224,14 +225,14 @@ class HostCPUs(Waitable):
             thread.blocked_on = self
             self.sim._record(tb.BLOCK, thread.tid, self.oid, -1)
 
-    def _start(self, thread: "Thread", us: float) -> None:
+    def _start(self, thread: Thread, us: float) -> None:
         sim = self.sim
         thread.state = COMPUTING
         thread.blocked_on = None
         sim._record(tb.RUN, thread.tid, self.oid, us)
         sim.env.timeout(us).callbacks.append(thread._on_cpu_done)
 
-    def _finish(self, thread: "Thread") -> None:
+    def _finish(self, thread: Thread) -> None:
         sim = self.sim
         if self.waiters:
             nxt = self.waiters.popleft()
@@ -248,7 +249,7 @@ class HostCPUs(Waitable):
 class _Join(Op):
     __slots__ = ("target",)
 
-    def __init__(self, target: "Thread"):
+    def __init__(self, target: Thread):
         self.target = target
 
     def _execute(self, sim, thread):
@@ -266,7 +267,7 @@ class Thread(Waitable):
 
     kind = "thread"
 
-    def __init__(self, sim: "Simulation", name: str, gen: Any, tid: int):
+    def __init__(self, sim: Simulation, name: str, gen: Any, tid: int):
         super().__init__(sim, name)
         self.tid = tid
         self.char = SCHEDULE_ALPHABET[tid]
@@ -282,7 +283,7 @@ class Thread(Waitable):
         self._on_timer = lambda _ev: sim._make_ready(self)
         self._on_cpu_done = lambda _ev: sim.cpus._finish(self)
 
-    def holders(self) -> list["Thread"]:
+    def holders(self) -> list[Thread]:
         return [] if self.state == DONE else [self]
 
     def wait_reason(self) -> str:
@@ -312,10 +313,10 @@ class Policy:
 
     name = "policy"
 
-    def choose(self, sim: "Simulation", ready: list[Thread]) -> Thread:  # pragma: no cover
+    def choose(self, sim: Simulation, ready: list[Thread]) -> Thread:  # pragma: no cover
         raise NotImplementedError
 
-    def finish(self, sim: "Simulation") -> None:
+    def finish(self, sim: Simulation) -> None:
         """Called when a run ends normally; a replay checks it used its whole schedule."""
 
 
@@ -461,7 +462,7 @@ class RunResult:
     schedule: str
     deadlock: DeadlockReport | None
     error: BaseException | None
-    sim: "Simulation" = field(repr=False)
+    sim: Simulation = field(repr=False)
 
     @property
     def ok(self) -> bool:

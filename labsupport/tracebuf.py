@@ -12,7 +12,8 @@ Layer 1 (kernel). Imports nothing from labsupport.
 from __future__ import annotations
 
 from array import array
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 # Event kinds. The numbers are stored; the names are what people read.
 SPAWN, RUN, BLOCK, WAKE, ACQUIRE, RELEASE, READ, WRITE, CHOICE, EXIT, OP, SLEEP, MARK, SIGNAL = (
@@ -146,11 +147,11 @@ class TraceBuffer:
         for i in range(len(kind)):
             yield Event(i, t[i], KIND_NAMES[kind[i]], tid[i], obj[i], decode(arg[i]))
 
-    def same_as(self, other: "TraceBuffer") -> bool:
+    def same_as(self, other: TraceBuffer) -> bool:
         """True when both streams hold the same events in the same order."""
         return self.first_difference(other) is None
 
-    def first_difference(self, other: "TraceBuffer") -> int | None:
+    def first_difference(self, other: TraceBuffer) -> int | None:
         """Index of the first event at which two streams differ, or None if they are equal."""
         a, b = self.columns(), other.columns()
         if a[:4] == b[:4] and all(

@@ -171,6 +171,14 @@ def plan(solutions: Path, exercises: Path) -> Plan:
     return result
 
 
+def _show(path: Path) -> str:
+    """A path as a person would type it: relative to the current folder when inside it."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def differences(solutions: Path, exercises: Path) -> list[str]:
     """One line for each exercise file that regenerating would change, add, or not account for."""
     todo = plan(solutions, exercises)
@@ -178,11 +186,11 @@ def differences(solutions: Path, exercises: Path) -> list[str]:
     for name, text in todo.outputs.items():
         target = exercises / name
         if not target.exists():
-            lines.append(f"missing: {target} (from {solutions / name})")
+            lines.append(f"missing: {_show(target)} (from {_show(solutions / name)})")
         elif target.read_text(encoding="utf-8") != text:
-            lines.append(f"differs: {target} (from {solutions / name})")
+            lines.append(f"differs: {_show(target)} (from {_show(solutions / name)})")
     for name in todo.extra:
-        lines.append(f"extra:   {exercises / name} (no {solutions / name})")
+        lines.append(f"extra:   {_show(exercises / name)} (no {_show(solutions / name)})")
     return lines
 
 
@@ -215,11 +223,11 @@ def generate(solutions: Path, exercises: Path) -> list[str]:
             if _edited_since_commit(target):
                 from labsupport.exercises import backup
 
-                report.append(f"kept:    {backup(target)} (the edited {target})")
+                report.append(f"kept:    {_show(backup(target))} (the edited {_show(target)})")
         target.write_bytes(data)
-        report.append(f"wrote:   {target}")
+        report.append(f"wrote:   {_show(target)}")
     for name in todo.extra:
-        report.append(f"extra:   {exercises / name} has no solution; remove it with git rm")
+        report.append(f"extra:   {_show(exercises / name)} has no solution; remove it with git rm")
     return report
 
 
