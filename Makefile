@@ -80,7 +80,8 @@ test-notebooks: venv scratch ## validate notebooks/, solutions/ and exercises/ w
 	exit $$status
 
 notebooks: venv scratch ## re-execute notebooks/ and solutions/ in place, then regenerate exercises/
-	$(ISOLATED) $(VPY) tools/run_notebooks.py $(NOTEBOOKS)
+	@echo "tools/run_notebooks.py $(NOTEBOOKS) (private Jupyter, IPython and matplotlib folders)"
+	@$(ISOLATED) $(VPY) tools/run_notebooks.py $(NOTEBOOKS)
 	$(VPY) tools/exercises.py
 
 exercises: venv ## regenerate exercises/ from solutions/
@@ -89,8 +90,9 @@ exercises: venv ## regenerate exercises/ from solutions/
 check-exercises: venv ## fail if regenerating exercises/ from solutions/ would change it
 	$(VPY) tools/exercises.py --check
 
-bench: venv ## run the benchmarks (bench/run.py)
-	$(ISOLATED) $(VPY) bench/run.py
+bench: venv scratch ## run the benchmarks (bench/run.py)
+	@echo "bench/run.py $(BENCH_ARGS)"
+	@$(ISOLATED) $(VPY) bench/run.py $(BENCH_ARGS)
 
 lint: venv ## lint the code and notebooks with ruff
 	$(VPY) -m ruff check $(wildcard $(LINT_PATHS))
