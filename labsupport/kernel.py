@@ -138,28 +138,22 @@ class Sleep(Op):
 
 
 class Note(Op):
-    """A step that touches nothing shared: a local computation such as a register add."""
+    """A step that touches nothing shared: a local computation such as a register add.
 
-    __slots__ = ("text", "obj", "value")
+    The trace shows ``text``, and ``-> value`` when a value is given.
+    """
 
-    def __init__(self, text: str, obj: Any = None, value: Any = None):
-        self.text, self.obj, self.value = text, obj, value
+    __slots__ = ("text", "value")
+
+    def __init__(self, text: str, value: Any = None):
+        self.text, self.value = text, value
 
     def _execute(self, sim, thread):
-        oid = self.obj.oid if self.obj is not None else -1
-        sim._record(tb.OP, thread.tid, oid, (self.text, self.value))
+        sim._record(tb.OP, thread.tid, sim._label("note", self.text), self.value)
         return True
 
 
-class _Yield(Op):
-    __slots__ = ()
-
-    def _execute(self, sim, thread):
-        sim._record(tb.OP, thread.tid, -1, ("yield", None))
-        return True
-
-
-_YIELD = _Yield()
+_YIELD = Note("yield")
 
 
 def compute(us: float) -> Compute:
@@ -172,9 +166,9 @@ def sleep(us: float) -> Sleep:
     return Sleep(us)
 
 
-def note(text: str, obj: Any = None, value: Any = None) -> Note:
+def note(text: str, value: Any = None) -> Note:
     """``yield note("add")``: a thread-local step that the trace shows."""
-    return Note(text, obj, value)
+    return Note(text, value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,8 +230,7 @@ class HostCPUs(Waitable):
         sim = self.sim
         if self.waiters:
             nxt = self.waiters.popleft()
-            sim._record(tb.WAKE, nxt.tid, self.oid, -1)
-            self._start(nxt, nxt._pending_us)
+            self._start(nxt, nxt._pending_us)  # its RUN is the wake-up
         else:
             self.busy -= 1
         sim._make_ready(thread)
@@ -517,8 +510,10 @@ class Simulation:
         self.policy = make_policy(policy, seed, schedule)
         self.tracing = bool(trace)
         self.trace = TraceBuffer()
+        # self._record(kind, tid, oid, arg) appends one event at the current time; with
+        # tracing off it does nothing.
         if self.tracing:
-            add, env = self.trace.record, self.env
+            add, env = self.trace.record, self.env  # extends a flat list by five fields
             self._record = lambda kind, tid, oid, arg: add((env._now, kind, tid, oid, arg))
         else:
             self._record = self._record_nothing
@@ -538,7 +533,7 @@ class Simulation:
         self._stop: tuple[str, Any] | None = None
         self._result: RunResult | None = None
         self.current: Thread | None = None
-        self._mark_ids: dict[str, int] = {}
+        self._labels: dict[tuple[str, str], int] = {}
         self.model: Any = None  # what the program that built this simulation returned
         self.cpus = HostCPUs(self, cpus)
 
@@ -558,21 +553,21 @@ class Simulation:
         self.objects.append(obj)
         return len(self.objects) - 1
 
-    def _record(self, kind: int, tid: int, oid: int, arg: Any) -> None:
-        """Append one event to the stream (replaced at start-up by a faster closure, or by a
-        no-op when tracing is off)."""
-        self.trace.record((self.env._now, kind, tid, oid, arg))
-
     @staticmethod
     def _record_nothing(kind: int, tid: int, oid: int, arg: Any) -> None:
         pass
 
+    def _label(self, kind: str, name: str) -> int:
+        """The object id of a named label (a note's text, a mark's name), made on first use."""
+        oid = self._labels.get((kind, name))
+        if oid is None:
+            oid = self._labels[(kind, name)] = self._register(_Label(kind, name))
+        return oid
+
     def mark(self, name: str, since: float | None = None) -> None:
         """Record that something finished (a request, a guest operation), for throughput and,
         with ``since=start_time``, latency. Not a step: it does not give others a turn."""
-        oid = self._mark_ids.get(name)
-        if oid is None:
-            oid = self._mark_ids[name] = self._register(_Mark(name))
+        oid = self._label("mark", name)
         self._record(tb.MARK, self.current.tid if self.current else -1, oid,
                      None if since is None else self.env.now - since)
 
@@ -595,7 +590,7 @@ class Simulation:
         t = Thread(self, name, gen, len(self.threads))
         self.threads.append(t)
         self._thread_by_char[t.char] = t
-        self._record(tb.SPAWN, t.tid, t.oid, None)
+        self._record(tb.SPAWN, t.tid, t.oid, -1)
         self._make_ready(t)
         return t
 
@@ -723,7 +718,7 @@ class Simulation:
                     value = stop.value
                     continue
                 t.state = DONE
-                self._record(tb.EXIT, t.tid, t.oid, None)
+                self._record(tb.EXIT, t.tid, t.oid, -1)
                 for j in t.joiners:
                     self._wake(j, t)
                 t.joiners.clear()
@@ -814,10 +809,11 @@ class Simulation:
         )
 
 
-class _Mark:
-    kind = "mark"
+class _Label:
+    """A name that events refer to by number, like an object: a note's text or a mark's name."""
 
-    def __init__(self, name: str):
+    def __init__(self, kind: str, name: str):
+        self.kind = kind
         self.name = name
 
 

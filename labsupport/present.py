@@ -38,10 +38,7 @@ def _step_text(sim: Simulation, i: int, reveal: bool, got: bool) -> str | None:
     if k == tb.WRITE:
         return f"store {name} = {hide(arg)}"
     if k == tb.OP:
-        text, value = arg
-        if obj is not None and getattr(obj, "kind", "") == "variable":
-            return f"{text} -> {hide(value)}"
-        return text
+        return name if arg is None else f"{name} -> {hide(arg)}"
     if k == tb.ACQUIRE:
         verb = {"rwlock": "rdlock" if arg == 1 else "wrlock"}.get(obj.kind, "lock")
         depth = f" (depth {arg})" if obj.kind == "rec-mutex" and arg > 1 else ""

@@ -62,7 +62,7 @@ class Shared:
 
     def _expanded_add(self, n: int):
         v = yield self._load_op
-        yield Note(f"add {n}", self, v + n)
+        yield Note(f"add {n}", v + n)
         yield self.store(v + n)
 
     def _do_load(self, t: Thread) -> bool:

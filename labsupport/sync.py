@@ -112,7 +112,7 @@ class _OwnedLock(Waitable):
     def _hand_over(self) -> None:
         if self.waiters:
             w = self.waiters.popleft()
-            self.sim._wake(w, self)
+            self.sim._make_ready(w)  # its ACQUIRE is the wake-up
             self._grant(w)
 
     def __repr__(self) -> str:
@@ -183,8 +183,7 @@ class QemuCond(Waitable):
         for _ in range(count):
             w = self.waiters.popleft()
             mutex = self._mutex_of.pop(w.tid)
-            self.sim._record(tb.WAKE, w.tid, self.oid, -1)
-            if mutex.owner is None:
+            if mutex.owner is None:  # its ACQUIRE, or its BLOCK on the mutex, is the wake-up
                 self.sim._make_ready(w)
                 mutex._grant(w)
             else:
@@ -327,7 +326,7 @@ class RWLock(Waitable):
         else:
             self.writer = t
         t.held.append(self)
-        self.sim._record(tb.ACQUIRE, t.tid, self.oid, 1 if mode == "read" else 2)
+        self.sim._record(tb.ACQUIRE, t.tid, self.oid, 1 if mode == "read" else -1)
 
     def _do_lock(self, t: Thread, mode: str) -> bool:
         if self.writer is t or t in self.readers:
@@ -358,7 +357,7 @@ class RWLock(Waitable):
                 break
             self.waiters.popleft()
             del self._mode[w.tid]
-            self.sim._wake(w, self)
+            self.sim._make_ready(w)  # its ACQUIRE is the wake-up
             self._grant(w, mode)
             if mode == "write":
                 break

@@ -6,7 +6,15 @@ is written on the hot path and read afterwards, so it is stored as columns of pl
 (time, kind, thread, object, argument) rather than as one Python object per event: about 23
 bytes an event, so a run of a million events fits in a laptop's memory.
 
-Layer 1 (kernel). Imports nothing from labsupport.
+How events pair up (what the analyses rely on):
+- RUN carries its duration; SLEEP likewise.
+- A BLOCK lasts until the thread's next event of any kind: a WAKE where nothing else happens on
+  waking (an event set, a semaphore post, a join), otherwise the ACQUIRE of a lock handed over,
+  the RUN of a CPU granted, or a BLOCK on a mutex retaken after a condition wait.
+- ACQUIRE's argument is the new depth (1 for a first acquisition; a read lock of an RWLock is 1,
+  a write lock -1); RELEASE's is the depth left, so a hold ends at a RELEASE with 0.
+
+Layer 1 (kernel). Imports nothing from labsupport (numpy packs the columns).
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator
 from typing import Any, NamedTuple
+
+import numpy as np
 
 # Event kinds. The numbers are stored; the names are what people read.
 SPAWN, RUN, BLOCK, WAKE, ACQUIRE, RELEASE, READ, WRITE, CHOICE, EXIT, OP, SLEEP, MARK, SIGNAL = (
@@ -25,8 +35,9 @@ KIND_NAMES = (
 )
 
 # Arguments that are not small integers are interned; their index is stored above this base.
-_OBJ_BASE = 1 << 62
-_NONE = -(1 << 62)
+OBJ_BASE = 1 << 62
+NONE_CODE = -(1 << 62)
+_OBJ_BASE, _NONE = OBJ_BASE, NONE_CODE
 
 
 class Event(NamedTuple):
@@ -43,9 +54,9 @@ class Event(NamedTuple):
 class TraceBuffer:
     """Columns of numbers, filled on the hot path and decoded on demand.
 
-    ``record(t, kind, tid, obj, arg)`` only appends a tuple to a short list; every
-    ``BATCH`` events (and before any read) the list is packed into the typed columns ``t``,
-    ``kind``, ``tid``, ``obj`` and ``arg``. Reading any column packs first.
+    ``record((t, kind, tid, obj, arg))`` only extends one flat list; every ``BATCH`` events (and
+    before any read) the list is packed into the typed columns ``t``, ``kind``, ``tid``, ``obj``
+    and ``arg``. Reading any column packs first.
     """
 
     BATCH = 4096
@@ -58,29 +69,31 @@ class TraceBuffer:
         self._arg = array("q")
         self._values: list[Any] = []
         self._value_index: dict[Any, int] = {}
-        self._batch: list[tuple] = []
-        self.record = self._batch.append
+        self._batch: list[Any] = []
+        self.record = self._batch.extend
 
     def pack(self) -> None:
         """Move the pending events into the columns."""
         batch = self._batch
         if not batch:
             return
-        t, kind, tid, obj, arg = zip(*batch)
+        self._t.frombytes(np.asarray(batch[0::5], dtype=np.float64).tobytes())
+        self._kind.frombytes(np.asarray(batch[1::5], dtype=np.int8).tobytes())
+        self._tid.frombytes(np.asarray(batch[2::5], dtype=np.int16).tobytes())
+        self._obj.frombytes(np.asarray(batch[3::5], dtype=np.int32).tobytes())
+        args = batch[4::5]
         batch.clear()
-        self._t.extend(t)
-        self._kind.extend(kind)
-        self._tid.extend(tid)
-        self._obj.extend(obj)
+        if set(map(type, args)) == {int}:  # the usual case: every argument a plain int
+            codes = np.asarray(args, dtype=np.int64)
+            if codes.min() > -_OBJ_BASE and codes.max() < _OBJ_BASE:
+                self._arg.frombytes(codes.tobytes())
+                return
         lo, hi, encode = -_OBJ_BASE, _OBJ_BASE, self.encode
-        self._arg.extend([a if type(a) is int and lo < a < hi else encode(a) for a in arg])
+        self._arg.extend([a if type(a) is int and lo < a < hi else encode(a) for a in args])
 
     def maybe_pack(self) -> None:
-        if len(self._batch) >= self.BATCH:
+        if len(self._batch) >= 5 * self.BATCH:
             self.pack()
-
-    def append(self, t: float, kind: int, tid: int, obj: int, arg: Any) -> None:
-        self._batch.append((t, kind, tid, obj, arg))
 
     @property
     def t(self) -> array:
@@ -113,7 +126,7 @@ class TraceBuffer:
         return self._t, self._kind, self._tid, self._obj, self._arg
 
     def __len__(self) -> int:
-        return len(self._kind) + len(self._batch)
+        return len(self._kind) + len(self._batch) // 5
 
     def encode(self, value: Any) -> int:
         """Store a small int as itself; anything else as an index into a table of values."""
