@@ -57,13 +57,14 @@ scratch: ## (used by the test targets) give tests fresh, private Jupyter and IPy
 	@mkdir -p "$(SCRATCH)/jupyter/config" "$(SCRATCH)/jupyter/data" \
 		"$(SCRATCH)/jupyter/runtime" "$(SCRATCH)/ipython" "$(SCRATCH)/matplotlib"
 
-test: venv ## set up (if needed) and run every test: unit tests, notebooks (nbval), exercise sync
+test: venv ## set up (if needed) and run every test: unit tests, notebooks (nbval), exercise sync, lint
 	@failed=""; \
 	$(MAKE) --no-print-directory test-unit || failed="$$failed test-unit"; \
 	$(MAKE) --no-print-directory test-notebooks || failed="$$failed test-notebooks"; \
 	$(MAKE) --no-print-directory check-exercises || failed="$$failed check-exercises"; \
+	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
-	echo "make test: unit tests, notebooks and exercise sync all passed"
+	echo "make test: unit tests, notebooks, exercise sync and lint all passed"
 
 test-unit: venv scratch ## run the pytest suite in tests/ (unit, property, widget, lab, pipeline)
 	@echo "pytest tests/ (private Jupyter, IPython and matplotlib folders in .scratch/)"

@@ -116,7 +116,7 @@ def widget_ms(repeat: int) -> float:
     with contextlib.redirect_stdout(io.StringIO()):  # the widget prints its table
         w = counter_lab()
         sliders = {c.description: c for c in w.children if hasattr(c, "value")}
-        for i in range(repeat):
+        for _ in range(repeat):
             t0 = time.perf_counter()
             sliders["seed"].value = (sliders["seed"].value + 1) % 100
             times.append((time.perf_counter() - t0) * 1000)

@@ -32,6 +32,7 @@ __all__ = [
     "DeadlockError", "DeadlockReport", "Metrics", "MisuseError", "QemuCond", "QemuEvent",
     "QemuMutex", "QemuRecMutex", "QemuSemaphore", "RWLock", "RunResult", "ScheduleDivergence",
     "Shared", "Simulation", "SimulationError", "StepLimitExceeded", "ThreadCrashed",
-    "chrome_trace", "check", "compute", "hint", "reset", "holds", "intervals", "metrics", "note", "percentile", "run",
+    "chrome_trace", "check", "compute", "hint", "reset", "holds", "intervals", "metrics", "note",
+    "percentile", "run",
     "save_chrome_trace", "sleep", "timeline", "timeline_summary", "trace_table",
 ]

@@ -109,7 +109,9 @@ def counter_experiment(
     return CounterOutcome(seed, threads, model.counter.value, threads * increments, r.schedule, r)
 
 
-def first_losing_seed(threads: int = 2, increments: int = 2, seeds: range = range(1000)) -> int | None:
+def first_losing_seed(
+    threads: int = 2, increments: int = 2, seeds: range = range(1000)
+) -> int | None:
     """The smallest seed whose random schedule loses an update, or None if none in ``seeds``."""
     for s in seeds:
         if counter_experiment(s, threads, increments).lost:

@@ -361,7 +361,10 @@ class Replay(Policy):
                 return t
         names = ", ".join(f"{t.char}={t.name}" for t in ready)
         wanted = sim._thread_by_char.get(c)
-        why = f"thread {c} ({wanted.name}) is {wanted.state}" if wanted else f"there is no thread {c}"
+        if wanted:
+            why = f"thread {c} ({wanted.name}) is {wanted.state}"
+        else:
+            why = f"there is no thread {c}"
         raise ScheduleDivergence(
             f"the replay diverged at choice {self.pos + 1} (t={sim.now:g} us): the schedule says "
             f"{c!r} but {why}; the threads that could move were {names}"
@@ -462,7 +465,8 @@ class RunResult:
         return self.outcome == "completed"
 
     def __str__(self) -> str:
-        s = f"{self.outcome} at t={self.time:g} us after {self.steps} steps, schedule={self.schedule!r}"
+        s = (f"{self.outcome} at t={self.time:g} us after {self.steps} steps, "
+             f"schedule={self.schedule!r}")
         if self.deadlock:
             s += "\n" + self.deadlock.text()
         if self.error:
@@ -817,7 +821,9 @@ class _Label:
         self.name = name
 
 
-def run(program: Callable[[Simulation], Any], until: float | None = None, **options: Any) -> RunResult:
+def run(
+    program: Callable[[Simulation], Any], until: float | None = None, **options: Any
+) -> RunResult:
     """Build a fresh ``Simulation(**options)``, let ``program(sim)`` spawn its threads, run it.
 
     Whatever ``program`` returns (its shared variables and locks, say) is kept as

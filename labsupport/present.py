@@ -246,7 +246,8 @@ def chrome_trace(x: Simulation | RunResult) -> dict[str, Any]:
             events.append({"ph": "i", "s": "t", "pid": 1, "tid": max(tr.tid[i], 0),
                            "ts": tr.t[i], "cat": tb.KIND_NAMES[k],
                            "name": f"{tb.KIND_NAMES[k]} {obj.name}",
-                           "args": {"value": arg if isinstance(arg, (int, float, str)) else repr(arg)}})
+                           "args": {"value": arg if isinstance(arg, (int, float, str))
+                                    else repr(arg)}})
     return {"traceEvents": events, "displayTimeUnit": "ns",
             "otherData": {"seed": sim.seed, "schedule": sim.schedule}}
 

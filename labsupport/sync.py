@@ -116,7 +116,8 @@ class _OwnedLock(Waitable):
             self._grant(w)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} [{_state(self.owner, self.depth, len(self.waiters))}]>"
+        state = _state(self.owner, self.depth, len(self.waiters))
+        return f"<{type(self).__name__} {self.name} [{state}]>"
 
 
 class QemuMutex(_OwnedLock):
@@ -241,7 +242,8 @@ class QemuEvent(Waitable):
         return "nobody is left to set it"
 
     def __repr__(self) -> str:
-        return f"<QemuEvent {self.name} [{'set' if self.is_set else 'clear'}, waiters:{len(self.waiters)}]>"
+        state = "set" if self.is_set else "clear"
+        return f"<QemuEvent {self.name} [{state}, waiters:{len(self.waiters)}]>"
 
 
 class QemuSemaphore(Waitable):

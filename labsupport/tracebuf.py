@@ -173,6 +173,8 @@ class TraceBuffer:
             return None
         n = min(len(self), len(other))
         for i in range(n):
-            if any(a[c][i] != b[c][i] for c in range(4)) or self.decode(a[4][i]) != other.decode(b[4][i]):
+            if any(a[c][i] != b[c][i] for c in range(4)) or (
+                self.decode(a[4][i]) != other.decode(b[4][i])
+            ):
                 return i
         return n

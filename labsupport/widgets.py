@@ -15,7 +15,9 @@ from .demos import CounterOutcome, counter_experiment
 from .present import trace_table
 
 
-def counter_view(seed: int, threads: int, increments: int = 2, table: bool = True) -> CounterOutcome:
+def counter_view(
+    seed: int, threads: int, increments: int = 2, table: bool = True
+) -> CounterOutcome:
     """What the chapter 0 widget shows for one setting: the outcome, and its trace table."""
     out = counter_experiment(seed=seed, threads=threads, increments=increments)
     print(out.summary())

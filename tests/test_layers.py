@@ -29,7 +29,9 @@ def test_no_module_imports_a_layer_above_its_own():
             if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
                 dep = node.module.split(".")[0]
                 if LAYER.get(dep, 0) > LAYER[mod]:
-                    problems.append(f"{mod} (layer {LAYER[mod]}) imports {dep} (layer {LAYER[dep]})")
+                    problems.append(
+                        f"{mod} (layer {LAYER[mod]}) imports {dep} (layer {LAYER[dep]})"
+                    )
     assert not problems, problems
 
 

@@ -111,7 +111,7 @@ def test_every_deadlocked_run_is_reported_and_never_hangs(spec, seed, cpus):
         if r.outcome == "deadlock":
             # every thread in the cycle waits for a lock held by the next one
             names = r.deadlock.cycle
-            for (t, _what, by), nxt in zip(r.deadlock.waits, names[1:] + names[:1]):
+            for (_t, _what, by), nxt in zip(r.deadlock.waits, names[1:] + names[:1]):
                 assert by == [nxt]
 
 
