@@ -30,6 +30,9 @@ from .tracebuf import TraceBuffer
 SCHEDULE_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MAX_THREADS = len(SCHEDULE_ALPHABET)
 
+#: What a timed wait returns when its time ran out.
+TIMED_OUT = "timed out"
+
 # Thread states.
 READY, COMPUTING, SLEEPING, BLOCKED, DONE = "ready", "computing", "sleeping", "blocked", "done"
 
@@ -273,6 +276,8 @@ class Thread(Waitable):
         self.ticket = 0
         self._pending_us = 0.0
         self.local: dict[str, Any] = {}
+        self.daemon = False
+        self._episode = 0  # counts blocking episodes, so a stale time-out cannot wake a thread
         self._on_timer = lambda _ev: sim._make_ready(self)
         self._on_cpu_done = lambda _ev: sim.cpus._finish(self)
 
@@ -577,8 +582,14 @@ class Simulation:
 
     # -- threads -----------------------------------------------------------------------------
 
-    def spawn(self, name: str, body: Callable[..., Any], *args: Any, **kwargs: Any) -> Thread:
-        """Create a thread named ``name`` running ``body(*args, **kwargs)``, a generator."""
+    def spawn(
+        self, name: str, body: Callable[..., Any], *args: Any, daemon: bool = False, **kwargs: Any
+    ) -> Thread:
+        """Create a thread named ``name`` running ``body(*args, **kwargs)``, a generator.
+
+        A ``daemon`` thread (an event loop, say) may still be waiting when the run ends without
+        that counting as stuck: the run is over when every other thread has finished.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a thread needs a non-empty name; got {name!r}")
         if any(t.name == name for t in self.threads):
@@ -592,6 +603,7 @@ class Simulation:
                 f"yield); {getattr(body, '__name__', body)!r} returned {type(gen).__name__}"
             )
         t = Thread(self, name, gen, len(self.threads))
+        t.daemon = daemon
         self.threads.append(t)
         self._thread_by_char[t.char] = t
         self._record(tb.SPAWN, t.tid, t.oid, -1)
@@ -619,6 +631,25 @@ class Simulation:
             if cycle:
                 self._stop = ("deadlock", self._report("cycle", cycle))
         return False
+
+    def _block_for(self, thread: Thread, on: Waitable, us: float | None) -> bool:
+        """Park ``thread`` on ``on`` for at most ``us`` microseconds (None: no limit).
+
+        If the time runs out first the thread is taken off ``on.waiters`` and goes on with the
+        value ``TIMED_OUT``.
+        """
+        thread._episode += 1
+        if us is not None:
+            episode = thread._episode
+
+            def expire(_ev: Any) -> None:
+                still = thread.state == BLOCKED and thread.blocked_on is on
+                if still and thread._episode == episode:
+                    on.waiters.remove(thread)
+                    self._wake(thread, on, TIMED_OUT)
+
+            self.env.timeout(us).callbacks.append(expire)
+        return self._block(thread, on)
 
     def _wake(self, thread: Thread, on: Waitable, value: Any = None) -> None:
         """Make a blocked thread ready again (it continues with ``value``)."""
@@ -791,7 +822,7 @@ class Simulation:
             else:
                 error = payload
         else:
-            blocked = [t for t in self.threads if t.state == BLOCKED]
+            blocked = [t for t in self.threads if t.state == BLOCKED and not t.daemon]
             if blocked:
                 outcome = "stuck"
                 report = self._report("stuck", blocked)

@@ -1,0 +1,641 @@
+"""QEMU models: guests, vCPU threads, the main loop and the BQL, a disk, and the 2012 dataplane.
+
+Each era of the course is one arrangement of the same parts. Before 2009 one thread ran the
+guest's vCPUs in turn and, between slices, the main loop (``main_loop_wait``). From 2009 each KVM
+vCPU got a thread that runs guest code without the Big QEMU Lock and takes it for every MMIO
+exit that needs device emulation, while the main loop holds the BQL except while it sleeps in
+``poll()``. TCG followed, first with one thread for all vCPUs (round robin), then, in 2017, one
+thread per vCPU (MTTCG). In 2012 the virtio-blk dataplane moved one device's virtqueue and disk
+completions onto a private thread with its own loop, outside the BQL, for raw images only.
+
+``run_era(workload, era)`` runs one arrangement for ``workload.duration_us`` of simulated time
+and returns what a person would measure: guest throughput, MMIO exits, I/O rate and latency,
+and BQL contention by call site. Layer 4 (QEMU models): imports the kernel, the primitives and
+the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .kernel import RunResult, Simulation, Step, compute, run
+from .loop import AIO_ORDER, MAIN_LOOP_2008_ORDER, AioContext, EventNotifier, aio_poll
+from .shared import Shared
+from .sync import QemuMutex, QemuSemaphore
+
+ERAS = ("one-thread", "tcg-rr", "mttcg", "kvm", "dataplane")
+
+
+# --------------------------------------------------------------------------------------------
+# The workload: what the guest does. Every number is checked when the object is made.
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the guest does and what the host has (times in microseconds).
+
+    vcpus: guest CPUs. host_cpus: host CPUs the threads share. guest_us: guest code run between
+    two MMIO exits, on average (the time is drawn at random, seeded by ``seed``).
+    mmio_emulation_us: device emulation per MMIO exit (needs the BQL from 2009).
+    io_depth: disk requests that vCPU 0 keeps in flight (0: no disk I/O; vCPU 0 then computes like
+    the others). io_service_us, disk_queue_depth: the disk. io_submit_us, io_complete_us: QEMU's
+    cost to submit a request and to complete one. block_layer_us: the extra cost per request of
+    going through QEMU's block layer (image formats, throttling, ...), which the 2012 dataplane
+    skipped by submitting raw Linux AIO itself. handler_us: extra cost in every completion
+    handler (a slow handler). timer_period_us, timer_us: a periodic main-loop timer and its cost
+    (0: none). slice_us: time slice of a thread that runs several vCPUs. duration_us: how long
+    to simulate. seed: for the random schedule policy.
+    """
+
+    vcpus: int = 2
+    host_cpus: int = 4
+    guest_us: float = 50.0
+    mmio_emulation_us: float = 5.0
+    io_depth: int = 0
+    io_service_us: float = 100.0
+    disk_queue_depth: int = 32
+    io_submit_us: float = 5.0
+    io_complete_us: float = 3.0
+    block_layer_us: float = 10.0
+    handler_us: float = 0.0
+    timer_period_us: float = 0.0
+    timer_us: float = 2.0
+    slice_us: float = 200.0
+    duration_us: float = 20_000.0
+    seed: int = 0
+
+    _WHOLE = {"vcpus": (1, 32), "host_cpus": (1, 64), "io_depth": (0, 256),
+              "disk_queue_depth": (1, 1024), "seed": (0, 2**31 - 1)}
+    _POSITIVE = ("guest_us", "io_service_us", "slice_us", "duration_us")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in self._WHOLE:
+                lo, hi = self._WHOLE[f.name]
+                if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                    raise ValueError(
+                        f"{f.name} must be a whole number from {lo} to {hi}; got {v!r}"
+                    )
+            else:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise ValueError(f"{f.name} must be a number of microseconds; got {v!r}")
+                if v < 0 or (f.name in self._POSITIVE and v == 0):
+                    least = "> 0" if f.name in self._POSITIVE else ">= 0"
+                    raise ValueError(f"{f.name} must be {least} microseconds; got {v!r}")
+        if self.timer_period_us and self.timer_period_us < self.timer_us:
+            raise ValueError("timer_period_us must be 0 (no timer) or at least timer_us")
+
+    def replace(self, **changes: Any) -> Workload:
+        """A copy with some fields changed (and checked again)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise ValueError(
+                f"unknown workload field(s) {sorted(unknown)}; known: {sorted(values)}"
+            )
+        values.update(changes)
+        return Workload(**values)
+
+
+# --------------------------------------------------------------------------------------------
+# The Big QEMU Lock, with contention kept per call site (as QEMU's QSP profiler does).
+
+
+@dataclass
+class SiteStats:
+    """One call site's use of a lock: acquisitions, how many waited, wait and hold time (us)."""
+
+    site: str
+    acquisitions: int = 0
+    contended: int = 0
+    wait_us: float = 0.0
+    hold_us: float = 0.0
+
+
+class BQL:
+    """The Big QEMU Lock: one non-recursive ``QemuMutex`` that every device emulation needs.
+
+    QEMU's names since 2024: ``bql_lock()``, ``bql_unlock()``, ``bql_locked()`` (before that,
+    ``qemu_mutex_lock_iothread()`` and friends). ``yield bql.lock("kvm: mmio exit")`` names the
+    call site, so ``profile()`` can say who waited for it and who held it how long.
+    """
+
+    def __init__(self, sim: Simulation):
+        self.sim = sim
+        self.mutex = QemuMutex(sim, "BQL")
+        self.sites: dict[str, SiteStats] = {}
+        self._since: dict[int, tuple[str, float]] = {}
+
+    def lock(self, site: str = "main loop"):
+        """``yield bql.lock(site)`` (QEMU: ``bql_lock``)."""
+        sim = self.sim
+        st = self.sites.get(site)
+        if st is None:
+            st = self.sites[site] = SiteStats(site)
+        start = sim.now
+        yield self.mutex.lock()
+        st.acquisitions += 1
+        if sim.now > start:
+            st.contended += 1
+            st.wait_us += sim.now - start
+        self._since[sim.current.tid] = (site, sim.now)
+
+    def unlock(self):
+        """``yield bql.unlock()`` (QEMU: ``bql_unlock``)."""
+        sim = self.sim
+        site, since = self._since.pop(sim.current.tid, ("?", sim.now))
+        yield self.mutex.unlock()
+        if site in self.sites:
+            self.sites[site].hold_us += sim.now - since
+
+    def locked(self) -> bool:
+        """``bql_locked()``: does the current thread hold the BQL?"""
+        return self.mutex.held_by(self.sim.current)
+
+    def profile(self) -> str:
+        """Contention by call site, most waited-for first, as a text table."""
+        rows = sorted(self.sites.values(), key=lambda s: (-s.wait_us, s.site))
+        lines = [f"{'BQL call site':<24} {'taken':>7} {'waited':>7} {'wait us':>9} {'held us':>9}"]
+        for s in rows:
+            lines.append(f"{s.site:<24} {s.acquisitions:>7} {s.contended:>7} "
+                         f"{s.wait_us:>9.0f} {s.hold_us:>9.0f}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The disk and the virtio-blk request path.
+
+
+class Disk:
+    """A disk that serves up to ``queue_depth`` requests at once, each in ``service_us``.
+
+    Completed requests queue up and the disk sets ``completion`` (Linux AIO's eventfd).
+    """
+
+    def __init__(self, sim: Simulation, service_us: float, queue_depth: int):
+        self.sim = sim
+        self.service_us = service_us
+        self.queue_depth = queue_depth
+        self.active = 0
+        self.waiting: deque[Any] = deque()
+        self.completed: deque[Any] = deque()
+        self.completion = EventNotifier(sim, "disk-completion")
+
+    def submit(self, request: Any) -> Step:
+        """``yield disk.submit(req)``: hand a request to the disk (``io_submit``); never waits."""
+        return Step(lambda t: self._submit(request) or True)
+
+    def _submit(self, request: Any) -> None:
+        if self.active < self.queue_depth:
+            self._start(request)
+        else:
+            self.waiting.append(request)
+
+    def _start(self, request: Any) -> None:
+        self.active += 1
+        ev = self.sim.env.timeout(self.service_us)
+        ev.callbacks.append(lambda _ev: self._done(request))
+
+    def _done(self, request: Any) -> None:
+        self.active -= 1
+        self.completed.append(request)
+        self.completion.is_set = True
+        if self.completion.ctx is not None:
+            self.completion.ctx._wake_poller()
+        if self.waiting:
+            self._start(self.waiting.popleft())
+
+
+class VirtioBlk:
+    """A virtio-blk device: a virtqueue the guest fills, a kick, and an interrupt back.
+
+    ``handle_vq`` (QEMU: ``virtio_blk_handle_vq``) takes requests off the queue and submits them;
+    ``complete`` (the disk's completion handler) finishes them and interrupts the guest. Both run
+    in whichever loop watches the kick and the disk: the main loop, which holds the BQL while it
+    dispatches, or the dataplane's own loop, which never takes it.
+    """
+
+    def __init__(self, sim: Simulation, w: Workload, disk: Disk, block_layer: bool = True):
+        self.sim = sim
+        self.w = w
+        self.disk = disk
+        self.submit_us = w.io_submit_us + (w.block_layer_us if block_layer else 0.0)
+        self.avail: deque[float] = deque()
+        self.kick = EventNotifier(sim, "virtqueue-kick")  # the ioeventfd
+        self.irq = QemuSemaphore(sim, "guest-irq")
+        self.submitted = 0
+        self.completed = 0
+        self.latencies: list[float] = []
+
+    def handle_vq(self):
+        while self.avail:
+            start = self.avail.popleft()
+            yield compute(self.submit_us)
+            yield self.disk.submit(start)
+            self.submitted += 1
+
+    def complete(self):
+        while self.disk.completed:
+            start = self.disk.completed.popleft()
+            yield compute(self.w.io_complete_us + self.w.handler_us)
+            self.completed += 1
+            self.latencies.append(self.sim.now - start)
+            self.sim.mark("io", since=start)
+            yield self.irq.post()
+
+
+# --------------------------------------------------------------------------------------------
+# Results.
+
+
+@dataclass
+class EraResult:
+    """What one run of an era measured."""
+
+    era: str
+    workload: Workload
+    guest_cpus_busy: float  # guest code run per unit of time: 3.5 = three and a half vCPUs' worth
+    exits_per_s: float  # MMIO exits emulated per simulated second
+    io_per_s: float  # disk requests completed per simulated second
+    io_p50_us: float
+    io_p99_us: float
+    bql_wait_us: float  # total time threads waited for the BQL
+    bql_profile: str = ""
+    result: RunResult | None = field(default=None, repr=False)
+
+    def summary(self) -> str:
+        w = self.workload
+        parts = [f"{self.era}: {w.vcpus} vCPU(s) on {w.host_cpus} host CPU(s)",
+                 f"guest ran {self.guest_cpus_busy:.2f} vCPUs' worth",
+                 f"{self.exits_per_s:,.0f} MMIO exits/s"]
+        if w.io_depth:
+            parts.append(f"{self.io_per_s:,.0f} I/O/s (p50 {self.io_p50_us:.0f} us, "
+                         f"p99 {self.io_p99_us:.0f} us)")
+        parts.append(f"BQL waits {self.bql_wait_us / 1000:.1f} ms")
+        return "; ".join(parts)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+class _Counters:
+    def __init__(self, w: Workload):
+        self.w = w
+        self.guest_us = 0.0
+        self.exits = 0
+        self.until = w.duration_us
+
+
+def _io_vcpu_requests(sim: Simulation, dev: VirtioBlk, inflight: list[int]):
+    """vCPU 0's guest driver: fill the virtqueue up to ``io_depth``, then kick (one step)."""
+    while inflight[0] < dev.w.io_depth:
+        dev.avail.append(sim.now)
+        inflight[0] += 1
+    yield dev.kick.set()
+
+
+# --------------------------------------------------------------------------------------------
+# The eras.
+
+
+def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
+    c = _Counters(w)
+    until = w.duration_us
+    bql = None if era == "one-thread" else BQL(sim)
+    disk = Disk(sim, w.io_service_us, w.disk_queue_depth)
+    dev = VirtioBlk(sim, w, disk, block_layer=era != "dataplane")
+    inflight = [0]
+    io_vcpu = w.io_depth > 0
+
+    order = MAIN_LOOP_2008_ORDER if era == "one-thread" else AIO_ORDER
+    main_ctx = AioContext(sim, "main", order=order)
+    io_ctx = AioContext(sim, "dataplane") if era == "dataplane" else main_ctx
+    io_ctx.set_event_notifier(dev.kick, dev.handle_vq)
+    io_ctx.set_event_notifier(disk.completion, dev.complete)
+    if w.timer_period_us:
+        def tick():
+            if bql is not None:
+                yield bql.lock("main loop: timer")
+            yield compute(w.timer_us)
+            if bql is not None:
+                yield bql.unlock()
+            timer.arm(sim.now + w.timer_period_us)
+        timer = main_ctx.timer_new(tick, "periodic")
+        timer.arm(w.timer_period_us)
+
+    def mmio_exit(site: str):
+        if bql is not None:
+            yield bql.lock(site)
+        yield compute(w.mmio_emulation_us)
+        c.exits += 1
+        if bql is not None:
+            yield bql.unlock()
+
+    rng = sim.rng
+
+    def guest_chunk():
+        # Exits come at random: guest code runs an exponentially distributed time between two
+        # exits, guest_us on average (seeded: the same seed gives the same run).
+        us = rng.expovariate(1.0 / w.guest_us)
+        yield compute(us)
+        c.guest_us += us
+
+    def run_slice(site: str):
+        """One vCPU's time slice on a thread that runs several: guest code and its exits until
+        the slice is used up (the alarm timer kicks the vCPU out)."""
+        used = 0.0
+        while used < w.slice_us:
+            start = sim.now
+            yield from guest_chunk()
+            yield from mmio_exit(site)
+            used += sim.now - start
+
+    def collect_irqs():
+        """Consume interrupts already delivered (non-blocking), for the one-thread era."""
+        while dev.irq.count:
+            dev.irq.count -= 1
+            inflight[0] -= 1
+        return
+        yield  # a generator
+
+    threads: dict[str, Any] = {}
+
+    if era == "one-thread":
+        # One thread: each vCPU in turn for a slice, then one pass of main_loop_wait.
+        def qemu():
+            while sim.now < until:
+                for i in range(w.vcpus):
+                    if i == 0 and io_vcpu:
+                        yield from collect_irqs()
+                        if inflight[0] < w.io_depth:
+                            yield from _io_vcpu_requests(sim, dev, inflight)
+                        continue  # waiting for I/O: this vCPU halts
+                    yield from run_slice("-")
+                yield aio_poll(main_ctx, False)
+                if io_vcpu and w.vcpus == 1 and not main_ctx._pending():
+                    yield aio_poll(main_ctx, True)  # only the I/O vCPU: sleep until it completes
+
+        threads["qemu"] = sim.spawn("qemu", qemu)
+        return dict(counters=c, dev=dev, bql=bql, threads=threads)
+
+    # From 2009 on: a main-loop thread that holds the BQL except while it sleeps.
+    def main_loop():
+        yield bql.lock("main loop")
+        while True:
+            yield aio_poll(main_ctx, True, drop=_BqlAsLock(bql))
+
+    sim.spawn("main-loop", main_loop, daemon=True)
+    if era == "dataplane":
+        def dataplane():
+            while True:
+                yield aio_poll(io_ctx, True)
+        sim.spawn("dataplane", dataplane, daemon=True)
+
+    def io_vcpu_body(name: str):
+        def body():
+            while sim.now < until:
+                yield from _io_vcpu_requests(sim, dev, inflight)
+                yield dev.irq.wait()  # the guest halts until the completion interrupt
+                inflight[0] -= 1
+        return body
+
+    def vcpu_body(site: str):
+        def body():
+            while sim.now < until:
+                yield from guest_chunk()
+                yield from mmio_exit(site)
+        return body
+
+    if era in ("kvm", "mttcg", "dataplane"):
+        prefix = "tcg-vcpu" if era == "mttcg" else "vcpu"
+        site = "tcg: mmio" if era == "mttcg" else "kvm: mmio exit"
+        for i in range(w.vcpus):
+            body = io_vcpu_body(f"{prefix}{i}") if (i == 0 and io_vcpu) else vcpu_body(site)
+            threads[f"{prefix}{i}"] = sim.spawn(f"{prefix}{i}", body, daemon=(i == 0 and io_vcpu))
+    elif era == "tcg-rr":
+        def rr():
+            while sim.now < until:
+                for i in range(w.vcpus):
+                    if i == 0 and io_vcpu:
+                        yield from collect_irqs()
+                        if inflight[0] < w.io_depth:
+                            yield from _io_vcpu_requests(sim, dev, inflight)
+                        continue
+                    yield from run_slice("tcg: mmio")
+        threads["tcg-rr"] = sim.spawn("tcg-rr", rr)
+    else:
+        raise ValueError(f"unknown era {era!r}; choose one of {ERAS}")
+    return dict(counters=c, dev=dev, bql=bql, threads=threads)
+
+
+class _BqlAsLock:
+    """Lets ``aio_poll(..., drop=...)`` release and retake the BQL around its sleep."""
+
+    def __init__(self, bql: BQL):
+        self.bql = bql
+
+    def unlock(self):
+        return self.bql.unlock()
+
+    def lock(self):
+        return self.bql.lock("main loop")
+
+
+def era_program(w: Workload, era: str):
+    """The program that ``run_era`` runs, for ``run(program, ...)`` and replays."""
+    if era not in ERAS:
+        raise ValueError(f"unknown era {era!r}; choose one of {', '.join(ERAS)}")
+    if not isinstance(w, Workload):
+        raise TypeError(f"expected a Workload; got {type(w).__name__}")
+
+    def program(sim: Simulation) -> dict[str, Any]:
+        return _build(sim, w, era)
+
+    return program
+
+
+def run_era(
+    w: Workload,
+    era: str,
+    policy: str = "first-come",
+    trace: bool = True,
+    dataplane: Dataplane | None = None,
+) -> EraResult:
+    """Run ``era`` on workload ``w`` for ``w.duration_us`` and measure it.
+
+    For the ``"dataplane"`` era, ``dataplane`` is its configuration (default: a raw image with
+    nothing else asked of it); an unsupported configuration is refused before anything runs.
+    """
+    if era == "dataplane":
+        (dataplane or Dataplane()).start()
+    elif dataplane is not None:
+        raise ValueError(f"dataplane= only applies to the 'dataplane' era, not {era!r}")
+    program = era_program(w, era)
+    r = run(program, until=w.duration_us, seed=w.seed, cpus=w.host_cpus, policy=policy,
+            trace=trace)
+    model = r.sim.model
+    c, dev, bql = model["counters"], model["dev"], model["bql"]
+    d = w.duration_us
+    io_lat = dev.latencies
+    wait = sum(s.wait_us for s in bql.sites.values()) if bql else 0.0
+    return EraResult(
+        era=era,
+        workload=w,
+        guest_cpus_busy=c.guest_us / d,
+        exits_per_s=c.exits / (d / 1e6),
+        io_per_s=dev.completed / (d / 1e6),
+        io_p50_us=_pct(io_lat, 50),
+        io_p99_us=_pct(io_lat, 99),
+        bql_wait_us=wait,
+        bql_profile=bql.profile() if bql else "(no BQL in this era)",
+        result=r,
+    )
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[max(1, math.ceil(p / 100 * len(s))) - 1]
+
+
+# --------------------------------------------------------------------------------------------
+# The 2012 dataplane's limits, and the race that came with a second way into one handler.
+
+
+class DataplaneRefused(Exception):
+    """What ``x-data-plane=on`` answered when asked for something it could not do."""
+
+
+class Dataplane:
+    """The configuration of a virtio-blk device with ``x-data-plane=on`` (QEMU 1.4, 2013).
+
+    It served read, write and flush on a raw image from its own thread. Everything else was
+    refused: image formats at start-up, and block jobs, throttling and migration with -EBUSY
+    while it ran (the limits listed when it was merged).
+    """
+
+    def __init__(self, image_format: str = "raw", throttling: bool = False):
+        self.image_format = image_format
+        self.throttling = throttling
+        self.running = False
+
+    def start(self) -> Dataplane:
+        if self.image_format != "raw":
+            raise DataplaneRefused(
+                f"x-data-plane=on supports only format=raw, not {self.image_format!r}: the "
+                f"dataplane thread submits Linux AIO itself and bypasses the block layer that "
+                f"understands image formats"
+            )
+        if self.throttling:
+            raise DataplaneRefused(
+                "x-data-plane=on ignores QEMU's I/O throttling (it lives in the block layer, "
+                "which the dataplane bypasses); use the host's cgroups blkio limits instead"
+            )
+        self.running = True
+        return self
+
+    def _busy(self, what: str) -> DataplaneRefused:
+        return DataplaneRefused(
+            f"-EBUSY: {what} is not possible while the dataplane runs: it needs the block "
+            f"layer and the BQL, and the dataplane thread uses neither"
+        )
+
+    def start_block_job(self, job: str = "stream") -> None:
+        """A block job (stream, mirror, ...) on the device."""
+        if self.running:
+            raise self._busy(f"block job {job!r}")
+
+    def migrate(self) -> None:
+        """Live migration of the guest."""
+        if self.running:
+            raise self._busy("live migration")
+
+    def set_throttle(self, iops: int) -> None:
+        """QEMU's I/O throttling (block_set_io_throttle)."""
+        if self.running:
+            raise self._busy(f"throttling to {iops} IOPS")
+
+
+class HandlerGuard:
+    """Notices when two threads are inside one handler at once: the shape of race R2.
+
+    The handler calls ``yield guard.enter()`` first and ``yield guard.leave()`` last; a second
+    thread entering while another is inside is written down in ``reports``.
+    """
+
+    def __init__(self, sim: Simulation, handler: str):
+        self.sim = sim
+        self.handler = handler
+        self.inside: list[Any] = []
+        self.reports: list[str] = []
+
+    def enter(self) -> Step:
+        def do(t: Any) -> bool:
+            for other in self.inside:
+                self.reports.append(
+                    f"t={self.sim.now:g} us: {t.name} entered {self.handler} while "
+                    f"{other.name} was still inside it"
+                )
+            self.inside.append(t)
+            return True
+        return Step(do)
+
+    def leave(self) -> Step:
+        return Step(lambda t: self.inside.remove(t) or True)
+
+
+def r2_program(fixed: bool = False, requests: int = 3):
+    """R2: the virtqueue handler run by a vCPU thread *and* by the dataplane's thread.
+
+    In the buggy version the vCPU's notify path still calls ``virtio_blk_handle_vq`` itself
+    (as the vCPU thread did before the dataplane) and also kicks the dataplane, which runs the
+    same handler from its own loop; the handler was never written to be entered twice at once.
+    The fix gives the queue one owner: the vCPU only kicks.
+    """
+
+    def program(sim: Simulation) -> HandlerGuard:
+        bql = BQL(sim)
+        guard = HandlerGuard(sim, "virtio_blk_handle_vq")
+        avail = Shared(sim, "vq.avail_idx", 0)
+        last = Shared(sim, "vq.last_avail_idx", 0)
+        kick = EventNotifier(sim, "virtqueue-kick")
+        ctx = AioContext(sim, "dataplane")
+
+        def handle_vq():
+            yield guard.enter()
+            while (yield last.load()) < (yield avail.load()):
+                idx = yield last.load()
+                yield compute(2)  # parse the request descriptor
+                yield last.store(idx + 1)
+            yield guard.leave()
+
+        ctx.set_event_notifier(kick, handle_vq)
+
+        def vcpu():
+            for _ in range(requests):
+                yield avail.increment()
+                yield kick.set()  # the ioeventfd: the dataplane's loop wakes up
+                if not fixed:  # ... and the old notify path runs the handler here too
+                    yield bql.lock("vcpu: virtio notify")
+                    yield from handle_vq()
+                    yield bql.unlock()
+                yield compute(3)
+
+        def dataplane():
+            while True:
+                yield aio_poll(ctx, True)
+
+        sim.spawn("vcpu0", vcpu)
+        sim.spawn("dataplane", dataplane, daemon=True)
+        return guard
+
+    return program
+
+
+__all__ = ["BQL", "ERAS", "Dataplane", "DataplaneRefused", "Disk", "EraResult", "HandlerGuard",
+           "VirtioBlk", "Workload", "era_program", "r2_program", "run_era"]

@@ -1,0 +1,122 @@
+"""The QEMU models, and the quantitative claims chapters 1-3 make about them."""
+
+import pytest
+
+from labsupport import run
+from labsupport.models import (
+    Dataplane,
+    DataplaneRefused,
+    Workload,
+    r2_program,
+    run_era,
+)
+
+BASE = Workload(duration_us=20_000)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("vcpus", 0, "vcpus must be a whole number from 1 to 32"),
+    ("host_cpus", 2.5, "host_cpus must be a whole number"),
+    ("guest_us", 0, "guest_us must be > 0"),
+    ("mmio_emulation_us", -1, "mmio_emulation_us must be >= 0"),
+    ("io_depth", -3, "io_depth must be a whole number from 0"),
+    ("slice_us", float("nan"), "slice_us must be a number"),
+])
+def test_impossible_workloads_are_refused_with_what_is_allowed(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        BASE.replace(**{field: value})
+    with pytest.raises(ValueError, match="unknown workload field"):
+        BASE.replace(vpcus=2)
+    with pytest.raises(ValueError, match="unknown era"):
+        run_era(BASE, "kvm2")
+
+
+def test_same_seed_same_measurements():
+    w = BASE.replace(vcpus=3, io_depth=4)
+    a, b = run_era(w, "kvm"), run_era(w, "kvm")
+    assert a.summary() == b.summary() and a.bql_profile == b.bql_profile
+    assert a.summary() != run_era(w.replace(seed=1), "kvm").summary()
+
+
+# Chapter 1: one thread for everything.
+
+def test_ch1_more_vcpus_add_no_speed_on_one_thread():
+    busy = [run_era(BASE.replace(vcpus=n), "one-thread").guest_cpus_busy for n in (1, 2, 4, 8)]
+    assert max(busy) <= 1.0
+    assert max(busy) - min(busy) < 0.05 * max(busy)
+
+
+def test_ch1_io_latency_grows_with_the_time_slice():
+    w = BASE.replace(vcpus=3, io_depth=1)
+    p50 = [run_era(w.replace(slice_us=s), "one-thread").io_p50_us for s in (50, 200, 1000)]
+    assert p50[0] < p50[1] < p50[2]
+    assert p50[2] > 4 * p50[0]
+
+
+def test_ch1_a_slow_handler_stalls_the_guest():
+    w = BASE.replace(vcpus=3, io_depth=4)
+    fast = run_era(w, "one-thread").guest_cpus_busy
+    slow = run_era(w.replace(handler_us=200), "one-thread").guest_cpus_busy
+    assert slow < 0.7 * fast
+
+
+# Chapter 2: vCPU threads and the BQL.
+
+def test_ch2_guest_compute_scales_with_vcpus_up_to_host_cpus():
+    w = BASE.replace(host_cpus=4, guest_us=200)
+    busy = {n: run_era(w.replace(vcpus=n), "kvm").guest_cpus_busy for n in (1, 2, 4, 8)}
+    assert busy[4] >= 3 * busy[1]
+    assert busy[8] < 1.1 * busy[4]  # no more host CPUs to run on
+
+
+def test_ch2_device_emulation_serialises_on_the_bql():
+    w = BASE.replace(vcpus=4, host_cpus=4, mmio_emulation_us=5)
+    runs = [run_era(w.replace(guest_us=g), "kvm") for g in (200, 50, 20, 10, 5)]
+    waits = [r.bql_wait_us for r in runs]
+    assert waits == sorted(waits) and waits[-1] > 20 * max(waits[0], 1)
+    # one lock, 5 us per exit: never more than 200,000 exits/s however many vCPUs exit
+    assert all(r.exits_per_s <= 1e6 / 5 * 1.001 for r in runs)
+    assert runs[-1].exits_per_s > 0.9 * 1e6 / 5
+    assert "kvm: mmio exit" in runs[-1].bql_profile.splitlines()[1]
+
+
+def test_ch2_round_robin_tcg_is_flat_and_mttcg_scales():
+    w = BASE.replace(host_cpus=4, guest_us=200)
+    rr = [run_era(w.replace(vcpus=n), "tcg-rr").guest_cpus_busy for n in (1, 4)]
+    mt = [run_era(w.replace(vcpus=n), "mttcg").guest_cpus_busy for n in (1, 4)]
+    assert rr[1] < 1.05 * rr[0]
+    assert mt[1] >= 3 * mt[0]
+
+
+# Chapter 3: the dataplane.
+
+HIGH_MMIO = BASE.replace(vcpus=4, host_cpus=4, io_depth=8, guest_us=10, io_service_us=20)
+
+
+def test_ch3_dataplane_io_rate_beats_the_bql_path_under_mmio_load():
+    bql = run_era(HIGH_MMIO, "kvm")
+    dp = run_era(HIGH_MMIO, "dataplane")
+    assert dp.io_per_s >= 2 * bql.io_per_s
+    assert dp.io_p99_us < bql.io_p99_us
+
+
+def test_ch3_dataplane_refuses_what_it_cannot_do():
+    with pytest.raises(DataplaneRefused, match="format=raw"):
+        run_era(HIGH_MMIO, "dataplane", dataplane=Dataplane(image_format="qcow2"))
+    with pytest.raises(DataplaneRefused, match="throttling"):
+        Dataplane(throttling=True).start()
+    dp = Dataplane().start()
+    for action, arg in ((dp.start_block_job, "mirror"), (dp.migrate, None),
+                        (dp.set_throttle, 1000)):
+        with pytest.raises(DataplaneRefused, match="-EBUSY"):
+            action() if arg is None else action(arg)
+    Dataplane().migrate()  # not running: nothing to refuse
+
+
+def test_ch3_r2_two_threads_inside_one_handler_and_the_fix():
+    for seed in range(30):
+        buggy = run(r2_program(fixed=False), policy="random", seed=seed, cpus=2)
+        assert buggy.sim.model.reports, seed
+        assert "entered virtio_blk_handle_vq while" in buggy.sim.model.reports[0]
+        fixed = run(r2_program(fixed=True), policy="random", seed=seed, cpus=2)
+        assert fixed.ok and not fixed.sim.model.reports
