@@ -21,10 +21,10 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .kernel import RunResult, Simulation, Step, compute, run
+from .kernel import MisuseError, RunResult, Simulation, Step, compute, run
 from .loop import AIO_ORDER, MAIN_LOOP_2008_ORDER, AioContext, EventNotifier, aio_poll
 from .shared import Shared
-from .sync import QemuMutex, QemuSemaphore
+from .sync import QemuCond, QemuMutex, QemuSemaphore
 
 ERAS = ("one-thread", "tcg-rr", "mttcg", "kvm", "dataplane")
 
@@ -164,6 +164,101 @@ class BQL:
             lines.append(f"{s.site:<24} {s.acquisitions:>7} {s.contended:>7} "
                          f"{s.wait_us:>9.0f} {s.hold_us:>9.0f}")
         return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# vCPUs as objects: kicking one, and running a function in its thread.
+
+
+class CPUState:
+    """One guest CPU and the thread that runs it (QEMU: ``CPUState``).
+
+    Other threads reach a vCPU in two ways: ``qemu_cpu_kick`` makes it leave guest mode (or
+    wakes it from ``halt_cond``) at its next chance, and ``run_on_cpu`` queues a function for
+    its thread and waits, with the BQL as the condition's mutex, until the function has run.
+    The vCPU thread calls ``process_queued_cpu_work`` between guest runs.
+    """
+
+    def __init__(self, sim: Simulation, index: int, bql: BQL):
+        self.sim = sim
+        self.index = index
+        self.bql = bql
+        self.thread: Any = None
+        self.exit_request = False
+        self.halted = False
+        self.work: deque[list[Any]] = deque()
+        self.halt_cond = QemuCond(sim, f"cpu{index}.halt_cond")
+        self.work_cond = QemuCond(sim, f"cpu{index}.work_cond")
+
+    def __repr__(self) -> str:
+        who = self.thread.name if self.thread else "no thread yet"
+        return f"<CPUState cpu{self.index} [{who}, queued work:{len(self.work)}]>"
+
+
+def qemu_cpu_kick(cpu: CPUState):
+    """``yield qemu_cpu_kick(cpu)``: ask the vCPU to leave guest mode and look at its work."""
+    cpu.exit_request = True
+    yield cpu.halt_cond.broadcast()
+
+
+def run_on_cpu(cpu: CPUState, fn: Any):
+    """``yield run_on_cpu(cpu, fn)``: run ``fn()`` in ``cpu``'s thread and wait for it.
+
+    The caller must hold the BQL (the wait uses it as the condition's mutex). Called from the
+    vCPU's own thread, ``fn`` simply runs.
+    """
+    sim = cpu.sim
+    me = sim.current
+    if me is cpu.thread:
+        return (yield from _call_fn(fn))
+    if not cpu.bql.mutex.held_by(me):
+        raise MisuseError(
+            f"{me.name} called run_on_cpu(cpu{cpu.index}) without the BQL: the wait for the "
+            f"vCPU uses the BQL as its mutex, so take it first"
+        )
+    item = [fn, False, None]
+    cpu.work.append(item)
+    yield from qemu_cpu_kick(cpu)
+    while not item[1]:
+        yield cpu.work_cond.wait(cpu.bql.mutex)
+    return item[2]
+
+
+def process_queued_cpu_work(cpu: CPUState):
+    """Run the functions queued for this vCPU (its thread holds the BQL), then wake the askers."""
+    ran = False
+    while cpu.work:
+        item = cpu.work.popleft()
+        item[2] = yield from _call_fn(item[0])
+        item[1] = True
+        ran = True
+    cpu.exit_request = False
+    if ran:
+        yield cpu.work_cond.broadcast()
+
+
+def _call_fn(fn: Any):
+    result = fn()
+    if hasattr(result, "send"):
+        return (yield from result)
+    return result
+
+
+def vcpu_thread_fn(cpu: CPUState, guest_us: float, until: float):
+    """A KVM vCPU thread that also serves kicks and queued work: guest mode without the BQL,
+    then, holding it, the queued work; a halted vCPU sleeps on ``halt_cond``."""
+    sim = cpu.sim
+    cpu.thread = sim.current
+    yield cpu.bql.lock("vcpu: work")
+    while sim.now < until:
+        yield from process_queued_cpu_work(cpu)
+        if cpu.halted and not cpu.work:
+            yield cpu.halt_cond.wait(cpu.bql.mutex)
+            continue
+        yield cpu.bql.unlock()
+        yield compute(guest_us)  # guest mode; a kick takes effect when it comes out
+        yield cpu.bql.lock("vcpu: work")
+    yield cpu.bql.unlock()
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,5 +732,6 @@ def r2_program(fixed: bool = False, requests: int = 3):
     return program
 
 
-__all__ = ["BQL", "ERAS", "Dataplane", "DataplaneRefused", "Disk", "EraResult", "HandlerGuard",
+__all__ = ["BQL", "CPUState", "ERAS", "process_queued_cpu_work", "qemu_cpu_kick", "run_on_cpu",
+           "vcpu_thread_fn", "Dataplane", "DataplaneRefused", "Disk", "EraResult", "HandlerGuard",
            "VirtioBlk", "Workload", "era_program", "r2_program", "run_era"]

@@ -120,3 +120,52 @@ def test_ch3_r2_two_threads_inside_one_handler_and_the_fix():
         assert "entered virtio_blk_handle_vq while" in buggy.sim.model.reports[0]
         fixed = run(r2_program(fixed=True), policy="random", seed=seed, cpus=2)
         assert fixed.ok and not fixed.sim.model.reports
+
+
+# vCPU objects: kick and run_on_cpu.
+
+def _cpu_program(halted: bool, with_bql: bool = True):
+    from labsupport import sleep
+    from labsupport.models import BQL, CPUState, run_on_cpu, vcpu_thread_fn
+
+    def program(sim):
+        bql = BQL(sim)
+        cpu = CPUState(sim, 0, bql)
+        cpu.halted = halted
+        ran = []
+
+        def fn():
+            ran.append((sim.current.name, sim.now))
+            return 42
+
+        def main_loop():
+            yield sleep(5)
+            if with_bql:
+                yield bql.lock("main loop")
+            got = yield run_on_cpu(cpu, fn)
+            ran.append(("returned", got))
+            if with_bql:
+                yield bql.unlock()
+
+        sim.spawn("vcpu0", vcpu_thread_fn, cpu, 20, 100, daemon=halted)  # a halted guest idles
+        sim.spawn("main-loop", main_loop)
+        return ran
+
+    return program
+
+
+def test_run_on_cpu_runs_in_the_vcpu_thread_and_waits_for_it():
+    for halted in (False, True):
+        r = run(_cpu_program(halted), cpus=2)
+        assert r.ok, r
+        (who, when), returned = r.sim.model
+        assert who == "vcpu0" and returned == ("returned", 42)
+        # a running vCPU notices at the end of its guest run (t=20); a halted one at once
+        assert when == (5 if halted else 20)
+
+
+def test_run_on_cpu_without_the_bql_is_refused():
+    from labsupport import MisuseError
+
+    with pytest.raises(MisuseError, match="without the BQL"):
+        run(_cpu_program(False, with_bql=False), cpus=2)
