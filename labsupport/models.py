@@ -457,11 +457,10 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
         return
         yield  # a generator
 
-    threads: dict[str, Any] = {}
-
-    if era == "one-thread":
-        # One thread: each vCPU in turn for a slice, then one pass of main_loop_wait.
-        def qemu():
+    def round_robin(site: str, main_loop_wait: bool):
+        """One thread runs every vCPU in turn for a slice (before 2009 also one pass of
+        main_loop_wait after each round; round-robin TCG leaves that to the main loop)."""
+        def body():
             while sim.now < until:
                 for i in range(w.vcpus):
                     if i == 0 and io_vcpu:
@@ -469,12 +468,17 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
                         if inflight[0] < w.io_depth:
                             yield from _io_vcpu_requests(sim, dev, inflight)
                         continue  # waiting for I/O: this vCPU halts
-                    yield from run_slice("-")
-                yield aio_poll(main_ctx, False)
-                if io_vcpu and w.vcpus == 1 and not main_ctx._pending():
-                    yield aio_poll(main_ctx, True)  # only the I/O vCPU: sleep until it completes
+                    yield from run_slice(site)
+                if main_loop_wait:
+                    yield aio_poll(main_ctx, False)
+                    if io_vcpu and w.vcpus == 1 and not main_ctx._pending():
+                        yield aio_poll(main_ctx, True)  # only the I/O vCPU: sleep until done
+        return body
 
-        threads["qemu"] = sim.spawn("qemu", qemu)
+    threads: dict[str, Any] = {}
+
+    if era == "one-thread":
+        threads["qemu"] = sim.spawn("qemu", round_robin("-", main_loop_wait=True))
         return dict(counters=c, dev=dev, bql=bql, threads=threads)
 
     # From 2009 on: a main-loop thread that holds the BQL except while it sleeps.
@@ -512,16 +516,7 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
             body = io_vcpu_body(f"{prefix}{i}") if (i == 0 and io_vcpu) else vcpu_body(site)
             threads[f"{prefix}{i}"] = sim.spawn(f"{prefix}{i}", body, daemon=(i == 0 and io_vcpu))
     elif era == "tcg-rr":
-        def rr():
-            while sim.now < until:
-                for i in range(w.vcpus):
-                    if i == 0 and io_vcpu:
-                        yield from collect_irqs()
-                        if inflight[0] < w.io_depth:
-                            yield from _io_vcpu_requests(sim, dev, inflight)
-                        continue
-                    yield from run_slice("tcg: mmio")
-        threads["tcg-rr"] = sim.spawn("tcg-rr", rr)
+        threads["tcg-rr"] = sim.spawn("tcg-rr", round_robin("tcg: mmio", main_loop_wait=False))
     else:
         raise ValueError(f"unknown era {era!r}; choose one of {ERAS}")
     return dict(counters=c, dev=dev, bql=bql, threads=threads)
