@@ -24,10 +24,12 @@ NOTEBOOK_DIRS := notebooks solutions exercises
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=120 -p no:cacheprovider --ignore-glob='*.bak.ipynb'
 LINT_PATHS := labsupport tests tools bench notebooks solutions
+# The browser test drives Debian's chromium through Python playwright (requirements/browser.txt).
+CHROMIUM := /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-unit test-notebooks notebooks exercises check-exercises \
-	bench lint format clean distclean scratch
+.PHONY: help venv lab test test-unit test-notebooks test-browser browser browser-if-possible \
+	notebooks exercises check-exercises bench lint format clean distclean scratch
 
 help: ## list the targets
 	@echo "Unlocking QEMU - make targets:"
@@ -57,19 +59,20 @@ scratch: ## (used by the test targets) give tests fresh, private Jupyter and IPy
 	@mkdir -p "$(SCRATCH)/jupyter/config" "$(SCRATCH)/jupyter/data" \
 		"$(SCRATCH)/jupyter/runtime" "$(SCRATCH)/ipython" "$(SCRATCH)/matplotlib"
 
-test: venv ## set up (if needed) and run every test: unit tests, notebooks (nbval), exercise sync, lint
+test: venv browser-if-possible ## set up (if needed) and run every test: unit tests, notebooks (nbval), exercise sync, lint, browser
 	@failed=""; \
 	$(MAKE) --no-print-directory test-unit || failed="$$failed test-unit"; \
 	$(MAKE) --no-print-directory test-notebooks || failed="$$failed test-notebooks"; \
 	$(MAKE) --no-print-directory check-exercises || failed="$$failed check-exercises"; \
 	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
+	$(MAKE) --no-print-directory test-browser || failed="$$failed test-browser"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
-	echo "make test: unit tests, notebooks, exercise sync and lint all passed"
+	echo "make test: unit tests, notebooks, exercise sync, lint and the browser test all passed"
 
 test-unit: venv scratch ## run the pytest suite in tests/ (unit, property, widget, lab, pipeline)
 	@echo "pytest tests/ (private Jupyter, IPython and matplotlib folders in .scratch/)"
 	@$(ISOLATED) MPLBACKEND=Agg $(VPY) -m pytest -p no:cacheprovider \
-		--basetemp="$(SCRATCH)/artifacts" tests/
+		--basetemp="$(SCRATCH)/artifacts" --ignore=tests/browser tests/
 
 test-notebooks: venv scratch ## validate notebooks/, solutions/ and exercises/ with nbval
 	@dirs=""; for d in $(NOTEBOOK_DIRS); do \
@@ -79,6 +82,50 @@ test-notebooks: venv scratch ## validate notebooks/, solutions/ and exercises/ w
 	$(ISOLATED) $(VPY) -m pytest $(NBVAL) $$dirs; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "nbval: no notebook cells to validate"; status=0; fi; \
 	exit $$status
+
+# Runs after test-unit in `make test`: pytest empties its --basetemp, .scratch/artifacts, which
+# also holds this test's screenshot (.scratch/artifacts/browser/).
+test-browser: venv scratch ## run the browser test: JupyterLab in headless chromium, run a chapter, move a slider
+	@echo "pytest tests/browser (JupyterLab from tools/lab.py, driven in $(CHROMIUM); screenshot in .scratch/artifacts/browser/)"
+	@$(ISOLATED) $(VPY) -m pytest -p no:cacheprovider --basetemp="$(SCRATCH)/browser" \
+		-rA --durations=0 tests/browser
+
+browser: venv ## install the headless browser for the browser test: Debian's chromium and Python playwright
+	@echo "Installing playwright (requirements/browser.txt) into $(VENV) ..."
+	@$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements/browser.txt || { \
+		echo "make browser: could not install playwright into $(VENV) (see pip's message above)" >&2; \
+		exit 1; }
+	@if [ -x $(CHROMIUM) ]; then \
+		echo "$(CHROMIUM) is installed ($$($(CHROMIUM) --version 2>/dev/null))."; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's chromium (apt-get update && apt-get install -y chromium) ..."; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { \
+			echo "make browser: apt-get could not install chromium (see its message above)" >&2; \
+			exit 1; }; \
+		test -x $(CHROMIUM) || { \
+			echo "make browser: apt-get installed chromium, but $(CHROMIUM) is still missing" >&2; \
+			exit 1; }; \
+		echo "$(CHROMIUM) is installed ($$($(CHROMIUM) --version 2>/dev/null))."; \
+	else \
+		if command -v apt-get >/dev/null 2>&1; then \
+			why="installing a Debian package needs root, and this is $$(id -un)"; \
+			how="sudo apt-get update && sudo apt-get install -y chromium"; \
+		else \
+			why="there is no apt-get here (the test expects Debian's chromium)"; \
+			how="install Chromium so that it is at $(CHROMIUM) with your system's package manager"; \
+		fi; \
+		echo "make browser: $(CHROMIUM) is missing and cannot be installed from here: $$why." >&2; \
+		echo "make browser: to install it: $$how" >&2; \
+		exit 1; \
+	fi
+
+# Used by `make test`: install the browser if possible; if not, say so and go on, and the browser
+# test then skips with the reason (except under CI, where it fails).
+browser-if-possible: venv
+	@$(MAKE) --no-print-directory browser || { \
+		echo "make test: the headless browser could not be installed (see above), so the browser" \
+			"test will be skipped (under CI it fails). Run make browser to try again." >&2; }
 
 notebooks: venv scratch ## re-execute notebooks/ and solutions/ in place, then regenerate exercises/
 	@echo "tools/run_notebooks.py $(NOTEBOOKS) (private Jupyter, IPython and matplotlib folders)"

@@ -54,8 +54,12 @@ def in_ci() -> bool:
 def _missing(reason: str):
     """Skip with the reason; under CI, fail with it (CI is expected to have the browser)."""
     if in_ci():
-        pytest.fail(f"{reason} (CI is set, and CI must have installed the browser)", pytrace=False)
-    pytest.skip(reason)
+        pytest.fail(
+            f"browser test failed: {reason} (CI is set, and CI installs the browser: "
+            "`make test` runs `make browser` first)",
+            pytrace=False,
+        )
+    pytest.skip(f"browser test skipped: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -63,14 +67,14 @@ def browser():
     """Playwright's ``sync_playwright``, once chromium and playwright are both known present."""
     if not CHROMIUM.is_file() or not os.access(CHROMIUM, os.X_OK):
         _missing(
-            f"browser test skipped: {CHROMIUM} is missing. Install it with `make browser` (as "
+            f"{CHROMIUM} is missing. Install it with `make browser` (as "
             "root it runs `apt-get install chromium`), or `sudo apt-get install chromium`"
         )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as error:
         _missing(
-            f"browser test skipped: Python playwright cannot be imported ({error}). Install it "
+            f"Python playwright cannot be imported ({error}). Install it "
             "with `make browser` (pip install -r requirements/browser.txt into .venv)"
         )
     return sync_playwright
@@ -151,8 +155,9 @@ def lab_server(tmp_path):
             except (OSError, urllib.error.URLError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"JupyterLab gave no answer within {START_TIMEOUT} s:\n"
-                            f"{server.log_tail()}")
+                pytest.fail(
+                    f"JupyterLab gave no answer within {START_TIMEOUT} s:\n{server.log_tail()}"
+                )
             time.sleep(0.25)
         yield server
     finally:
