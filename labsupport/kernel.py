@@ -588,7 +588,8 @@ class Simulation:
         """Create a thread named ``name`` running ``body(*args, **kwargs)``, a generator.
 
         A ``daemon`` thread (an event loop, say) may still be waiting when the run ends without
-        that counting as stuck: the run is over when every other thread has finished.
+        that counting as stuck. A daemon that never waits (one that polls with ``sleep()``
+        forever) keeps the run going: give ``run()`` an ``until`` then.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a thread needs a non-empty name; got {name!r}")

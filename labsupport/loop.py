@@ -233,7 +233,8 @@ class AioContext(Waitable):
     def _fds_ready(self) -> bool:
         return any(n.is_set for n, _io, _can in self.handlers)
 
-    def _pending(self) -> bool:
+    def pending(self) -> bool:
+        """Is anything ready to run, without running it? (QEMU: ``aio_pending``.) Not a step."""
         if self.bh_queue or self.notified or self._fds_ready():
             return True
         now = self.sim.now
@@ -285,10 +286,10 @@ def aio_poll(ctx: AioContext, blocking: bool, drop: Any = None):
         if ctx.notify_me_handshake:
             ctx.notify_me = True
             yield Note("notify_me = 1")
-            yield from _sleep(ctx, not ctx._pending())
+            yield from _sleep(ctx, not ctx.pending())
         else:
             # The broken order: look for work first, announce the sleep afterwards.
-            idle = not ctx._pending()
+            idle = not ctx.pending()
             yield Note("check for work: " + ("none" if idle else "some"))
             ctx.notify_me = True
             yield from _sleep(ctx, idle)

@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from . import tracebuf as tb
 from .kernel import MisuseError, RunResult, Simulation, Step, compute, run
 from .loop import AIO_ORDER, MAIN_LOOP_2008_ORDER, AioContext, EventNotifier, aio_poll
 from .shared import Shared
@@ -412,12 +413,8 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
     io_ctx.set_event_notifier(dev.kick, dev.handle_vq)
     io_ctx.set_event_notifier(disk.completion, dev.complete)
     if w.timer_period_us:
-        def tick():
-            if bql is not None:
-                yield bql.lock("main loop: timer")
+        def tick():  # runs in the main loop, which already holds the BQL from 2009 on
             yield compute(w.timer_us)
-            if bql is not None:
-                yield bql.unlock()
             timer.arm(sim.now + w.timer_period_us)
         timer = main_ctx.timer_new(tick, "periodic")
         timer.arm(w.timer_period_us)
@@ -471,7 +468,7 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
                     yield from run_slice(site)
                 if main_loop_wait:
                     yield aio_poll(main_ctx, False)
-                    if io_vcpu and w.vcpus == 1 and not main_ctx._pending():
+                    if io_vcpu and w.vcpus == 1 and not main_ctx.pending():
                         yield aio_poll(main_ctx, True)  # only the I/O vCPU: sleep until done
         return body
 
@@ -605,8 +602,8 @@ class Dataplane:
     """The configuration of a virtio-blk device with ``x-data-plane=on`` (QEMU 1.4, 2013).
 
     It served read, write and flush on a raw image from its own thread. Everything else was
-    refused: image formats at start-up, and block jobs, throttling and migration with -EBUSY
-    while it ran (the limits listed when it was merged).
+    refused or missing: image formats at start-up; block jobs (and hot unplug) with -EBUSY while
+    it ran; no live migration; QEMU's throttling ignored (the limits listed when it was merged).
     """
 
     def __init__(self, image_format: str = "raw", throttling: bool = False):
@@ -624,7 +621,8 @@ class Dataplane:
         if self.throttling:
             raise DataplaneRefused(
                 "x-data-plane=on ignores QEMU's I/O throttling (it lives in the block layer, "
-                "which the dataplane bypasses); use the host's cgroups blkio limits instead"
+                "which the dataplane bypasses); QEMU 1.4 silently went on without the limit, "
+                "this model refuses so that it is not lost unnoticed; use cgroups blkio instead"
             )
         self.running = True
         return self
@@ -641,9 +639,13 @@ class Dataplane:
             raise self._busy(f"block job {job!r}")
 
     def migrate(self) -> None:
-        """Live migration of the guest."""
+        """Live migration of the guest: not supported with the 2013 dataplane (later versions
+        stopped the dataplane for the duration of the migration)."""
         if self.running:
-            raise self._busy("live migration")
+            raise DataplaneRefused(
+                "live migration is not supported with x-data-plane=on (QEMU 1.4): the "
+                "dataplane's requests bypass the block layer that migration must quiesce"
+            )
 
     def set_throttle(self, iops: int) -> None:
         """QEMU's I/O throttling (block_set_io_throttle)."""
@@ -672,11 +674,16 @@ class HandlerGuard:
                     f"{other.name} was still inside it"
                 )
             self.inside.append(t)
+            self.sim._record(tb.OP, t.tid, self.sim._label("note", f"enter {self.handler}"), None)
             return True
         return Step(do)
 
     def leave(self) -> Step:
-        return Step(lambda t: self.inside.remove(t) or True)
+        def do(t: Any) -> bool:
+            self.inside.remove(t)
+            self.sim._record(tb.OP, t.tid, self.sim._label("note", f"leave {self.handler}"), None)
+            return True
+        return Step(do)
 
 
 def r2_program(fixed: bool = False, requests: int = 3):

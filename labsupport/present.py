@@ -58,7 +58,7 @@ def _step_text(sim: Simulation, i: int, reveal: bool, got: bool) -> str | None:
         return "exit"
     if k == tb.SIGNAL:
         verbs = {"event": "reset" if arg == -1 else "set", "semaphore": "post",
-                 "condition": "signal"}
+                 "condition": "signal", "bh": "schedule", "notifier": "set"}
         return f"{verbs.get(obj.kind, 'signal')} {name}"
     return None
 

@@ -272,3 +272,26 @@ def test_marks_give_throughput_and_latency():
     assert m.marks["op"].count == 5
     assert m.marks["op"].p(99) == 20
     assert m.marks["op"].throughput_per_s == pytest.approx(5 / 100e-6)
+
+
+def test_a_polling_daemon_is_bounded_by_until_and_idle_daemons_are_not_stuck():
+    def prog(sim):
+        def poller():
+            while True:
+                yield sleep(10)
+                yield note("poll")
+
+        sim.spawn("poller", poller, daemon=True)
+        sim.spawn("worker", lambda: (yield compute(35)))
+
+    r = run(prog, until=100)
+    assert r.outcome == "time limit" and r.time == 100
+
+    def idle(sim):
+        from labsupport import QemuEvent
+
+        ev = QemuEvent(sim, "never")
+        sim.spawn("loop", lambda: (yield ev.wait()), daemon=True)
+        sim.spawn("worker", lambda: (yield compute(5)))
+
+    assert run(idle).outcome == "completed"
