@@ -824,6 +824,9 @@ class Simulation:
                 error = payload
         else:
             blocked = [t for t in self.threads if t.state == BLOCKED and not t.daemon]
+            # a daemon waiting for a lock someone holds is part of the story too
+            blocked += [t for t in self.threads if t.state == BLOCKED and t.daemon
+                        and blocked and t.blocked_on is not None and t.blocked_on.holders()]
             if blocked:
                 outcome = "stuck"
                 report = self._report("stuck", blocked)

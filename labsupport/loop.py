@@ -179,6 +179,9 @@ class AioContext(Waitable):
         self.notify_me = False
         self.notified = False
         self.polls = 0
+        #: threads whose work a poller of this context is waiting for (set by aio_wait_while),
+        #: so the wait-for graph can see that wait
+        self.waiting_for: list[Thread] = []
 
     # Registering work (set-up code; not steps).
     def bh_new(self, cb: Callable[..., Any], name: str = "bh") -> QEMUBH:
@@ -244,10 +247,16 @@ class AioContext(Waitable):
         deadlines = [t.deadline for t in self.timers if t.deadline is not None]
         return None if not deadlines else max(0.0, min(deadlines) - self.sim.now)
 
+    def holders(self) -> list[Thread]:
+        return list(self.waiting_for)
+
     def wait_reason(self) -> str:
         return "nothing is left to notify it"
 
     def label(self) -> str:
+        if self.waiting_for:
+            who = " and ".join(t.name for t in self.waiting_for)
+            return f"AioContext {self.name} (in AIO_WAIT_WHILE, for {who}'s work)"
         return f"AioContext {self.name} (in aio_poll)"
 
     def __repr__(self) -> str:
@@ -324,7 +333,44 @@ def aio_poll(ctx: AioContext, blocking: bool, drop: Any = None):
     return progress
 
 
+def aio_wait_while(ctx: AioContext, cond: Callable[[], bool], lock: Any = None,
+                   main_ctx: AioContext | None = None):
+    """``yield aio_wait_while(ctx, cond, lock, main_ctx)``: poll until ``cond()`` is false.
+
+    QEMU's ``AIO_WAIT_WHILE`` as it was in the AioContext-lock years. In ``ctx``'s own thread it
+    polls ``ctx``. From the main loop, waiting for another context's work, it releases that
+    context's ``lock`` **once**, polls the main context, and takes the lock again: if the caller
+    held the (recursive) lock twice, the other thread still cannot get it (deadlock D1). The
+    thread doing the work calls ``aio_wait_kick(main_ctx)`` when it has made progress.
+    """
+    me = ctx.sim.current
+    if ctx.home is me or ctx.home is None:
+        while cond():
+            yield aio_poll(ctx, True)
+        return
+    if main_ctx is None:
+        raise MisuseError(
+            f"{me.name} waits for {ctx.name}'s work from another thread: pass main_ctx, the "
+            f"context this thread polls while it waits"
+        )
+    while cond():
+        if lock is not None:
+            yield lock.unlock()
+        main_ctx.waiting_for = [ctx.home]
+        try:
+            yield aio_poll(main_ctx, True)
+        finally:
+            main_ctx.waiting_for = []
+        if lock is not None:
+            yield lock.lock()
+
+
+def aio_wait_kick(main_ctx: AioContext) -> Op:
+    """``yield aio_wait_kick(main_ctx)``: wake a thread in ``aio_wait_while`` to look again."""
+    return main_ctx.notify()
+
+
 __all__ = [
     "AIO_ORDER", "MAIN_LOOP_2008_ORDER", "TIMED_OUT", "AioContext", "EventNotifier", "QEMUBH",
-    "QEMUTimer", "aio_poll",
+    "QEMUTimer", "aio_poll", "aio_wait_kick", "aio_wait_while",
 ]

@@ -32,8 +32,10 @@ class _OwnedLock(Waitable):
 
     recursive = False
 
-    def __init__(self, sim: Simulation, name: str):
+    def __init__(self, sim: Simulation, name: str, lock_class: str | None = None):
         super().__init__(sim, name)
+        #: what the lock-order validator groups locks by (every AioContext's lock is one class)
+        self.lock_class = lock_class or name
         self.owner: Thread | None = None
         self.depth = 0
         self._lock_op = Step(self._do_lock)
@@ -85,7 +87,11 @@ class _OwnedLock(Waitable):
                 f"itself forever); use a QemuRecMutex or unlock first"
             )
         self.waiters.append(t)
+        self._contended(t)
         return self.sim._block(t, self)
+
+    def _contended(self, t: Thread) -> None:
+        """Called when ``t`` has to wait; RFifoLock uses it to kick the owner."""
 
     def _do_trylock(self, t: Thread) -> bool:
         if self.owner is None or (self.recursive and self.owner is t):
@@ -134,6 +140,29 @@ class QemuRecMutex(_OwnedLock):
 
     kind = "rec-mutex"
     recursive = True
+
+
+class RFifoLock(_OwnedLock):
+    """The 2013 AioContext lock: recursive, first-come first-served, and it kicks its owner.
+
+    QEMU's ``RFifoLock`` (``util/rfifolock.c``) gave out tickets so that waiters get the lock in
+    arrival order, and called a contention callback when a thread had to wait; the AioContext
+    lock used it to ``aio_notify`` the context, so an owner sleeping in ``aio_poll`` would wake
+    up and let go. ``on_contention(waiting_thread)`` is that callback.
+    """
+
+    kind = "rfifolock"
+    recursive = True
+
+    def __init__(self, sim: Simulation, name: str, on_contention=None, lock_class=None):
+        super().__init__(sim, name, lock_class)
+        self.on_contention = on_contention
+        self.contentions = 0
+
+    def _contended(self, t: Thread) -> None:
+        self.contentions += 1
+        if self.on_contention is not None:
+            self.on_contention(t)
 
 
 class QemuCond(Waitable):

@@ -8,9 +8,9 @@ import labsupport
 LAYER = {
     "tracebuf": 1, "kernel": 1,
     "sync": 2, "shared": 2,
-    "loop": 3,
+    "loop": 3, "coroutine": 3,
     "demos": 4, "models": 4,
-    "analysis": 5,
+    "analysis": 5, "detect": 5,
     "present": 6,
     "widgets": 7,
     "exercises": 8, "checks": 8,
@@ -18,8 +18,8 @@ LAYER = {
 
 
 def layer(mod: str) -> int:
-    """A module's layer; chapter modules are named after theirs (widgets_ch02, checks_ch02)."""
-    for prefix, n in (("widgets_", 7), ("checks_", 8)):
+    """A module's layer; chapter modules are named by theirs (scenarios_ch04, widgets_ch02)."""
+    for prefix, n in (("scenarios_", 4), ("widgets_", 7), ("checks_", 8)):
         if mod.startswith(prefix):
             return n
     assert mod in LAYER, f"labsupport/{mod}.py has no layer; add it to LAYER"
