@@ -23,9 +23,17 @@ from typing import Any
 
 from . import tracebuf as tb
 from .kernel import MisuseError, RunResult, Simulation, Step, compute, run
-from .loop import AIO_ORDER, MAIN_LOOP_2008_ORDER, AioContext, EventNotifier, aio_poll
+from .loop import (
+    AIO_ORDER,
+    MAIN_LOOP_2008_ORDER,
+    AioContext,
+    EventNotifier,
+    aio_poll,
+    aio_wait_kick,
+    aio_wait_while,
+)
 from .shared import Shared
-from .sync import QemuCond, QemuMutex, QemuSemaphore
+from .sync import QemuCond, QemuMutex, QemuRecMutex, QemuSemaphore, RFifoLock
 
 ERAS = ("one-thread", "tcg-rr", "mttcg", "kvm", "dataplane")
 
@@ -117,23 +125,28 @@ class SiteStats:
     hold_us: float = 0.0
 
 
-class BQL:
-    """The Big QEMU Lock: one non-recursive ``QemuMutex`` that every device emulation needs.
+class ProfiledLock:
+    """A lock that keeps contention per call site, as QEMU's synchronisation profiler (QSP) does.
 
-    QEMU's names since 2024: ``bql_lock()``, ``bql_unlock()``, ``bql_locked()`` (before that,
-    ``qemu_mutex_lock_iothread()`` and friends). ``yield bql.lock("kvm: mmio exit")`` names the
-    call site, so ``profile()`` can say who waited for it and who held it how long.
+    ``yield lock.lock("monitor: info block")`` names the caller; ``profile()`` then says who
+    waited for the lock and who held it how long. It wraps any of the kernel's owned locks
+    (``QemuMutex``, ``QemuRecMutex``, ``RFifoLock``); for a recursive one only the outermost
+    acquisition is timed.
     """
 
-    def __init__(self, sim: Simulation):
-        self.sim = sim
-        self.mutex = QemuMutex(sim, "BQL")
+    def __init__(self, mutex: Any):
+        self.mutex = mutex
+        self.sim = mutex.sim
+        self.name = mutex.name
         self.sites: dict[str, SiteStats] = {}
         self._since: dict[int, tuple[str, float]] = {}
 
-    def lock(self, site: str = "main loop"):
-        """``yield bql.lock(site)`` (QEMU: ``bql_lock``)."""
+    def lock(self, site: str = "?"):
         sim = self.sim
+        me = sim.current
+        if self.mutex.owner is me and self.mutex.recursive:
+            yield self.mutex.lock()  # nested: the outer acquisition is the one timed
+            return
         st = self.sites.get(site)
         if st is None:
             st = self.sites[site] = SiteStats(site)
@@ -143,28 +156,59 @@ class BQL:
         if sim.now > start:
             st.contended += 1
             st.wait_us += sim.now - start
-        self._since[sim.current.tid] = (site, sim.now)
+        self._since[me.tid] = (site, sim.now)
 
     def unlock(self):
-        """``yield bql.unlock()`` (QEMU: ``bql_unlock``)."""
         sim = self.sim
-        site, since = self._since.pop(sim.current.tid, ("?", sim.now))
+        me = sim.current
+        if self.mutex.owner is me and self.mutex.depth > 1:
+            yield self.mutex.unlock()
+            return
+        site, since = self._since.pop(me.tid, ("?", sim.now))
         yield self.mutex.unlock()
         if site in self.sites:
             self.sites[site].hold_us += sim.now - since
 
-    def locked(self) -> bool:
-        """``bql_locked()``: does the current thread hold the BQL?"""
+    def held(self) -> bool:
+        """Does the current thread hold it?"""
         return self.mutex.held_by(self.sim.current)
+
+    def wait_us(self) -> float:
+        return sum(s.wait_us for s in self.sites.values())
 
     def profile(self) -> str:
         """Contention by call site, most waited-for first, as a text table."""
         rows = sorted(self.sites.values(), key=lambda s: (-s.wait_us, s.site))
-        lines = [f"{'BQL call site':<24} {'taken':>7} {'waited':>7} {'wait us':>9} {'held us':>9}"]
+        head = f"{self.name} call site"
+        lines = [f"{head:<24} {'taken':>7} {'waited':>7} {'wait us':>9} {'held us':>9}"]
         for s in rows:
             lines.append(f"{s.site:<24} {s.acquisitions:>7} {s.contended:>7} "
                          f"{s.wait_us:>9.0f} {s.hold_us:>9.0f}")
         return "\n".join(lines)
+
+
+class BQL(ProfiledLock):
+    """The Big QEMU Lock: one non-recursive ``QemuMutex`` that every device emulation needs.
+
+    QEMU's names since 2024: ``bql_lock()``, ``bql_unlock()``, ``bql_locked()`` (before that,
+    ``qemu_mutex_lock_iothread()`` and friends). ``yield bql.lock("kvm: mmio exit")`` names the
+    call site, so ``profile()`` can say who waited for it and who held it how long.
+    """
+
+    def __init__(self, sim: Simulation):
+        super().__init__(QemuMutex(sim, "BQL"))
+
+    def lock(self, site: str = "main loop"):
+        """``yield bql.lock(site)`` (QEMU: ``bql_lock``)."""
+        return super().lock(site)
+
+    def unlock(self):
+        """``yield bql.unlock()`` (QEMU: ``bql_unlock``)."""
+        return super().unlock()
+
+    def locked(self) -> bool:
+        """``bql_locked()``: does the current thread hold the BQL?"""
+        return self.held()
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,6 +635,122 @@ def _pct(values: list[float], p: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
+# IOThreads and the AioContext lock (2013-2023), block nodes and drained sections.
+
+
+def aio_context_new_lock(ctx: AioContext, kind: str = "rfifo") -> ProfiledLock:
+    """Give ``ctx`` its lock: ``"rfifo"`` (2013: recursive, FIFO, kicks the owner out of
+    ``aio_poll``) or ``"rec"`` (2017: a plain ``QemuRecMutex``). Every context's lock is one
+    lock class, ``AioContext``, for the lock-order validator."""
+    if kind == "rfifo":
+        mutex = RFifoLock(ctx.sim, f"{ctx.name}.ctx", lock_class="AioContext",
+                          on_contention=lambda t: ctx._notify())
+    elif kind == "rec":
+        mutex = QemuRecMutex(ctx.sim, f"{ctx.name}.ctx", lock_class="AioContext")
+    else:
+        raise ValueError(f"an AioContext lock is 'rfifo' (2013) or 'rec' (2017); got {kind!r}")
+    ctx.lock = ProfiledLock(mutex)
+    return ctx.lock
+
+
+def aio_context_acquire(ctx: AioContext, site: str = "?"):
+    """``yield aio_context_acquire(ctx, site)``: take the context's (recursive) lock."""
+    lock = getattr(ctx, "lock", None)
+    if lock is None:
+        raise MisuseError(f"AioContext {ctx.name} has no lock (give it one with "
+                          f"aio_context_new_lock, or this era has none)")
+    return lock.lock(site)
+
+
+def aio_context_release(ctx: AioContext):
+    """``yield aio_context_release(ctx)``."""
+    return ctx.lock.unlock()
+
+
+class IOThread:
+    """``-object iothread,id=NAME``: a thread that runs its own AioContext's loop.
+
+    ``loop_holds_lock=True`` is the 2013 design: ``aio_poll`` holds the context lock while it
+    dispatches and lets go only around the blocking wait, so every handler runs under it. With
+    ``False`` (2017) the loop takes no lock and each handler takes it itself.
+    """
+
+    def __init__(self, sim: Simulation, name: str, lock_kind: str | None = "rfifo",
+                 loop_holds_lock: bool = True):
+        self.sim = sim
+        self.name = name
+        self.ctx = AioContext(sim, name)
+        self.lock = aio_context_new_lock(self.ctx, lock_kind) if lock_kind else None
+        self.loop_holds_lock = loop_holds_lock and self.lock is not None
+        self.thread = sim.spawn(name, self._run, daemon=True)
+        self.ctx.home = self.thread
+
+    def _run(self):
+        while True:
+            if self.loop_holds_lock:
+                yield self.lock.lock("iothread: aio_poll")
+                yield aio_poll(self.ctx, True, drop=self.lock)
+                yield self.lock.unlock()
+            else:
+                yield aio_poll(self.ctx, True)
+
+
+def iothread_get_aio_context(iothread: IOThread) -> AioContext:
+    return iothread.ctx
+
+
+class BlockDriverState:
+    """A block node: its AioContext, requests in flight, and drained sections.
+
+    ``bdrv_inc_in_flight``/``bdrv_dec_in_flight`` count requests; a drained section
+    (``bdrv_drained_begin``/``end``) stops new requests (``quiesce_counter``) and waits with
+    ``AIO_WAIT_WHILE`` until none is in flight.
+    """
+
+    def __init__(self, sim: Simulation, name: str, ctx: AioContext):
+        self.sim = sim
+        self.name = name
+        self.ctx = ctx
+        self.in_flight = Shared(sim, f"{name}.in_flight", 0)
+        self.quiesce_counter = 0
+
+    def inc_in_flight(self):
+        """``yield bs.inc_in_flight()`` (``bdrv_inc_in_flight``)."""
+        return self.in_flight.qatomic_add(1)
+
+    def dec_in_flight(self, main_ctx: AioContext | None = None):
+        """``yield bs.dec_in_flight(main_ctx)``: one request fewer; kick a waiting drain."""
+        yield self.in_flight.qatomic_add(-1)
+        if main_ctx is not None:
+            yield aio_wait_kick(main_ctx)
+
+    def drained_begin(self, main_ctx: AioContext | None = None):
+        """``yield bs.drained_begin(main_ctx)``: no new requests; wait for those in flight."""
+        self.quiesce_counter += 1
+        lock = getattr(self.ctx, "lock", None)
+        yield aio_wait_while(self.ctx, lambda: self.in_flight.value > 0, lock, main_ctx)
+
+    def drained_end(self):
+        self.quiesce_counter -= 1
+        return
+        yield
+
+
+def info_block(bql: BQL, contexts: list[AioContext], cost_us: float = 20.0):
+    """The monitor's ``info block``: with the BQL held, take each device's AioContext lock in
+    turn to read its state. Returns how long the command took (us)."""
+    sim = bql.sim
+    start = sim.now
+    yield bql.lock("monitor: info block")
+    for ctx in contexts:
+        yield aio_context_acquire(ctx, "monitor: info block")
+        yield compute(cost_us)
+        yield aio_context_release(ctx)
+    yield bql.unlock()
+    return sim.now - start
+
+
+# --------------------------------------------------------------------------------------------
 # The 2012 dataplane's limits, and the race that came with a second way into one handler.
 
 
@@ -734,6 +894,8 @@ def r2_program(fixed: bool = False, requests: int = 3):
     return program
 
 
-__all__ = ["BQL", "CPUState", "ERAS", "process_queued_cpu_work", "qemu_cpu_kick", "run_on_cpu",
+__all__ = ["BQL", "BlockDriverState", "CPUState", "ERAS", "IOThread", "ProfiledLock",
+           "aio_context_acquire", "aio_context_new_lock", "aio_context_release", "info_block",
+           "iothread_get_aio_context", "process_queued_cpu_work", "qemu_cpu_kick", "run_on_cpu",
            "vcpu_thread_fn", "Dataplane", "DataplaneRefused", "Disk", "EraResult", "HandlerGuard",
            "VirtioBlk", "Workload", "era_program", "r2_program", "run_era"]

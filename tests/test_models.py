@@ -2,7 +2,7 @@
 
 import pytest
 
-from labsupport import run
+from labsupport import compute, run
 from labsupport.models import (
     Dataplane,
     DataplaneRefused,
@@ -170,3 +170,80 @@ def test_run_on_cpu_without_the_bql_is_refused():
 
     with pytest.raises(MisuseError, match="without the BQL"):
         run(_cpu_program(False, with_bql=False), cpus=2)
+
+
+# IOThreads, the AioContext lock, info block, drained sections.
+
+def _iothread_program(slow_us: float, loop_holds_lock: bool = True):
+    from labsupport import sleep
+    from labsupport.models import BQL, IOThread, info_block
+
+    def program(sim):
+        bql = BQL(sim)
+        io = IOThread(sim, "iothread0", loop_holds_lock=loop_holds_lock)
+        latency = []
+
+        def slow_request():  # a handler doing a slow io_submit
+            yield compute(slow_us)
+
+        bh = io.ctx.bh_new(slow_request, "submit")
+
+        def guest():
+            yield bh.schedule()
+
+        def monitor():
+            yield sleep(1)
+            latency.append((yield info_block(bql, [io.ctx], cost_us=5)))
+
+        sim.spawn("vcpu0", guest)
+        sim.spawn("main-loop", monitor)
+        return latency, io
+
+    return program
+
+
+def test_info_block_waits_behind_a_slow_request_under_the_context_lock():
+    fast = run(_iothread_program(10), cpus=2).sim.model[0][0]
+    slow = run(_iothread_program(500), cpus=2).sim.model[0][0]
+    assert fast < 20 and slow > 490
+    # in 2017 the loop no longer holds the lock, and this handler takes none
+    assert run(_iothread_program(500, loop_holds_lock=False), cpus=2).sim.model[0][0] == 5
+
+
+def test_the_context_lock_profile_names_the_monitor():
+    r = run(_iothread_program(500), cpus=2)
+    prof = r.sim.model[1].lock.profile()
+    assert prof.splitlines()[1].startswith("monitor: info block")
+
+
+def test_a_drained_section_waits_for_requests_in_flight():
+    from labsupport import sleep
+    from labsupport.loop import AioContext, aio_poll
+    from labsupport.models import BlockDriverState, IOThread
+
+    def program(sim):
+        main_ctx = AioContext(sim, "main")
+        io = IOThread(sim, "iothread0", lock_kind=None)
+        bs = BlockDriverState(sim, "disk0", io.ctx)
+        done = []
+
+        def request():
+            yield compute(30)
+            yield from bs.dec_in_flight(main_ctx)
+
+        bh = io.ctx.bh_new(request, "request")
+
+        def main_loop():
+            yield aio_poll(main_ctx, False)  # this thread is the main context's home
+            yield bs.inc_in_flight()
+            yield bh.schedule()
+            yield sleep(1)
+            yield from bs.drained_begin(main_ctx)
+            done.append((sim.now, bs.in_flight.value))
+            yield from bs.drained_end()
+
+        sim.spawn("main-loop", main_loop)
+        return done
+
+    r = run(program, cpus=2)
+    assert r.ok and r.sim.model == [(30, 0)]
