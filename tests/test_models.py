@@ -247,3 +247,13 @@ def test_a_drained_section_waits_for_requests_in_flight():
 
     r = run(program, cpus=2)
     assert r.ok and r.sim.model == [(30, 0)]
+
+
+def test_ch4_io_leaves_the_bql_on_an_iothread():
+    w = BASE.replace(vcpus=4, host_cpus=4, io_depth=8, guest_us=10, io_service_us=20)
+    bql_path, iothread = run_era(w, "kvm"), run_era(w, "iothread")
+    assert iothread.bql_wait_us < 0.5 * bql_path.bql_wait_us
+    assert iothread.guest_cpus_busy > 3 * bql_path.guest_cpus_busy
+    assert iothread.io_per_s >= bql_path.io_per_s
+    assert "virtio" not in iothread.bql_profile and "iothread0" in [
+        t.name for t in iothread.result.sim.threads]
