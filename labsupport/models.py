@@ -704,7 +704,17 @@ class IOThread:
 
 
 def iothread_get_aio_context(iothread: IOThread) -> AioContext:
+    """The AioContext an IOThread runs (QEMU: ``iothread_get_aio_context``)."""
     return iothread.ctx
+
+
+def qemu_get_aio_context(sim: Simulation) -> AioContext:
+    """The main loop's AioContext (QEMU: ``qemu_get_aio_context``), made on first use; its home
+    thread is whichever thread polls it first."""
+    ctx = getattr(sim, "_main_aio_context", None)
+    if ctx is None:
+        ctx = sim._main_aio_context = AioContext(sim, "main")
+    return ctx
 
 
 class BlockDriverState:
@@ -902,8 +912,10 @@ def r2_program(fixed: bool = False, requests: int = 3):
     return program
 
 
-__all__ = ["BQL", "BlockDriverState", "CPUState", "ERAS", "IOThread", "ProfiledLock",
-           "aio_context_acquire", "aio_context_new_lock", "aio_context_release", "info_block",
-           "iothread_get_aio_context", "process_queued_cpu_work", "qemu_cpu_kick", "run_on_cpu",
-           "vcpu_thread_fn", "Dataplane", "DataplaneRefused", "Disk", "EraResult", "HandlerGuard",
-           "VirtioBlk", "Workload", "era_program", "r2_program", "run_era"]
+__all__ = [
+    "BQL", "BlockDriverState", "CPUState", "Dataplane", "DataplaneRefused", "Disk", "ERAS",
+    "EraResult", "HandlerGuard", "IOThread", "ProfiledLock", "VirtioBlk", "Workload",
+    "aio_context_acquire", "aio_context_new_lock", "aio_context_release", "era_program",
+    "info_block", "iothread_get_aio_context", "process_queued_cpu_work", "qemu_cpu_kick",
+    "qemu_get_aio_context", "r2_program", "run_era", "run_on_cpu", "vcpu_thread_fn",
+]

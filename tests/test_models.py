@@ -257,3 +257,14 @@ def test_ch4_io_leaves_the_bql_on_an_iothread():
     assert iothread.io_per_s >= bql_path.io_per_s
     assert "virtio" not in iothread.bql_profile and "iothread0" in [
         t.name for t in iothread.result.sim.threads]
+
+
+def test_qemu_get_aio_context_is_one_main_context_per_simulation():
+    from labsupport import Simulation
+    from labsupport.models import IOThread, iothread_get_aio_context, qemu_get_aio_context
+
+    sim = Simulation()
+    assert qemu_get_aio_context(sim) is qemu_get_aio_context(sim)
+    assert qemu_get_aio_context(Simulation()) is not qemu_get_aio_context(sim)
+    io = IOThread(sim, "iothread0")
+    assert iothread_get_aio_context(io) is io.ctx and io.ctx.home is io.thread
