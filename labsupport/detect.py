@@ -62,7 +62,7 @@ class LockOrderReport:
 
     def text(self) -> str:
         """lockdep's layout: the warning, the chain, then the two-column scenario."""
-        first, last = self.deps[0], self.deps[-1]
+        last = self.deps[-1]
         lines = [
             "======================================================",
             "WARNING: possible circular locking dependency detected",
@@ -81,7 +81,7 @@ class LockOrderReport:
             lines.append(f"-> #{n} ({d.taken}): taken by {d.thread} while holding ({d.held}) "
                          f"at t={d.time:g} us (run {d.run})")
         if len(self.cycle) == 2:
-            a, b = first.held, first.taken
+            a, b = last.held, last.taken  # CPU0 is the task named above, as in lockdep
             w = 31
             lines += [
                 "",

@@ -366,8 +366,18 @@ def aio_wait_while(ctx: AioContext, cond: Callable[[], bool], lock: Any = None,
 
 
 def aio_wait_kick(main_ctx: AioContext) -> Op:
-    """``yield aio_wait_kick(main_ctx)``: wake a thread in ``aio_wait_while`` to look again."""
-    return main_ctx.notify()
+    """``yield aio_wait_kick(main_ctx)``: wake a thread in ``aio_wait_while`` to look again.
+
+    As in QEMU, it schedules an empty one-shot BH in the waiter's context rather than only
+    notifying it: a waiter that has checked its condition but not yet announced that it will
+    sleep (``notify_me``) finds the BH pending and does not sleep. A bare notify is dropped in
+    exactly that window.
+    """
+    return main_ctx.bh_schedule_oneshot(_aio_wait_kick_bh, "aio_wait_kick")
+
+
+def _aio_wait_kick_bh() -> None:
+    """The empty BH that ``aio_wait_kick`` schedules: running it is the whole point."""
 
 
 __all__ = [

@@ -534,7 +534,7 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
     def main_loop():
         yield bql.lock("main loop")
         while True:
-            yield aio_poll(main_ctx, True, drop=_BqlAsLock(bql))
+            yield aio_poll(main_ctx, True, drop=_RetakeAt(bql, "main loop"))
 
     sim.spawn("main-loop", main_loop, daemon=True)
     if era == "dataplane":
@@ -571,17 +571,18 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
     return dict(counters=c, dev=dev, bql=bql, threads=threads)
 
 
-class _BqlAsLock:
-    """Lets ``aio_poll(..., drop=...)`` release and retake the BQL around its sleep."""
+class _RetakeAt:
+    """Lets ``aio_poll(..., drop=...)`` release a profiled lock around its sleep and take it
+    again under a named call site (so the profile does not file the retake under "?")."""
 
-    def __init__(self, bql: BQL):
-        self.bql = bql
+    def __init__(self, lock: ProfiledLock, site: str):
+        self.lock_, self.site = lock, site
 
     def unlock(self):
-        return self.bql.unlock()
+        return self.lock_.unlock()
 
     def lock(self):
-        return self.bql.lock("main loop")
+        return self.lock_.lock(self.site)
 
 
 def era_program(w: Workload, era: str):
@@ -697,7 +698,7 @@ class IOThread:
         while True:
             if self.loop_holds_lock:
                 yield self.lock.lock("iothread: aio_poll")
-                yield aio_poll(self.ctx, True, drop=self.lock)
+                yield aio_poll(self.ctx, True, drop=_RetakeAt(self.lock, "iothread: aio_poll"))
                 yield self.lock.unlock()
             else:
                 yield aio_poll(self.ctx, True)

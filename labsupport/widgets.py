@@ -15,6 +15,16 @@ from .demos import CounterOutcome, counter_experiment
 from .present import trace_table
 
 
+def int_slider(value: int, lo: int, hi: int, description: str, step: int = 1,
+               label_width: str = "200px") -> Any:
+    """The course's slider: updates on release (a run per drag would flood the kernel)."""
+    import ipywidgets as w
+
+    return w.IntSlider(value=value, min=lo, max=hi, step=step, description=description,
+                       continuous_update=False, layout=w.Layout(width="500px"),
+                       style={"description_width": label_width})
+
+
 def counter_view(
     seed: int, threads: int, increments: int = 2, table: bool = True
 ) -> CounterOutcome:

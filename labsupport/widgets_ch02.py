@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .models import EraResult, Workload, run_era
+from .widgets import int_slider
 
 #: The arrangements this chapter compares: KVM vCPU threads, MTTCG, round-robin TCG.
 CH02_ERAS = ("kvm", "mttcg", "tcg-rr")
@@ -72,10 +73,8 @@ def lab(vcpus: int = 2, host_cpus: int = 4, guest_us: int = 50, mmio_emulation_u
     and a choice of era, over ``view``; ``.result`` holds the last ``EraResult``."""
     import ipywidgets as w
 
-    def slider(value: int, lo: int, hi: int, description: str) -> Any:
-        return w.IntSlider(value=value, min=lo, max=hi, description=description,
-                           continuous_update=False, layout=w.Layout(width="500px"),
-                           style={"description_width": "180px"})
+    def slider(value: int, lo: int, hi: int, description: str, step: int = 1) -> Any:
+        return int_slider(value, lo, hi, description, step, label_width="180px")
 
     return w.interactive(
         view,

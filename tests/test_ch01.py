@@ -13,8 +13,8 @@ import io
 from collections import deque
 from pathlib import Path
 
-import nbformat
 import pytest
+from notebook_cells import code_cells, run_cells
 
 from labsupport import QemuSemaphore, Shared, check, compute, metrics, run, sleep
 from labsupport.checks_ch01 import (
@@ -48,25 +48,9 @@ W_IO = Workload(vcpus=3, io_depth=1, timer_period_us=1000, duration_us=20_000)
 W_H = W
 
 
-def _code_cells(path: Path, tag: str | None = None) -> list[str]:
-    nb = nbformat.read(path, as_version=4)
-    return [c.source for c in nb.cells if c.cell_type == "code"
-            and (tag is None or tag in c.metadata.get("tags", []))]
-
-
-def _era_model() -> dict:
-    """Exec the notebook's era-model cells, and only those, in a fresh namespace."""
-    cells = _code_cells(NOTEBOOK, "era-model")
-    assert len(cells) == 3, "the chapter builds its model in three era-model cells"
-    ns: dict = {}
-    for source in cells:
-        exec(compile(source, str(NOTEBOOK), "exec"), ns)
-    return ns
-
-
 @pytest.fixture(scope="module")
 def model() -> dict:
-    return _era_model()
+    return run_cells(NOTEBOOK, "era-model", ns={}, minimum=3)
 
 
 # -- the visible model is the library's model ---------------------------------------------------
@@ -279,7 +263,7 @@ def solutions() -> dict:
     """The solution notebook's code, run (its checks print; the grader cell is left out)."""
     ns: dict = {}
     with contextlib.redirect_stdout(io.StringIO()):
-        for source in _code_cells(SOLUTIONS):
+        for source in code_cells(SOLUTIONS):
             if "### BEGIN HIDDEN TESTS" in source:
                 continue
             exec(compile(source, str(SOLUTIONS), "exec"), ns)

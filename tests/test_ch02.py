@@ -3,12 +3,10 @@ the chapter makes (beyond those in test_models.py) holds."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
-import nbformat
 import pytest
+from notebook_cells import run_cell_containing, run_cells
 
 from labsupport import MisuseError, compute, run
 from labsupport.analysis import intervals
@@ -31,41 +29,17 @@ NOTEBOOK = ROOT / "notebooks" / "02-vcpu-threads-and-the-bql.ipynb"
 BASE = Workload(host_cpus=4, guest_us=200, mmio_emulation_us=5, duration_us=20_000)
 
 
-def _cells(tag: str | None = None, containing: str | None = None) -> list[str]:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    out = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        if tag is not None and tag not in cell.metadata.get("tags", []):
-            continue
-        if containing is not None and containing not in cell.source:
-            continue
-        out.append(cell.source)
-    return out
-
-
 @pytest.fixture(scope="module")
 def era_model() -> dict:
     """The notebook's "era-model" cells, run in order in a fresh namespace."""
-    sources = _cells("era-model")
-    assert len(sources) >= 3, "the chapter builds its era in at least three tagged cells"
-    ns: dict = {"__name__": "era_model"}
-    for src in sources:
-        assert not any(line.lstrip().startswith(("%", "!")) for line in src.splitlines())
-        exec(compile(src, str(NOTEBOOK), "exec"), ns)
-    return ns
+    return run_cells(NOTEBOOK, "era-model", minimum=3)
 
 
 @pytest.fixture(scope="module")
 def demo(era_model) -> dict:
     """The notebook's contention demo (section 3), run in the era model's namespace."""
-    ns = dict(era_model)
-    exec("from labsupport import compute, run, trace_table", ns)
-    (src,) = _cells(containing="def contention_demo")
-    with contextlib.redirect_stdout(io.StringIO()):
-        exec(compile(src, str(NOTEBOOK), "exec"), ns)
-    return ns
+    return run_cell_containing(NOTEBOOK, era_model, "def contention_demo",
+                               "from labsupport import compute, run, trace_table")
 
 
 def _same(mine, theirs) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_cells import run_cells
 
 from labsupport import run, trace_table
 from labsupport.analysis import intervals
@@ -43,32 +44,15 @@ SHORT = Workload(vcpus=3, host_cpus=4, io_depth=4, guest_us=10, io_service_us=20
 GUEST_US = (5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-def _tagged(path: Path, tag: str) -> list[str]:
-    nb = nbformat.read(path, as_version=4)
-    return [c.source for c in nb.cells
-            if c.cell_type == "code" and tag in c.metadata.get("tags", [])]
-
-
-def _exec_tagged(*tags: str) -> dict:
-    """Run the cells with these tags, in this order, in one fresh namespace."""
-    namespace: dict = {}
-    for tag in tags:
-        sources = _tagged(NOTEBOOK, tag)
-        assert sources, f"no cell tagged {tag!r} in {NOTEBOOK.name}"
-        for source in sources:
-            exec(compile(source, f"{NOTEBOOK.name}[{tag}]", "exec"), namespace)
-    return namespace
-
-
 @pytest.fixture(scope="module")
 def visible():
     """The notebook's era model (cells tagged era-model), run in a fresh namespace."""
-    return _exec_tagged("era-model")
+    return run_cells(NOTEBOOK, "era-model", ns={})
 
 
 @pytest.fixture(scope="module")
 def visible_r2():
-    return _exec_tagged("era-model", "r2-model")  # R2 reuses section 1's imports
+    return run_cells(NOTEBOOK, "era-model", "r2-model", ns={})  # R2 reuses section 1's imports
 
 
 def _pair(w: Workload):
