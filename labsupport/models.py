@@ -20,12 +20,13 @@ the event loop.
 from __future__ import annotations
 
 import math
+import random
 from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import tracebuf as tb
-from .kernel import MisuseError, RunResult, Simulation, Step, compute, run
+from .kernel import MisuseError, RunResult, Simulation, Step, compute, run, sleep
 from .loop import (
     AIO_ORDER,
     MAIN_LOOP_2008_ORDER,
@@ -38,7 +39,8 @@ from .loop import (
 from .shared import Shared
 from .sync import QemuCond, QemuMutex, QemuRecMutex, QemuSemaphore, RFifoLock
 
-ERAS = ("one-thread", "tcg-rr", "mttcg", "kvm", "dataplane", "iothread")
+ERAS = ("one-thread", "tcg-rr", "mttcg", "kvm", "dataplane", "iothread", "iothread-2017",
+        "iothread-9.0")
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,8 +60,13 @@ class Workload:
     going through QEMU's block layer (image formats, throttling, ...), which the 2012 dataplane
     skipped by submitting raw Linux AIO itself. handler_us: extra cost in every completion
     handler (a slow handler). timer_period_us, timer_us: a periodic main-loop timer and its cost
-    (0: none). slice_us: time slice of a thread that runs several vCPUs. duration_us: how long
-    to simulate. seed: for the random schedule policy.
+    (0: none). slice_us: time slice of a thread that runs several vCPUs.
+    slow_syscall_prob, slow_syscall_us: the chance that one ``io_submit`` blocks in the host
+    kernel, and for how long (the thread that submits sleeps, holding whatever lock it holds).
+    monitor_per_s, info_block_us: ``info block`` commands per second, arriving at random in the
+    main loop (0: no monitor), and the command's own work. Both draw from their own seeded
+    streams, so switching them on leaves the rest of a run's randomness as it was.
+    duration_us: how long to simulate. seed: for the random schedule policy.
     """
 
     vcpus: int = 2
@@ -76,6 +83,10 @@ class Workload:
     timer_period_us: float = 0.0
     timer_us: float = 2.0
     slice_us: float = 200.0
+    slow_syscall_prob: float = 0.0
+    slow_syscall_us: float = 2_000.0
+    monitor_per_s: float = 0.0
+    info_block_us: float = 20.0
     duration_us: float = 20_000.0
     seed: int = 0
 
@@ -92,6 +103,14 @@ class Workload:
                     raise ValueError(
                         f"{f.name} must be a whole number from {lo} to {hi}; got {v!r}"
                     )
+            elif f.name == "slow_syscall_prob":
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                    raise ValueError(f"slow_syscall_prob is a probability from 0 to 1; got {v!r}")
+            elif f.name == "monitor_per_s":
+                if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                        or not math.isfinite(v) or not 0 <= v <= 100_000:
+                    raise ValueError(f"monitor_per_s is a rate from 0 to 100000 commands per "
+                                     f"second; got {v!r}")
             else:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ValueError(f"{f.name} must be a number of microseconds; got {v!r}")
@@ -100,6 +119,17 @@ class Workload:
                     raise ValueError(f"{f.name} must be {least} microseconds; got {v!r}")
         if self.timer_period_us and self.timer_period_us < self.timer_us:
             raise ValueError("timer_period_us must be 0 (no timer) or at least timer_us")
+
+    def __repr__(self) -> str:
+        # Slow system calls and the monitor are shown only when they are switched on.
+        hidden = set()
+        if not self.slow_syscall_prob:
+            hidden |= {"slow_syscall_prob", "slow_syscall_us"}
+        if not self.monitor_per_s:
+            hidden |= {"monitor_per_s", "info_block_us"}
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                          if f.name not in hidden)
+        return f"Workload({shown})"
 
     def replace(self, **changes: Any) -> Workload:
         """A copy with some fields changed (and checked again)."""
@@ -373,11 +403,15 @@ class VirtioBlk:
         self.submitted = 0
         self.completed = 0
         self.latencies: list[float] = []
+        # Which io_submit calls block in the host kernel: a stream of its own (see Workload).
+        self.slow_rng = random.Random(w.seed * 1_000_003 + 1) if w.slow_syscall_prob else None
 
     def handle_vq(self):
         while self.avail:
             start = self.avail.popleft()
             yield compute(self.submit_us)
+            if self.slow_rng is not None and self.slow_rng.random() < self.w.slow_syscall_prob:
+                yield sleep(self.w.slow_syscall_us)  # io_submit blocks in the host kernel
             yield self.disk.submit(start)
             self.submitted += 1
 
@@ -409,6 +443,12 @@ class EraResult:
     bql_wait_us: float  # total time threads waited for the BQL
     bql_profile: str = ""
     result: RunResult | None = field(default=None, repr=False)
+    monitor_us: list[float] = field(default_factory=list, repr=False)  # info block latencies
+
+    @property
+    def monitor_p99_us(self) -> float:
+        """99th percentile of ``info block`` latency (NaN without a monitor)."""
+        return _pct(self.monitor_us, 99)
 
     def summary(self) -> str:
         w = self.workload
@@ -419,6 +459,8 @@ class EraResult:
             parts.append(f"{self.io_per_s:,.0f} I/O/s (p50 {self.io_p50_us:.0f} us, "
                          f"p99 {self.io_p99_us:.0f} us)")
         parts.append(f"BQL waits {self.bql_wait_us / 1000:.1f} ms")
+        if self.monitor_us:
+            parts.append(f"{len(self.monitor_us)} info block, p99 {self.monitor_p99_us:,.0f} us")
         return "; ".join(parts)
 
     def __str__(self) -> str:
@@ -460,10 +502,23 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
         io_ctx = AioContext(sim, "dataplane")
     elif era == "iothread":  # 2013-2017: the device's own loop, its handlers under the ctx lock
         io_ctx = IOThread(sim, "iothread0", lock_kind="rfifo").ctx
+    elif era == "iothread-2017":  # 2017-2023: the loop runs unlocked, each handler locks
+        io_ctx = IOThread(sim, "iothread0", lock_kind="rec", loop_holds_lock=False).ctx
+    elif era == "iothread-9.0":  # 2024: no AioContext lock at all
+        io_ctx = IOThread(sim, "iothread0", lock_kind=None).ctx
     else:
         io_ctx = main_ctx
-    io_ctx.set_event_notifier(dev.kick, dev.handle_vq)
-    io_ctx.set_event_notifier(disk.completion, dev.complete)
+    if era == "iothread-2017":
+        io_ctx.set_event_notifier(dev.kick, _under_context_lock(io_ctx, dev.handle_vq,
+                                                                "iothread: handle_vq"))
+        io_ctx.set_event_notifier(disk.completion, _under_context_lock(io_ctx, dev.complete,
+                                                                       "iothread: complete"))
+    else:
+        io_ctx.set_event_notifier(dev.kick, dev.handle_vq)
+        io_ctx.set_event_notifier(disk.completion, dev.complete)
+    monitor_us: list[float] = []
+    if w.monitor_per_s:
+        _monitor(sim, w, main_ctx, io_ctx if era.startswith("iothread") else None, monitor_us)
     if w.timer_period_us:
         def tick():  # runs in the main loop, which already holds the BQL from 2009 on
             yield compute(w.timer_us)
@@ -528,7 +583,8 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
 
     if era == "one-thread":
         threads["qemu"] = sim.spawn("qemu", round_robin("-", main_loop_wait=True))
-        return dict(counters=c, dev=dev, bql=bql, threads=threads)
+        return dict(counters=c, dev=dev, bql=bql, threads=threads, monitor=monitor_us,
+                    io_ctx=io_ctx)
 
     # From 2009 on: a main-loop thread that holds the BQL except while it sleeps.
     def main_loop():
@@ -558,7 +614,7 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
                 yield from mmio_exit(site)
         return body
 
-    if era in ("kvm", "mttcg", "dataplane", "iothread"):
+    if era in ("kvm", "mttcg", "dataplane") or era.startswith("iothread"):
         prefix = "tcg-vcpu" if era == "mttcg" else "vcpu"
         site = "tcg: mmio" if era == "mttcg" else "kvm: mmio exit"
         for i in range(w.vcpus):
@@ -568,7 +624,42 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
         threads["tcg-rr"] = sim.spawn("tcg-rr", round_robin("tcg: mmio", main_loop_wait=False))
     else:
         raise ValueError(f"unknown era {era!r}; choose one of {ERAS}")
-    return dict(counters=c, dev=dev, bql=bql, threads=threads)
+    return dict(counters=c, dev=dev, bql=bql, threads=threads, monitor=monitor_us,
+                io_ctx=io_ctx)
+
+
+def _under_context_lock(ctx: AioContext, handler: Any, site: str):
+    """A handler that takes its context's lock itself, as every handler did from 2017."""
+    def locked():
+        yield aio_context_acquire(ctx, site)
+        yield from handler()
+        yield aio_context_release(ctx)
+    return locked
+
+
+def _monitor(sim: Simulation, w: Workload, main_ctx: AioContext, io_ctx: AioContext | None,
+             latencies: list[float]) -> None:
+    """``info block`` commands arriving at random in the main loop, which runs them holding the
+    BQL (before 2009 there was no BQL; the one thread just ran them). Up to QEMU 9.0 the command
+    also took the context lock of a disk served by an IOThread; ``latencies`` gets, for each
+    command, the time from its arrival to its answer."""
+    rng = random.Random(w.seed * 1_000_003 + 2)  # when commands arrive: a stream of its own
+    mean_gap = 1e6 / w.monitor_per_s
+    arrival = [rng.expovariate(1 / mean_gap)]
+    locked = io_ctx is not None and getattr(io_ctx, "lock", None) is not None
+
+    def info_block():
+        if locked:
+            yield aio_context_acquire(io_ctx, "monitor: info block")
+        yield compute(w.info_block_us)
+        if locked:
+            yield aio_context_release(io_ctx)
+        latencies.append(sim.now - arrival[0])
+        arrival[0] += rng.expovariate(1 / mean_gap)
+        timer.arm(max(arrival[0], sim.now))
+
+    timer = main_ctx.timer_new(info_block, "monitor: info block")
+    timer.arm(arrival[0])
 
 
 class _RetakeAt:
@@ -633,6 +724,7 @@ def run_era(
         bql_wait_us=wait,
         bql_profile=bql.profile() if bql else "(no BQL in this era)",
         result=r,
+        monitor_us=list(model["monitor"]),
     )
 
 

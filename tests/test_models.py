@@ -21,6 +21,8 @@ BASE = Workload(duration_us=20_000)
     ("mmio_emulation_us", -1, "mmio_emulation_us must be >= 0"),
     ("io_depth", -3, "io_depth must be a whole number from 0"),
     ("slice_us", float("nan"), "slice_us must be a number"),
+    ("slow_syscall_prob", 1.5, "slow_syscall_prob is a probability from 0 to 1"),
+    ("monitor_per_s", -1, "monitor_per_s is a rate from 0 to 100000"),
 ])
 def test_impossible_workloads_are_refused_with_what_is_allowed(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -268,3 +270,49 @@ def test_qemu_get_aio_context_is_one_main_context_per_simulation():
     assert qemu_get_aio_context(Simulation()) is not qemu_get_aio_context(sim)
     io = IOThread(sim, "iothread0")
     assert iothread_get_aio_context(io) is io.ctx and io.ctx.home is io.thread
+
+
+# -- Every era on one workload: slow system calls and the monitor (the retrospective's columns) --
+
+SLOW = Workload(vcpus=4, host_cpus=8, io_depth=16, guest_us=20, io_service_us=20,
+                slow_syscall_prob=0.02, monitor_per_s=1000, duration_us=20_000)
+
+
+def test_switching_the_monitor_and_slow_calls_off_leaves_a_run_as_it_was():
+    plain = Workload(vcpus=3, host_cpus=4, io_depth=4, duration_us=5_000)
+    quiet = plain.replace(slow_syscall_us=9_999, info_block_us=99)  # used only when switched on
+    for era in ("one-thread", "kvm", "iothread", "iothread-2017", "iothread-9.0"):
+        a, b = run_era(plain, era), run_era(quiet, era)
+        assert a.result.schedule == b.result.schedule and a.summary() == b.summary()
+        assert a.monitor_us == [] and "info block" not in a.summary()
+    assert "monitor_per_s" not in repr(plain) and "slow_syscall" not in repr(plain)
+    assert "monitor_per_s=1000" in repr(SLOW) and "slow_syscall_prob=0.02" in repr(SLOW)
+
+
+@pytest.mark.parametrize("era, sites", [
+    ("iothread", {"iothread: aio_poll", "monitor: info block"}),
+    ("iothread-2017", {"iothread: handle_vq", "iothread: complete", "monitor: info block"}),
+])
+def test_until_9_0_info_block_waits_behind_a_slow_submit_under_the_context_lock(era, sites):
+    r = run_era(SLOW, era)
+    assert len(r.monitor_us) >= 5
+    assert r.monitor_p99_us > SLOW.slow_syscall_us / 2
+    lock = r.result.sim.model["io_ctx"].lock
+    assert set(lock.sites) == sites  # who took the context lock, by call site
+    assert lock.sites["monitor: info block"].wait_us > SLOW.slow_syscall_us / 2
+
+
+def test_in_9_0_info_block_no_longer_waits_for_the_iothread():
+    locked, unlocked = run_era(SLOW, "iothread-2017"), run_era(SLOW, "iothread-9.0")
+    assert getattr(unlocked.result.sim.model["io_ctx"], "lock", None) is None
+    assert unlocked.monitor_p99_us < 3 * SLOW.info_block_us
+    assert locked.monitor_p99_us > 20 * unlocked.monitor_p99_us
+    # the monitor held the BQL while it waited, so the vCPUs' MMIO exits waited too
+    assert unlocked.guest_cpus_busy > 1.5 * locked.guest_cpus_busy
+
+
+def test_a_slow_submit_on_the_bql_path_stalls_the_monitor_and_the_guest():
+    kvm, dp = run_era(SLOW, "kvm"), run_era(SLOW, "dataplane")
+    assert kvm.monitor_p99_us > SLOW.slow_syscall_us / 2
+    assert dp.monitor_p99_us < 3 * SLOW.info_block_us
+    assert dp.guest_cpus_busy > 2 * kvm.guest_cpus_busy
