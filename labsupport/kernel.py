@@ -787,10 +787,21 @@ class Simulation:
                 f"lock.lock(), x.load(), compute(us) or sleep(us), or a generator"
             )
 
+    #: The simulation whose ``run`` is executing right now (None outside a run), so code that
+    #: names a global object (the block-graph lock, say) can find this simulation's one.
+    active: Simulation | None = None
+
     def run(self, until: float | None = None) -> RunResult:
         """Run until every thread has finished, a deadlock is found, or time ``until`` (us)."""
         if self._result is not None and self._result.outcome != "time limit":
             return self._result
+        previous, Simulation.active = Simulation.active, self
+        try:
+            return self._run(until)
+        finally:
+            Simulation.active = previous
+
+    def _run(self, until: float | None) -> RunResult:
         env = self.env
         while self._stop is None:
             self._dispatch()

@@ -47,3 +47,13 @@ def run_cell_containing(path: Path, ns: dict, containing: str, prelude: str = ""
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compile(src, str(path), "exec"), ns)
     return ns
+
+
+def assert_same_run(mine, theirs) -> None:
+    """Two kernel runs were the same run: outcome, schedule, steps, time, trace, report."""
+    from labsupport import trace_table
+
+    assert (mine.outcome, mine.schedule, mine.steps, mine.time) == \
+        (theirs.outcome, theirs.schedule, theirs.steps, theirs.time)
+    assert trace_table(mine, width=40) == trace_table(theirs, width=40)
+    assert str(mine.deadlock) == str(theirs.deadlock)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from notebook_cells import run_cells
+from notebook_cells import assert_same_run, run_cells
 
 from labsupport import compute, run, trace_table
 from labsupport.checks_ch05 import (
@@ -45,13 +45,6 @@ def era_model() -> dict:
     return run_cells(NOTEBOOK, "era-model", minimum=3)
 
 
-def _same(mine, theirs) -> None:
-    assert (mine.outcome, mine.schedule, mine.steps, mine.time) == \
-        (theirs.outcome, theirs.schedule, theirs.steps, theirs.time)
-    assert trace_table(mine, width=40) == trace_table(theirs, width=40)
-    assert str(mine.deadlock) == str(theirs.deadlock)
-
-
 @pytest.mark.parametrize("name", list(SCENARIOS))
 @pytest.mark.parametrize("fixed", [False, True])
 def test_the_notebooks_era_model_gives_the_librarys_traces(era_model, name, fixed):
@@ -59,7 +52,7 @@ def test_the_notebooks_era_model_gives_the_librarys_traces(era_model, name, fixe
     visible = era_model[factory.__name__]
     assert visible is not factory
     for seed in range(30):
-        _same(run(visible(fixed), policy="random", seed=seed, cpus=cpus),
+        assert_same_run(run(visible(fixed), policy="random", seed=seed, cpus=cpus),
               run(factory(fixed), policy="random", seed=seed, cpus=cpus))
 
 
