@@ -262,6 +262,60 @@ def format_multiqueue(rows: list[tuple[int, str, MQResult]]) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------------------------
+# The whole story in one table.
+
+
+@dataclass
+class StoryRow:
+    """One chapter's era in the summary: what it bought and what it cost."""
+
+    chapter: int
+    era: str
+    io_per_s: float  # NaN where the chapter has no row of its own in ``measure_eras``
+    io_p99_us: float
+    monitor_p99_us: float
+    deadlocks: int  # catalogue deadlocks and hangs of this chapter that the detectors caught
+    other_bugs: int  # races, stalls and freed reads of this chapter that they caught
+    locking_lines: int
+
+
+def story(rows: list[EraRow], hunted: list[HuntResult], locking: dict[int, int]
+          ) -> list[StoryRow]:
+    """One row per chapter 1-7: the era table's measurements (chapter 6 has none of its own),
+    the catalogue items caught under each chapter, and its era model's locking lines."""
+    by_chapter = {r.era.chapter: r for r in rows}
+    names = {1: "one thread", 2: "vCPU threads + BQL", 3: "dataplane",
+             4: "IOThread, loop holds ctx lock", 5: "handlers take ctx lock",
+             6: "graph lock + annotations", 7: "no ctx lock (9.0)"}
+    out = []
+    for ch in range(1, 8):
+        r = by_chapter.get(ch)
+        caught = [h.bug.kind for h in hunted if h.bug.chapter == ch and h.buggy > 0]
+        dead = sum(k in ("deadlock", "hang") for k in caught)
+        out.append(StoryRow(ch, names[ch], r.io_per_s if r else math.nan,
+                            r.io_p99_us if r else math.nan,
+                            r.monitor_p99_us if r else math.nan, dead, len(caught) - dead,
+                            locking.get(ch, 0)))
+    return out
+
+
+def format_story(story_rows: list[StoryRow]) -> str:
+    """The summary as text; a chapter without its own measurement shows "-"."""
+    def num(v: float) -> str:
+        return "-" if math.isnan(v) else f"{v:,.0f}"
+
+    lines = [f"{'ch':>2}  {'era':<30} {'I/O per s':>9} {'I/O p99':>7} {'monitor p99':>11} "
+             f"{'deadlocks':>9} {'other bugs':>10} {'locking lines':>13}",
+             f"{'-' * 2}  {'-' * 30} {'-' * 9} {'-' * 7} {'-' * 11} {'-' * 9} {'-' * 10} "
+             f"{'-' * 13}"]
+    for r in story_rows:
+        lines.append(f"{r.chapter:>2}  {r.era:<30} {num(r.io_per_s):>9} {num(r.io_p99_us):>7} "
+                     f"{num(r.monitor_p99_us):>11} {r.deadlocks:>9} {r.other_bugs:>10} "
+                     f"{r.locking_lines:>13}")
+    return "\n".join(lines)
+
+
 def ratio(a: float, b: float) -> float:
     """``a / b``, NaN when ``b`` is 0."""
     return a / b if b else math.nan

@@ -16,10 +16,12 @@ from labsupport.scenarios_ch08 import (
     format_hunt,
     format_multiqueue,
     format_rows,
+    format_story,
     hunt,
     locking_lines,
     measure_eras,
     multiqueue_rows,
+    story,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,3 +187,22 @@ def test_exercise_8_2_wants_the_first_grid_point_over_a_millisecond():
     if i + 1 < len(SLOW_GRID):
         assert not _threshold_82(SLOW_GRID[i + 1])[0]
     assert not _threshold_82(0.42)[0]
+
+
+def test_the_one_table_reads_as_the_chapter_says(rows, hunted):
+    locking = {int(stem): _era_model_lines(stem)[1] for stem in ("01", "02", "03", "04", "05",
+                                                                  "06", "07")}
+    table = {r.chapter: r for r in story(list(rows.values()), list(hunted.values()), locking)}
+    assert list(table) == [1, 2, 3, 4, 5, 6, 7]
+    assert table[1].deadlocks == table[1].other_bugs == table[1].locking_lines == 0
+    assert table[6].io_per_s != table[6].io_per_s  # NaN: no row of its own
+    assert table[2].io_per_s > table[1].io_per_s and table[3].io_per_s > table[2].io_per_s
+    assert table[4].io_per_s < table[3].io_per_s  # the block layer came back
+    assert table[4].io_per_s == table[5].io_per_s == table[7].io_per_s  # then stayed put
+    fast = {ch for ch, r in table.items() if r.monitor_p99_us < 3 * COMMON.info_block_us}
+    assert fast == {3, 7}
+    assert table[5].deadlocks == max(r.deadlocks for r in table.values()) == 4
+    assert table[6].deadlocks == 2 and table[7].deadlocks == 1 and table[7].other_bugs == 3
+    assert table[5].locking_lines == max(r.locking_lines for r in table.values())
+    text = format_story(list(table.values()))
+    assert "graph lock + annotations" in text and " - " in text
