@@ -291,3 +291,33 @@ def test_nbval_runs_an_exercise_up_to_its_stubs(course, tmp_path):
     failed = nbval(tmp_path / "untagged" / "01-demo.ipynb", tmp_path)
     assert failed.returncode == 1
     assert "NotImplementedError" in failed.stdout
+
+
+# -- Every solutions notebook is an nbgrader source notebook ---------------------------------
+
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "<!-- BEGIN SOLUTION -->")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "solutions").glob("*-exercises.ipynb")),
+                         ids=lambda p: p.name)
+def test_every_solutions_notebook_follows_nbgraders_rules(path):
+    """What ``nbgrader generate_assignment`` and ``autograde`` need: answers only in solution
+    cells, hidden tests only in locked grade cells with points, grade ids unique."""
+    nb = nbformat.read(path, as_version=4)
+    ids, graded = [], []
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if any(m in cell.source for m in SOLUTION_MARKERS):
+            assert meta.get("solution") is True, \
+                f"{path.name} cell {i}: a solution region outside a solution cell"
+        if "### BEGIN HIDDEN TESTS" in cell.source:
+            assert meta.get("grade") is True and meta.get("locked") is True, \
+                f"{path.name} cell {i}: hidden tests outside a locked grade cell"
+        if meta:
+            assert meta.get("grade_id"), f"{path.name} cell {i}: nbgrader metadata needs a grade_id"
+            ids.append(meta["grade_id"])
+            if meta.get("grade"):
+                assert meta.get("points", 0) > 0, f"{path.name} cell {i}: a grade cell needs points"
+                graded.append(i)
+    assert len(ids) == len(set(ids)), f"{path.name}: grade ids repeat: {ids}"
+    assert graded, f"{path.name}: no grade cell, nothing for the autograder to score"
