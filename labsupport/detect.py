@@ -240,7 +240,8 @@ def find_races(x: Simulation | RunResult) -> list[RaceReport]:
     States per variable: untouched, exclusive to its first thread (no checks: initialisation),
     shared (read by others), shared-modified (written by another thread too). Once shared, the
     candidate set is the locks held at every access; in shared-modified an empty set is a race.
-    One report per variable, at the first access that empties its set.
+    One report per variable, at the first access that empties its set. Variables declared
+    ``atomic`` (accessed only atomically, with barriers) are synchronisation, not data: skipped.
     """
     sim = _sim(x)
     objs = sim.objects
@@ -262,7 +263,7 @@ def find_races(x: Simulation | RunResult) -> list[RaceReport]:
             elif k == tb.RELEASE and a == 0 and obj.name in mine:
                 mine.remove(obj.name)
             continue
-        if k not in (tb.READ, tb.WRITE) or oid in reported:
+        if k not in (tb.READ, tb.WRITE) or oid in reported or getattr(objs[oid], "atomic", False):
             continue
         op = "write" if k == tb.WRITE else "read"
         acc = Access(names[tid], op, t, frozenset(held.get(tid, ())), i)

@@ -22,6 +22,7 @@ from .kernel import RunResult, Simulation, compute, run, sleep
 from .loop import AioContext, EventNotifier, aio_poll, aio_wait_kick, aio_wait_while
 from .models import IOThread, aio_context_acquire, aio_context_release
 from .shared import Shared
+from .sync import QemuEvent
 
 Program = Callable[[Simulation], Any]
 
@@ -227,6 +228,51 @@ def r3_program(fixed: bool = True) -> Program:
         ctx.home = sim.spawn("iothread0", iothread)
         sim.spawn("main-loop", main_loop)
         return done
+
+    return program
+
+
+def r3_handshake_program(fixed: bool = True) -> Program:
+    """R3 with the handshake written out: ``notify_me`` and the BH's ``scheduled`` flag as
+    shared variables, the context's event notifier as a ``QemuEvent``.
+
+    ``iothread0`` runs one blocking ``aio_poll``; the main loop schedules a BH and notifies
+    (``aio_bh_schedule_oneshot``, then ``aio_notify``). Fixed: both flags are atomic, ordered
+    accesses (``atomic=True``), the poller sets ``notify_me`` *before* it looks for work, and
+    the notifier publishes its BH *before* it reads ``notify_me``, so at least one of them sees
+    the other. Buggy: plain variables, and
+    the poller looks for work first; a race detector reports the flags on every schedule, and
+    some schedules lose the wake-up."""
+
+    def program(sim: Simulation) -> dict[str, Any]:
+        notify_me = Shared(sim, "notify_me", 0, atomic=fixed)
+        scheduled = Shared(sim, "bh.scheduled", 0, atomic=fixed)
+        notifier = QemuEvent(sim, "iothread0.notifier")
+        ran: list[str] = []
+
+        def iothread():  # aio_poll(ctx, blocking=True)
+            if fixed:
+                yield notify_me.store(1)        # "I may sleep" first ...
+                work = yield scheduled.load()   # ... then look for work
+            else:
+                work = yield scheduled.load()   # look for work first ...
+                yield notify_me.store(1)        # ... then say "I may sleep": too late
+            if not work:
+                yield notifier.wait()           # ppoll() on the event notifier
+                work = yield scheduled.load()
+            yield notify_me.store(0)
+            if work:
+                yield scheduled.store(0)
+                ran.append("complete")          # the BH runs
+
+        def main_loop():  # aio_bh_schedule_oneshot(ctx, complete), then aio_notify(ctx)
+            yield scheduled.store(1)
+            if (yield notify_me.load()):
+                yield notifier.set()
+
+        sim.spawn("iothread0", iothread)
+        sim.spawn("main-loop", main_loop)
+        return {"ran": ran, "notify_me": notify_me, "scheduled": scheduled}
 
     return program
 

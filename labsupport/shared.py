@@ -5,7 +5,9 @@ about memory that two threads touch. A ``Shared`` variable makes each touch a st
 so the scheduler can put another thread's step in between, and the trace can show who read what.
 ``x.increment()`` is, like ``x++`` in C, three steps on a real CPU (load, add, store) unless the
 simulation says ``expand=False``; ``x.qatomic_inc()`` is one indivisible step, like QEMU's
-``qatomic_inc()``.
+``qatomic_inc()``. A variable made with ``atomic=True`` is one that QEMU touches only through
+``qatomic_*`` accessors and memory barriers (``notify_me`` in ``struct AioContext``, say): race
+detectors treat its accesses as synchronisation, as ThreadSanitizer treats atomics.
 
 Layer 2 (primitives): imports only the kernel.
 """
@@ -19,15 +21,22 @@ from .kernel import Note, Op, Simulation, Step, Thread
 
 
 class Shared:
-    """A named variable that simulated threads share. Each ``load``/``store`` is one step."""
+    """A named variable that simulated threads share. Each ``load``/``store`` is one step.
+
+    ``atomic=True``: every access is atomic and ordered (QEMU's ``qatomic_*`` with barriers),
+    so two threads may touch it without a lock; ``detect.find_races`` does not report it.
+    """
 
     kind = "variable"
 
-    def __init__(self, sim: Simulation, name: str, value: Any = 0):
+    def __init__(self, sim: Simulation, name: str, value: Any = 0, atomic: bool = False):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a shared variable needs a non-empty name; got {name!r}")
+        if not isinstance(atomic, bool):
+            raise ValueError(f"atomic is True or False; got {atomic!r}")
         self.sim = sim
         self.name = name
+        self.atomic = atomic
         self._value = value
         self.initial = value
         self.oid = sim._register(self)
@@ -84,4 +93,5 @@ class Shared:
         return True
 
     def __repr__(self) -> str:
-        return f"<Shared {self.name} = {self._value!r}>"
+        kind = "Shared, atomic" if self.atomic else "Shared"
+        return f"<{kind} {self.name} = {self._value!r}>"

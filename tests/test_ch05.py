@@ -209,3 +209,26 @@ def test_exercise_5_4_and_5_5():
     assert not _lose_wakeup_05("x")[0]
     assert _recall_05("b")[0] and _recall_05(" B ")[0]
     assert not any(_recall_05(x)[0] for x in ("a", "c", "d", "e", 2))
+
+
+def test_r3_written_out_the_race_detector_flags_every_buggy_run_and_no_fixed_one():
+    from collections import Counter
+
+    from labsupport.detect import find_races
+    from labsupport.scenarios_ch05 import r3_handshake_program
+
+    for fixed in (False, True):
+        outcomes, flagged = Counter(), 0
+        for seed in range(200):
+            r = run(r3_handshake_program(fixed), policy="random", seed=seed)
+            outcomes[r.outcome] += 1
+            flagged += bool(find_races(r))
+            if outcomes["completed"] and r.outcome == "completed":
+                assert r.sim.model["ran"] == ["complete"]
+        if fixed:
+            assert outcomes == Counter(completed=200) and flagged == 0
+        else:
+            assert 0 < outcomes["stuck"] < 200 and flagged == 200
+    lucky = run(r3_handshake_program(False), policy="random", seed=0)
+    assert lucky.outcome == "completed"
+    assert {rep.variable for rep in find_races(lucky)} == {"notify_me", "bh.scheduled"}

@@ -1,5 +1,7 @@
 """The lock-order validator and the lockset race detector."""
 
+import pytest
+
 from labsupport import QemuMutex, Shared, compute, run, sleep
 from labsupport.demos import abba_program, counter_program
 from labsupport.detect import LockOrder, find_races, witness_deadlock
@@ -132,3 +134,26 @@ def test_eraser_ignores_initialisation_by_one_thread_and_read_only_sharing():
         sim.spawn("vcpu1", reader)
 
     assert find_races(run(prog)) == []
+
+
+def test_atomic_variables_are_synchronisation_not_races():
+    from labsupport import Shared, run
+
+    def program(atomic):
+        def build(sim):
+            flag = Shared(sim, "flag", 0, atomic=atomic)
+
+            def writer():
+                yield flag.store(1)
+
+            def other_writer():
+                yield flag.store(2)
+
+            sim.spawn("writer", writer)
+            sim.spawn("other-writer", other_writer)
+        return build
+
+    assert [r.variable for r in find_races(run(program(False)))] == ["flag"]
+    assert find_races(run(program(True))) == []
+    with pytest.raises(ValueError, match="atomic is True or False"):
+        run(lambda sim: Shared(sim, "x", atomic="yes"))
