@@ -1,4 +1,5 @@
-"""A chapter notebook's code cells, read and run from tests.
+"""What the chapter tests share: a notebook's code cells read and run, two runs compared,
+a widget's printing captured.
 
 The chapters build their era models in visible cells (tagged ``era-model``); the tests run those
 very cells and compare them with the library, so a notebook cannot drift from ``labsupport``.
@@ -57,3 +58,11 @@ def assert_same_run(mine, theirs) -> None:
         (theirs.outcome, theirs.schedule, theirs.steps, theirs.time)
     assert trace_table(mine, width=40) == trace_table(theirs, width=40)
     assert str(mine.deadlock) == str(theirs.deadlock)
+
+
+def quiet(fn, *args, **kwargs):
+    """Call ``fn`` with its printing captured: ``(its result, what it printed)``. Widgets print
+    their text summary; the tests read it."""
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        result = fn(*args, **kwargs)
+    return result, out.getvalue()

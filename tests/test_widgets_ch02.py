@@ -1,18 +1,11 @@
 """The chapter 2 widget, driven without a browser."""
 
-import contextlib
-import io
 
 import ipywidgets
 import pytest
+from notebook_cells import quiet
 
 from labsupport.widgets_ch02 import lab, view
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        result = fn(*args, **kwargs)
-    return result, out.getvalue()
 
 
 def test_the_first_child_is_the_vcpu_slider_and_moving_it_recomputes():

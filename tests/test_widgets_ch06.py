@@ -1,23 +1,16 @@
 """The chapter 6 widget, driven without a browser."""
 
-import contextlib
-import io
 import statistics
 import time
 
 import ipywidgets
 import matplotlib
 import pytest
+from notebook_cells import quiet
 
 from labsupport.widgets_ch06 import lab, lab_config, view
 
 matplotlib.use("Agg")
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        result = fn(*args, **kwargs)
-    return result, out.getvalue()
 
 
 def test_the_first_child_is_the_reader_rate_slider_and_moving_it_recomputes():

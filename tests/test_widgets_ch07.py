@@ -1,24 +1,17 @@
 """The chapter 7 widget, driven without a browser."""
 
-import contextlib
-import io
 import statistics
 import time
 
 import ipywidgets
 import matplotlib
 import pytest
+from notebook_cells import quiet
 
 from labsupport.multiqueue import VM, measure
 from labsupport.widgets_ch07 import MAPPINGS, lab, mapping_for, view
 
 matplotlib.use("Agg")
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        result = fn(*args, **kwargs)
-    return result, out.getvalue()
 
 
 def controls(w):

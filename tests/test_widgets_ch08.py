@@ -1,18 +1,11 @@
 """The chapter 8 widget, driven without a browser."""
 
-import contextlib
-import io
 
 import ipywidgets
 import pytest
+from notebook_cells import quiet
 
 from labsupport.widgets_ch08 import lab, view
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        result = fn(*args, **kwargs)
-    return result, out.getvalue()
 
 
 def _summary(rows):
