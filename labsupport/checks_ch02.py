@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .analysis import intervals
-from .exercises import register
-from .kernel import ScheduleDivergence, Simulation, SimulationError, ThreadCrashed, compute, run
+from .exercises import attempt, ended_badly, register
+from .kernel import ScheduleDivergence, Simulation, compute, run
 from .models import BQL, Workload, run_era
 from .shared import Shared
 
@@ -162,21 +162,10 @@ def _fixed_02(answer: Any) -> tuple[bool, str]:
     program = irq_device_program(answer, vcpus=p["vcpus"], exits=p["exits"])
     total = p["vcpus"] * p["exits"]
     for seed in range(p["seeds"]):
-        try:
-            r = run(program, policy="random", seed=seed, cpus=p["cpus"])
-        except ThreadCrashed as e:
-            if isinstance(e.__cause__, NotImplementedError):
-                raise e.__cause__ from None
-            cause = e.__cause__
-            if isinstance(cause, TypeError) and "iterable" in str(cause):
-                return False, ("the handler must be a generator function: it yields each step "
-                               "(yield bql.lock(...), yield compute(...), ...)")
-            return False, f"seed {seed}: {e}"
-        except SimulationError as e:
-            return False, f"seed {seed}: {type(e).__name__}: {e}"
-        if r.outcome != "completed":
-            why = f"\n{r.deadlock.text()}" if r.deadlock else ""
-            return False, f"seed {seed}: the run ended in {r.outcome}{why}"
+        r, why = attempt(seed, lambda s=seed: run(program, policy="random", seed=s, cpus=p["cpus"]))
+        why = why or ended_badly(seed, r)
+        if why:
+            return False, why
         dev = r.sim.model
         if dev.isr.value != dev.all_raised or dev.writes.value != total:
             return False, (f"seed {seed}: isr = {dev.isr.value:#06b} "

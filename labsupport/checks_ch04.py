@@ -15,8 +15,8 @@ from typing import Any
 
 from . import tracebuf as tb
 from .detect import LockOrder
-from .exercises import register
-from .kernel import RunResult, Simulation, SimulationError, ThreadCrashed, compute, run, sleep
+from .exercises import attempt, ended_badly, register
+from .kernel import RunResult, Simulation, compute, run, sleep
 from .loop import AioContext, aio_poll
 from .models import BQL, aio_context_acquire, aio_context_release
 from .scenarios_ch04 import BqlAroundPoll, IOThread2013, IOThreadVM, d4_program, measure_vm
@@ -268,17 +268,10 @@ def _fixed_04(answer: Any) -> tuple[bool, str]:
     program = d4_program(answer)
     order = LockOrder()
     for seed in FIX_SEEDS_04:
-        try:
-            r = run(program, policy="random", seed=seed, cpus=2)
-        except ThreadCrashed as e:
-            if isinstance(e.__cause__, NotImplementedError):
-                raise e.__cause__ from None
-            return False, f"seed {seed}: {e}"
-        except SimulationError as e:
-            return False, f"seed {seed}: {type(e).__name__}: {e}"
-        if r.outcome != "completed":
-            why = f"\n{r.deadlock.text()}" if r.deadlock else ""
-            return False, f"seed {seed}: the run ended in {r.outcome}{why}"
+        r, why = attempt(seed, lambda s=seed: run(program, policy="random", seed=s, cpus=2))
+        why = why or ended_badly(seed, r)
+        if why:
+            return False, why
         m = r.sim.model
         if m["dev"].stats.value != m["requests"]:
             return False, (f"seed {seed}: blk.stats = {m['dev'].stats.value} after "

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import tracebuf as tb
-from .exercises import register
-from .kernel import RunResult, ScheduleDivergence, SimulationError, run
+from .exercises import attempt, ended_badly, register
+from .kernel import RunResult, ScheduleDivergence, run
 from .scenarios_ch05 import d1_program, d2_program, r3_program
 
 #: How many random schedules a "fix" answer must survive.
@@ -28,17 +28,16 @@ def _generator_function(answer: Any, what: str) -> str | None:
     return None
 
 
+def _run_fix_once(program: Any, seed: int) -> tuple[RunResult | None, str]:
+    r, why = attempt(seed, lambda s=seed: run(program, policy="random", seed=s, cpus=2))
+    return r, why or ended_badly(seed, r)
+
+
 def _run_fix(program: Any, seeds: int) -> tuple[RunResult | None, str]:
     for seed in range(seeds):
-        try:
-            r = run(program, policy="random", seed=seed, cpus=2)
-        except SimulationError as e:
-            return None, f"seed {seed}: {type(e).__name__}: {e}"
-        except TypeError as e:
-            return None, f"seed {seed}: {e} (is it a generator function, with yield?)"
-        if r.outcome != "completed":
-            where = f"\n{r.deadlock.text()}" if r.deadlock else ""
-            return None, f"seed {seed}: the run ended {r.outcome}{where}"
+        r, why = _run_fix_once(program, seed)
+        if why:
+            return None, why
     return r, ""
 
 
@@ -49,16 +48,11 @@ def _fix_d1(answer: Any) -> tuple[bool, str]:
     bad = _generator_function(answer, "save_vmstate(io, main_ctx, in_flight)")
     if bad:
         return False, bad
+    program = d1_program(save_vmstate_body=answer)
     for seed in range(SEEDS):
-        try:
-            r = run(d1_program(save_vmstate_body=answer), policy="random", seed=seed, cpus=2)
-        except SimulationError as e:
-            return False, f"seed {seed}: {type(e).__name__}: {e}"
-        except TypeError as e:
-            return False, f"seed {seed}: {e} (is it a generator function, with yield?)"
-        if r.outcome != "completed":
-            where = f"\n{r.deadlock.text()}" if r.deadlock else ""
-            return False, f"seed {seed}: the run ended {r.outcome}{where}"
+        r, why = _run_fix_once(program, seed)
+        if why:
+            return False, why
         if not _finished_before_exit(r):
             return False, (f"seed {seed}: save_vmstate returned while in_flight was still 1: "
                            f"it must wait until the request has finished")

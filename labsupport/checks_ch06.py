@@ -15,7 +15,7 @@ import inspect
 from typing import Any
 
 from .annotations import tsa_spec, tsa_violations
-from .exercises import register
+from .exercises import attempt, register
 from .kernel import SimulationError
 from .scenarios_ch06 import (
     SCENARIOS,
@@ -105,12 +105,10 @@ def _fix_d7(answer: Any) -> tuple[bool, str]:
         return False, "the static pass warns:\n" + report.text()
     cfg = SCENARIOS["D7"][0]
     for seed in range(SEEDS):
-        try:
-            g = run_graph(cfg, seed=seed, trace=False, change_body=answer)
-        except SimulationError as e:
-            return False, f"seed {seed}: {type(e).__name__}: {e}"
-        except TypeError as e:
-            return False, f"seed {seed}: {e} (is it a generator function, with yield from?)"
+        g, why = attempt(seed, lambda s=seed: run_graph(cfg, seed=s, trace=False,
+                                                         change_body=answer))
+        if why:
+            return False, why
         if g.outcome != "completed":
             why = f"\n{g.result.deadlock.text()}\n{g.diagnosis()}" if g.result.deadlock else ""
             return False, f"seed {seed}: the run ended {g.outcome}{why}"

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .exercises import register
-from .kernel import SimulationError
+from .exercises import attempt, register
 from .multiqueue import VM, MappingError, MQCosts, measure, sweep
 from .scenarios_ch07 import r6_program, run_scenario
 
@@ -64,13 +63,10 @@ def _fix_r6(answer: Any) -> tuple[bool, str]:
     if not callable(answer):
         return False, f"answer with the function move(new_ctx, old_ctx) itself, not {answer!r}"
     for seed in range(SEEDS):
-        try:
-            run = run_scenario("R6", True, seed=seed, trace=False,
-                               program=r6_program(move=answer))
-        except SimulationError as e:
-            return False, f"seed {seed}: {type(e).__name__}: {e}"
-        except TypeError as e:
-            return False, f"seed {seed}: {e} (is it a generator function, with yield?)"
+        run, why = attempt(seed, lambda s=seed: run_scenario("R6", True, seed=s, trace=False,
+                                                      program=r6_program(move=answer)))
+        if why:
+            return False, why
         if run.outcome != "ok":
             return False, f"seed {seed}: {run.outcome}: {'; '.join(run.findings)}"
         where = run.result.sim.model["where"]

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .kernel import RunResult, SimulationError, ThreadCrashed
+
 __all__ = ["backup", "check", "committed_copy", "hint", "register", "reset"]
 
 Checker = Callable[[Any], tuple[bool, str]]
@@ -75,6 +77,35 @@ def register(qid: str, checker: Checker, hint: str) -> None:
 def _name(function: Callable[..., Any]) -> str:
     module = getattr(function, "__module__", "?")
     return f"{module}.{getattr(function, '__qualname__', repr(function))}"
+
+
+def attempt(seed: int, call: Callable[[], Any]) -> tuple[Any, str]:
+    """Run a learner's answer on one seeded schedule: ``call()`` runs it (``run(...)``, or a
+    chapter's own runner). Returns ``(its result, "")``, or ``(None, what went wrong)`` in the
+    learner's terms. A ``NotImplementedError`` from the exercise's stub goes on up, so ``check``
+    says "not answered yet"."""
+    try:
+        return call(), ""
+    except ThreadCrashed as e:
+        cause = e.__cause__
+        if isinstance(cause, NotImplementedError):
+            raise cause from None
+        if isinstance(cause, TypeError) and "iterable" in str(cause):
+            return None, ("the answer must be a generator function: it yields each step "
+                          "(yield lock.lock(...), yield compute(...), ...)")
+        return None, f"seed {seed}: {e}"
+    except SimulationError as e:
+        return None, f"seed {seed}: {type(e).__name__}: {e}"
+    except TypeError as e:
+        return None, f"seed {seed}: {e} (is it a generator function, with yield?)"
+
+
+def ended_badly(seed: int, r: RunResult) -> str:
+    """"" if run ``r`` completed; otherwise how it ended, with the deadlock report if any."""
+    if r.outcome == "completed":
+        return ""
+    why = f"\n{r.deadlock.text()}" if r.deadlock else ""
+    return f"seed {seed}: the run ended in {r.outcome}{why}"
 
 
 def check(qid: str, answer: Any) -> bool:

@@ -220,3 +220,44 @@ def test_reset_never_loses_the_learners_version(learner, resets):
         assert mine.read_bytes() == PRISTINE
         kept = [p.read_bytes() for p in backups(mine)]
         assert kept == ([] if learner == PRISTINE else [learner])
+
+
+def test_attempt_turns_a_failed_run_into_a_message_and_lets_a_stub_through():
+    from labsupport import QemuMutex, run
+    from labsupport.exercises import attempt, ended_badly
+
+    def stub(sim):
+        def body():
+            raise NotImplementedError("Your answer here")
+            yield
+
+        sim.spawn("t", body)
+
+    with pytest.raises(NotImplementedError):
+        attempt(0, lambda: run(stub))
+
+    def not_a_generator(sim):
+        sim.spawn("t", lambda: 42)
+
+    r, why = attempt(3, lambda: run(not_a_generator))
+    assert r is None and why
+
+    def abba(sim):
+        a, b = QemuMutex(sim, "a"), QemuMutex(sim, "b")
+
+        def one():
+            yield a.lock()
+            yield b.lock()
+
+        def two():
+            yield b.lock()
+            yield a.lock()
+
+        sim.spawn("one", one)
+        sim.spawn("two", two)
+
+    r, why = attempt(7, lambda: run(abba, schedule="010"))
+    assert why == "" and r.outcome == "deadlock"
+    text = ended_badly(7, r)
+    assert text.startswith("seed 7: the run ended in deadlock") and "DEADLOCK" in text
+    assert ended_badly(7, run(lambda sim: None)) == ""
