@@ -142,8 +142,9 @@ bench: venv scratch ## run the benchmarks (bench/run.py)
 	@echo "bench/run.py $(BENCH_ARGS)"
 	@$(ISOLATED) $(VPY) bench/run.py $(BENCH_ARGS)
 
-lint: venv ## lint the code and notebooks with ruff
+lint: venv ## lint the code and notebooks with ruff, and check that they are formatted
 	$(VPY) -m ruff check $(wildcard $(LINT_PATHS))
+	$(VPY) -m ruff format --check $(wildcard $(LINT_PATHS))
 
 format: venv ## format the code and notebooks with ruff, and apply ruff's safe fixes
 	$(VPY) -m ruff format $(wildcard $(LINT_PATHS))

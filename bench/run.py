@@ -168,9 +168,11 @@ def main() -> None:
         print(f"widget_update_ms.{chapter}: {wms:.1f}")
 
     print("# goals: " + "; ".join(f"{k} {v}" for k, v in GOALS.items()))
-    print(f"# this machine: SimPy Resource ping-pong {simpy_rate:,.0f} hand-offs/s; "
-          f"QemuMutex {mutex_rate:,.0f} hand-offs/s ({traced_rate:,.0f} with tracing on); "
-          f"{events:,} events recorded for the bytes-per-event figure")
+    print(
+        f"# this machine: SimPy Resource ping-pong {simpy_rate:,.0f} hand-offs/s; "
+        f"QemuMutex {mutex_rate:,.0f} hand-offs/s ({traced_rate:,.0f} with tracing on); "
+        f"{events:,} events recorded for the bytes-per-event figure"
+    )
 
 
 if __name__ == "__main__":

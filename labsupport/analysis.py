@@ -128,8 +128,10 @@ def intervals(x: Simulation | RunResult) -> list[Interval]:
     tid, a, b = (x.tolist() for x in w.runs)
     out = [Interval(names[i], "run", "cpu", s, e) for i, s, e in zip(tid, a, b, strict=True)]
     for what, (tid, oid, a, b) in (("blocked", w.blocks), ("hold", w.holds)):
-        out += [Interval(names[i], what, objs[o].name, s, e)
-                for i, o, s, e in zip(*(x.tolist() for x in (tid, oid, a, b)), strict=True)]
+        out += [
+            Interval(names[i], what, objs[o].name, s, e)
+            for i, o, s, e in zip(*(x.tolist() for x in (tid, oid, a, b)), strict=True)
+        ]
     out.sort(key=lambda iv: (iv.start, iv.thread, iv.what))
     return out
 
@@ -193,11 +195,14 @@ class Metrics:
                     f"{s.wait_max:>9g} {s.hold_total:>11g} {s.hold_max:>9g}"
                 )
         if self.marks:
-            lines.append(f"{'completed':<12} {'count':>6} {'per second':>11} {'p50 us':>8} "
-                         f"{'p99 us':>8}")
+            lines.append(
+                f"{'completed':<12} {'count':>6} {'per second':>11} {'p50 us':>8} {'p99 us':>8}"
+            )
             for m in self.marks.values():
-                lines.append(f"{m.name:<12} {m.count:>6} {m.throughput_per_s:>11.0f} "
-                             f"{m.p(50):>8g} {m.p(99):>8g}")
+                lines.append(
+                    f"{m.name:<12} {m.count:>6} {m.throughput_per_s:>11.0f} "
+                    f"{m.p(50):>8g} {m.p(99):>8g}"
+                )
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -242,5 +247,12 @@ def metrics(x: Simulation | RunResult) -> Metrics:
         per_s = len(lats) / (end / 1e6) if end > 0 else math.nan
         mark_stats[name] = MarkStats(name, len(lats), per_s, lats[~np.isnan(lats)].tolist())
     util = float(run_us.sum()) / (sim.cpus.n * end) if end > 0 else 0.0
-    return Metrics(end, sim.cpus.n, util, dict(zip(names, run_us.tolist(), strict=True)),
-                   dict(zip(names, blocked_us.tolist(), strict=True)), locks, mark_stats)
+    return Metrics(
+        end,
+        sim.cpus.n,
+        util,
+        dict(zip(names, run_us.tolist(), strict=True)),
+        dict(zip(names, blocked_us.tolist(), strict=True)),
+        locks,
+        mark_stats,
+    )

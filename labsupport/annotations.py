@@ -30,8 +30,15 @@ from .kernel import MisuseError, Simulation, Step, Thread
 from .shared import Shared
 
 #: The kinds of promise, in the words of clang's attributes.
-KINDS = ("requires", "requires_shared", "excludes", "acquires", "acquires_shared", "releases",
-         "releases_shared")
+KINDS = (
+    "requires",
+    "requires_shared",
+    "excludes",
+    "acquires",
+    "acquires_shared",
+    "releases",
+    "releases_shared",
+)
 
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$")
 
@@ -78,12 +85,16 @@ class _Annotation:
 
     def __init__(self, kind: str, locks: tuple[Any, ...]):
         if not locks:
-            raise ValueError(f"{kind}() needs at least one lock (an expression string such as "
-                             f"'bs.reqs_lock', or a lock object)")
+            raise ValueError(
+                f"{kind}() needs at least one lock (an expression string such as "
+                f"'bs.reqs_lock', or a lock object)"
+            )
         for lock in locks:
             if isinstance(lock, str) and not _DOTTED.match(lock):
-                raise ValueError(f"{kind}(): a lock expression is a dotted name such as "
-                                 f"'self.lock' or 'graph_lock'; got {lock!r}")
+                raise ValueError(
+                    f"{kind}(): a lock expression is a dotted name such as "
+                    f"'self.lock' or 'graph_lock'; got {lock!r}"
+                )
         self.kind = kind
         self.locks = locks
 
@@ -144,9 +155,11 @@ def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
     if hasattr(fn, "__tsa__"):
         return fn  # stacked decorators share one wrapper and one spec
     if not inspect.isgeneratorfunction(fn):
-        raise TypeError(f"thread-safety annotations go on generator functions (thread or "
-                        f"coroutine bodies, helpers used with 'yield from'); "
-                        f"{getattr(fn, '__name__', fn)!r} is not one")
+        raise TypeError(
+            f"thread-safety annotations go on generator functions (thread or "
+            f"coroutine bodies, helpers used with 'yield from'); "
+            f"{getattr(fn, '__name__', fn)!r} is not one"
+        )
     spec = TSASpec()
 
     @functools.wraps(fn)
@@ -211,15 +224,17 @@ def _resolve(fn: Callable[..., Any], expr: Any, bound: dict[str, Any]) -> Any:
             raise MisuseError(
                 f"{fn.__name__}: cannot tell which lock {expr!r} is: name an argument, a "
                 f"global or a closure variable, or declare it with declare_capability(sim, "
-                f"{first!r}, lock)")
+                f"{first!r}, lock)"
+            )
         obj = caps[first]
     for attr in rest:
         obj = getattr(obj, attr)
     return obj
 
 
-def _resolve_all(fn: Callable[..., Any], spec: TSASpec, args: tuple, kwargs: dict
-                 ) -> list[tuple[str, str, Any]]:
+def _resolve_all(
+    fn: Callable[..., Any], spec: TSASpec, args: tuple, kwargs: dict
+) -> list[tuple[str, str, Any]]:
     try:
         bound = inspect.signature(fn).bind(*args, **kwargs)
         bound.apply_defaults()
@@ -275,8 +290,12 @@ def record_violation(sim: Simulation, function: str, lock: str, kind: str, what:
     text = f"TSA at t={sim.now:g} us: {what} [{where}]"
     v = Violation(sim.now, function, lock, tname, coname, kind, text)
     sim.__dict__.setdefault("tsa_violations", []).append(v)
-    sim._record(tb.OP, t.tid if t is not None else -1,
-                sim._label("note", f"TSA: {function} {kind} {lock}"), None)
+    sim._record(
+        tb.OP,
+        t.tid if t is not None else -1,
+        sim._label("note", f"TSA: {function} {kind} {lock}"),
+        None,
+    )
     if getattr(sim, "tsa_mode", "record") == "raise":
         raise TSAViolation(v)
 
@@ -295,17 +314,34 @@ def _check_entry(fn: Callable[..., Any], resolved: list[tuple[str, str, Any]]) -
     for kind, text, lock in resolved:
         mode = holds(lock, me)
         if kind == "requires" and mode != "exclusive":
-            record_violation(sim, name, text, kind, f"calling `{name}` requires holding `{text}` "
-                     f"exclusively" + (" (it is held only shared)" if mode else ""))
+            record_violation(
+                sim,
+                name,
+                text,
+                kind,
+                f"calling `{name}` requires holding `{text}` "
+                f"exclusively" + (" (it is held only shared)" if mode else ""),
+            )
         elif kind in ("requires_shared", "releases_shared") and mode is None:
-            record_violation(sim, name, text, kind,
-                     f"calling `{name}` requires holding `{text}` (shared)")
+            record_violation(
+                sim, name, text, kind, f"calling `{name}` requires holding `{text}` (shared)"
+            )
         elif kind == "releases" and mode != "exclusive":
-            record_violation(sim, name, text, kind, f"calling `{name}` requires holding `{text}`, "
-                     f"which it releases")
+            record_violation(
+                sim,
+                name,
+                text,
+                kind,
+                f"calling `{name}` requires holding `{text}`, which it releases",
+            )
         elif kind in ("excludes", "acquires", "acquires_shared") and mode is not None:
-            record_violation(sim, name, text, kind,
-                     f"calling `{name}` requires NOT holding `{text}`, but it is held ({mode})")
+            record_violation(
+                sim,
+                name,
+                text,
+                kind,
+                f"calling `{name}` requires NOT holding `{text}`, but it is held ({mode})",
+            )
 
 
 def _check_exit(fn: Callable[..., Any], resolved: list[tuple[str, str, Any]]) -> None:
@@ -317,8 +353,13 @@ def _check_exit(fn: Callable[..., Any], resolved: list[tuple[str, str, Any]]) ->
         if kind in ("acquires", "acquires_shared") and mode is None:
             record_violation(sim, name, text, kind, f"`{name}` returned without acquiring `{text}`")
         elif kind in ("releases", "releases_shared") and mode is not None:
-            record_violation(sim, name, text, kind, f"`{name}` returned but `{text}` is still held "
-                     f"({mode}): the release had no effect")
+            record_violation(
+                sim,
+                name,
+                text,
+                kind,
+                f"`{name}` returned but `{text}` is still held ({mode}): the release had no effect",
+            )
 
 
 # -- guarded data ------------------------------------------------------------------------------
@@ -345,11 +386,21 @@ class GuardedShared(Shared):
         mode = holds(self.guard, sim.current)
         text = lock_text(self.guard)
         if write and mode != "exclusive":
-            record_violation(sim, self.name, text, "guarded_by",
-                     f"writing `{self.name}` requires holding `{text}` exclusively")
+            record_violation(
+                sim,
+                self.name,
+                text,
+                "guarded_by",
+                f"writing `{self.name}` requires holding `{text}` exclusively",
+            )
         elif not write and mode is None:
-            record_violation(sim, self.name, text, "guarded_by",
-                     f"reading `{self.name}` requires holding `{text}`")
+            record_violation(
+                sim,
+                self.name,
+                text,
+                "guarded_by",
+                f"reading `{self.name}` requires holding `{text}`",
+            )
 
 
 def _guarded_step(var: GuardedShared, op: Any, write: bool) -> Any:
@@ -384,8 +435,10 @@ class GuardedAttr:
         else:
             caps = getattr(obj.sim, "tsa_capabilities", {})
             if first not in caps:
-                raise MisuseError(f"{type(obj).__name__}.{self.attr} is guarded by "
-                                  f"{self.lock!r}, which is not declared in this simulation")
+                raise MisuseError(
+                    f"{type(obj).__name__}.{self.attr} is guarded by "
+                    f"{self.lock!r}, which is not declared in this simulation"
+                )
             target = caps[first]
         for a in rest:
             target = getattr(target, a)
@@ -398,11 +451,21 @@ class GuardedAttr:
         mode = holds(self._lock(obj), sim.current)
         what = f"{getattr(obj, 'name', type(obj).__name__)}.{self.attr}"
         if write and mode != "exclusive":
-            record_violation(sim, what, self.lock, "guarded_by",
-                     f"writing `{what}` requires holding `{self.lock}` exclusively")
+            record_violation(
+                sim,
+                what,
+                self.lock,
+                "guarded_by",
+                f"writing `{what}` requires holding `{self.lock}` exclusively",
+            )
         elif not write and mode is None:
-            record_violation(sim, what, self.lock, "guarded_by",
-                     f"reading `{what}` requires holding `{self.lock}`")
+            record_violation(
+                sim,
+                what,
+                self.lock,
+                "guarded_by",
+                f"reading `{what}` requires holding `{self.lock}`",
+            )
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
@@ -418,11 +481,15 @@ class GuardedAttr:
 def guarded_by(lock: Any) -> Callable[[Shared], GuardedShared]:
     """``x = guarded_by(m)(Shared(sim, "x"))`` (``TSA_GUARDED_BY``): accesses to ``x`` from a
     thread that does not hold ``m`` are violations. For attributes use ``GuardedAttr``."""
+
     def wrap(var: Shared) -> GuardedShared:
         if not isinstance(var, Shared):
-            raise TypeError(f"guarded_by(lock) wraps a Shared variable; got {var!r} "
-                            f"(for a class attribute, use GuardedAttr)")
+            raise TypeError(
+                f"guarded_by(lock) wraps a Shared variable; got {var!r} "
+                f"(for a class attribute, use GuardedAttr)"
+            )
         return GuardedShared(var, lock)
+
     return wrap
 
 
@@ -452,8 +519,27 @@ def tsa_report(where: Any) -> str:
 
 
 __all__ = [
-    "GuardedAttr", "GuardedShared", "KINDS", "TSASpec", "TSAViolation", "Violation", "acquires",
-    "acquires_shared", "declare_capability", "excludes", "guarded_by", "holds", "lock_text",
-    "no_tsa", "record_violation", "releases", "releases_shared", "requires", "requires_shared",
-    "set_tsa_mode", "tsa_report", "tsa_spec", "tsa_violations",
+    "GuardedAttr",
+    "GuardedShared",
+    "KINDS",
+    "TSASpec",
+    "TSAViolation",
+    "Violation",
+    "acquires",
+    "acquires_shared",
+    "declare_capability",
+    "excludes",
+    "guarded_by",
+    "holds",
+    "lock_text",
+    "no_tsa",
+    "record_violation",
+    "releases",
+    "releases_shared",
+    "requires",
+    "requires_shared",
+    "set_tsa_mode",
+    "tsa_report",
+    "tsa_spec",
+    "tsa_violations",
 ]

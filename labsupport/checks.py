@@ -63,14 +63,26 @@ def _fixed_00(answer: Any) -> tuple[bool, str]:
         if r.outcome != "completed":
             return False, f"seed {seed}: the run ended in {r.outcome}"
         if model.value != 9:
-            return False, (f"seed {seed} (schedule {r.schedule!r}) ends with counter = "
-                           f"{model.value}, not 9")
+            return False, (
+                f"seed {seed} (schedule {r.schedule!r}) ends with counter = {model.value}, not 9"
+            )
     return True, f"counter = 9 on all {len(seeds)} random schedules"
 
 
-register("0.1", _predict_00, "read the table row by row: a store writes the value its own "
-         "thread loaded plus one, whatever happened in between")
-register("0.2", _lose_one_00, "one character per choice point: '1' lets T1 take its first "
-         "step (the load) before T0 runs")
-register("0.3", _fixed_00, "take the QemuMutex before the increment and release it after, in "
-         "every thread; return the counter from the program")
+register(
+    "0.1",
+    _predict_00,
+    "read the table row by row: a store writes the value its own "
+    "thread loaded plus one, whatever happened in between",
+)
+register(
+    "0.2",
+    _lose_one_00,
+    "one character per choice point: '1' lets T1 take its first step (the load) before T0 runs",
+)
+register(
+    "0.3",
+    _fixed_00,
+    "take the QemuMutex before the increment and release it after, in "
+    "every thread; return the counter from the program",
+)

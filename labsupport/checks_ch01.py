@@ -93,12 +93,16 @@ def _names(answer: Any) -> list[str] | None:
 def _order_01(answer: Any) -> tuple[bool, str]:
     names = _names(answer)
     if names is None:
-        return False, ("answer with a list of callback names in the order they run, such as "
-                       "['rtc-tick', 'dma-restart']")
+        return False, (
+            "answer with a list of callback names in the order they run, such as "
+            "['rtc-tick', 'dma-restart']"
+        )
     ran = run(pass_order_program).sim.model
     if names == ran:
-        return True, (f"the pass runs {', '.join(ran)}: fd handlers, then due timers, then "
-                      f"every BH scheduled so far, the one the handler scheduled included")
+        return True, (
+            f"the pass runs {', '.join(ran)}: fd handlers, then due timers, then "
+            f"every BH scheduled so far, the one the handler scheduled included"
+        )
     known = {"dma-restart", "raise-irq", "disk-completion", "rtc-tick", "watchdog"}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -126,8 +130,7 @@ SLICE_CANDIDATES = tuple(range(50, 1001, 50))
 
 def slice_p99(slice_us: int) -> float:
     """p99 I/O latency (us) of the one-thread era on ``LATENCY_WORKLOAD`` with this slice."""
-    return run_era(LATENCY_WORKLOAD.replace(slice_us=slice_us), "one-thread",
-                   trace=False).io_p99_us
+    return run_era(LATENCY_WORKLOAD.replace(slice_us=slice_us), "one-thread", trace=False).io_p99_us
 
 
 def _largest_slice_01(answer: Any) -> tuple[bool, str]:
@@ -138,14 +141,20 @@ def _largest_slice_01(answer: Any) -> tuple[bool, str]:
     p99 = {s: slice_p99(s) for s in SLICE_CANDIDATES}
     best = max(s for s, p in p99.items() if p <= P99_BOUND_US)
     if p99[answer] > P99_BOUND_US:
-        return False, (f"with a {answer} us slice the p99 latency is {p99[answer]:.0f} us, "
-                       f"over the {P99_BOUND_US} us bound")
+        return False, (
+            f"with a {answer} us slice the p99 latency is {p99[answer]:.0f} us, "
+            f"over the {P99_BOUND_US} us bound"
+        )
     if answer < best:
-        return False, (f"{answer} us keeps p99 at {p99[answer]:.0f} us, but a larger slice "
-                       f"also stays under {P99_BOUND_US} us")
+        return False, (
+            f"{answer} us keeps p99 at {p99[answer]:.0f} us, but a larger slice "
+            f"also stays under {P99_BOUND_US} us"
+        )
     nxt = SLICE_CANDIDATES[SLICE_CANDIDATES.index(best) + 1]
-    return True, (f"{best} us gives p99 {p99[best]:.0f} us; the next candidate, {nxt} us, "
-                  f"gives {p99[nxt]:.0f} us")
+    return True, (
+        f"{best} us gives p99 {p99[best]:.0f} us; the next candidate, {nxt} us, "
+        f"gives {p99[nxt]:.0f} us"
+    )
 
 
 # -- 1.3 More vCPUs, more host CPUs ------------------------------------------------------------
@@ -158,8 +167,9 @@ VCPU_GRID = tuple((v, h) for v in (1, 2, 4, 8) for h in (1, 4))
 
 def _grid_01(answer: Any) -> tuple[bool, str]:
     if not isinstance(answer, dict):
-        return False, ("answer with a dict {(vcpus, host_cpus): guest_cpus_busy} for every "
-                       "pair in VCPU_GRID")
+        return False, (
+            "answer with a dict {(vcpus, host_cpus): guest_cpus_busy} for every pair in VCPU_GRID"
+        )
     missing = [k for k in VCPU_GRID if k not in answer]
     if missing:
         return False, f"the dict has no entry for (vcpus, host_cpus) = {missing[0]}"
@@ -170,14 +180,19 @@ def _grid_01(answer: Any) -> tuple[bool, str]:
         got = answer[(v, h)]
         if isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isfinite(got):
             return False, f"the value for {(v, h)} must be a number, not {got!r}"
-        want = run_era(VCPU_WORKLOAD.replace(vcpus=v, host_cpus=h), "one-thread",
-                       trace=False).guest_cpus_busy
+        want = run_era(
+            VCPU_WORKLOAD.replace(vcpus=v, host_cpus=h), "one-thread", trace=False
+        ).guest_cpus_busy
         if abs(got - want) > 0.005:
-            return False, (f"for {v} vCPU(s) on {h} host CPU(s) the simulation measures "
-                           f"{want:.3f}, not {got:.3f}")
+            return False, (
+                f"for {v} vCPU(s) on {h} host CPU(s) the simulation measures "
+                f"{want:.3f}, not {got:.3f}"
+            )
     first = answer[VCPU_GRID[0]]
-    return True, (f"every cell is {first:.2f} vCPUs' worth: one host thread runs the guest, "
-                  f"however many vCPUs it has and however many host CPUs are free")
+    return True, (
+        f"every cell is {first:.2f} vCPUs' worth: one host thread runs the guest, "
+        f"however many vCPUs it has and however many host CPUs are free"
+    )
 
 
 # -- 1.4 Move the blocking read to a worker thread ---------------------------------------------
@@ -198,16 +213,24 @@ def _offload_01(answer: Any) -> tuple[bool, str]:
         return False, "answer with a program: a function of sim, like io_program"
     for seed in OFFLOAD_SEEDS:
         try:
-            r = run(answer, until=OFFLOAD_UNTIL_US, policy="random", seed=seed, cpus=2,
-                    max_steps=OFFLOAD_MAX_STEPS)
+            r = run(
+                answer,
+                until=OFFLOAD_UNTIL_US,
+                policy="random",
+                seed=seed,
+                cpus=2,
+                max_steps=OFFLOAD_MAX_STEPS,
+            )
         except SimulationError as e:
             return False, f"seed {seed}: {type(e).__name__}: {e}"
         ok, message = _judge_offload(r, seed)
         if not ok:
             return False, message
-    return True, (f"on {len(OFFLOAD_SEEDS)} random schedules the guest never waits more than "
-                  f"{STALL_LIMIT_US} us between slices, and only the qemu thread touches "
-                  f"requests_done")
+    return True, (
+        f"on {len(OFFLOAD_SEEDS)} random schedules the guest never waits more than "
+        f"{STALL_LIMIT_US} us between slices, and only the qemu thread touches "
+        f"requests_done"
+    )
 
 
 def _judge_offload(r: Any, seed: int) -> tuple[bool, str]:
@@ -216,16 +239,22 @@ def _judge_offload(r: Any, seed: int) -> tuple[bool, str]:
         return False, "the program must return {'done': done, 'slices': slices} as io_program does"
     if r.outcome == "time limit":
         if model["done"].value < READS:
-            return False, (f"seed {seed}: after {OFFLOAD_UNTIL_US:,} us of simulated time only "
-                           f"{model['done'].value} of {READS} reads are done")
-        return False, (f"seed {seed}: every read is done, but the run had not finished after "
-                       f"{OFFLOAD_UNTIL_US:,} us of simulated time: does a thread poll in a "
-                       f"loop? A daemon that sleeps and looks again keeps the simulation going; "
-                       f"let the worker wait on a QemuSemaphore instead")
+            return False, (
+                f"seed {seed}: after {OFFLOAD_UNTIL_US:,} us of simulated time only "
+                f"{model['done'].value} of {READS} reads are done"
+            )
+        return False, (
+            f"seed {seed}: every read is done, but the run had not finished after "
+            f"{OFFLOAD_UNTIL_US:,} us of simulated time: does a thread poll in a "
+            f"loop? A daemon that sleeps and looks again keeps the simulation going; "
+            f"let the worker wait on a QemuSemaphore instead"
+        )
     if r.outcome != "completed":
         detail = f"\n{r.deadlock.text()}" if r.deadlock else ""
-        return False, (f"seed {seed}: the run ended in {r.outcome} (is the worker spawned with "
-                       f"daemon=True?){detail}")
+        return False, (
+            f"seed {seed}: the run ended in {r.outcome} (is the worker spawned with "
+            f"daemon=True?){detail}"
+        )
     done, slices = model["done"], model["slices"]
     if done.value != READS:
         return False, f"seed {seed}: requests_done = {done.value}, not {READS}"
@@ -236,14 +265,18 @@ def _judge_offload(r: Any, seed: int) -> tuple[bool, str]:
     slept = 0.0
     for e in r.sim.trace:
         if e.kind == "write" and e.obj == done.oid and e.thread != qemu:
-            return False, (f"seed {seed}: {names[e.thread]} wrote requests_done; only the "
-                           f"main loop's thread may touch device state, so hand the result "
-                           f"back through an EventNotifier and count it in a handler")
+            return False, (
+                f"seed {seed}: {names[e.thread]} wrote requests_done; only the "
+                f"main loop's thread may touch device state, so hand the result "
+                f"back through an EventNotifier and count it in a handler"
+            )
         if e.kind == "sleep" and e.thread == qemu:
             slept += e.arg
     if slept:
-        return False, (f"seed {seed}: the qemu thread itself waited {slept:g} us in blocking "
-                       f"calls; the guest cannot run while it waits")
+        return False, (
+            f"seed {seed}: the qemu thread itself waited {slept:g} us in blocking "
+            f"calls; the guest cannot run while it waits"
+        )
     stall = max((b - a - SLICE_US for a, b in zip(slices, slices[1:])), default=0.0)
     if stall > STALL_LIMIT_US:
         return False, f"seed {seed}: the guest waited {stall:g} us between two slices"
@@ -298,26 +331,53 @@ def bh_pass(order: tuple[str, ...]) -> int:
 
 
 def _bh_pass_01(answer: Any) -> tuple[bool, str]:
-    if (not isinstance(answer, tuple) or len(answer) != 2
-            or any(isinstance(a, bool) or not isinstance(a, int) for a in answer)):
-        return False, ("answer with a pair of whole numbers: (pass with the 2008 order, pass "
-                       "with BHs first), counting the fd handler's pass as pass 1")
+    if (
+        not isinstance(answer, tuple)
+        or len(answer) != 2
+        or any(isinstance(a, bool) or not isinstance(a, int) for a in answer)
+    ):
+        return False, (
+            "answer with a pair of whole numbers: (pass with the 2008 order, pass "
+            "with BHs first), counting the fd handler's pass as pass 1"
+        )
     want = (bh_pass(MAIN_LOOP_2008_ORDER), bh_pass(AIO_ORDER))
     if answer == want:
-        return True, (f"BHs last: pass {want[0]}, the same pass as the handler; BHs first: "
-                      f"pass {want[1]}, one pass later")
+        return True, (
+            f"BHs last: pass {want[0]}, the same pass as the handler; BHs first: "
+            f"pass {want[1]}, one pass later"
+        )
     wrong = "2008 order" if answer[0] != want[0] else "BHs-first order"
     return False, f"the {wrong} is not right"
 
 
-register("1.1", _order_01, "the 2008 loop runs the ready fd handlers, then the timers that are "
-         "due, then every scheduled bottom half in the order they were scheduled")
-register("1.2", _largest_slice_01, "measure io_p99_us for every slice in SLICE_CANDIDATES and "
-         "keep the largest one whose p99 is at most P99_BOUND_US")
-register("1.3", _grid_01, "for each (v, h) in VCPU_GRID: run_era(VCPU_WORKLOAD.replace(vcpus=v, "
-         "host_cpus=h), 'one-thread').guest_cpus_busy")
-register("1.4", _offload_01, "the kick handler hands the request to a worker thread (a queue "
-         "under a QemuMutex and a QemuSemaphore); the worker sleeps READ_US, then sets an "
-         "EventNotifier whose handler, in the qemu thread, increments requests_done")
-register("1.5", _bh_pass_01, "the BH phase takes the BHs scheduled so far; ask whether it comes "
-         "before or after the fd handlers in one pass")
+register(
+    "1.1",
+    _order_01,
+    "the 2008 loop runs the ready fd handlers, then the timers that are "
+    "due, then every scheduled bottom half in the order they were scheduled",
+)
+register(
+    "1.2",
+    _largest_slice_01,
+    "measure io_p99_us for every slice in SLICE_CANDIDATES and "
+    "keep the largest one whose p99 is at most P99_BOUND_US",
+)
+register(
+    "1.3",
+    _grid_01,
+    "for each (v, h) in VCPU_GRID: run_era(VCPU_WORKLOAD.replace(vcpus=v, "
+    "host_cpus=h), 'one-thread').guest_cpus_busy",
+)
+register(
+    "1.4",
+    _offload_01,
+    "the kick handler hands the request to a worker thread (a queue "
+    "under a QemuMutex and a QemuSemaphore); the worker sleeps READ_US, then sets an "
+    "EventNotifier whose handler, in the qemu thread, increments requests_done",
+)
+register(
+    "1.5",
+    _bh_pass_01,
+    "the BH phase takes the BHs scheduled so far; ask whether it comes "
+    "before or after the fd handlers in one pass",
+)

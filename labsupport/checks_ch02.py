@@ -43,10 +43,10 @@ class IrqDevice:
 
 def unlocked_mmio_write(bql: BQL, dev: IrqDevice, cpu: int):
     """The handler as first written: it updates the device's registers without the BQL."""
-    yield compute(DECODE_US)                 # decode the access
+    yield compute(DECODE_US)  # decode the access
     isr = yield dev.isr.load()
-    yield dev.isr.store(isr | (1 << cpu))    # raise this vCPU's interrupt line
-    yield dev.writes.increment()             # count the write: load, add 1, store
+    yield dev.isr.store(isr | (1 << cpu))  # raise this vCPU's interrupt line
+    yield dev.writes.increment()  # count the write: load, add 1, store
 
 
 def irq_device_program(handler: Any, vcpus: int = 2, exits: int = 1, guest_us: float = GUEST_US):
@@ -60,8 +60,8 @@ def irq_device_program(handler: Any, vcpus: int = 2, exits: int = 1, guest_us: f
 
         def vcpu(cpu: int):
             for _ in range(exits):
-                yield compute(guest_us)              # guest mode
-                yield from handler(bql, dev, cpu)    # MMIO exit, dispatched without the BQL
+                yield compute(guest_us)  # guest mode
+                yield from handler(bql, dev, cpu)  # MMIO exit, dispatched without the BQL
 
         for i in range(vcpus):
             sim.spawn(f"vcpu{i}", vcpu, i)
@@ -83,10 +83,10 @@ def exits_at_once_program(emulation_us: float = 4):
 
         def vcpu(guest_runs: tuple[float, ...]):
             for us in guest_runs:
-                yield compute(us)                    # guest mode, no BQL
+                yield compute(us)  # guest mode, no BQL
                 yield bql.lock("kvm: mmio exit")
                 n = yield doorbells.load()
-                yield compute(emulation_us)          # the device model runs
+                yield compute(emulation_us)  # the device model runs
                 yield doorbells.store(n + 1)
                 yield bql.unlock()
 
@@ -119,17 +119,20 @@ def predict_run() -> Any:
 
 def _predict_02(answer: Any) -> tuple[bool, str]:
     if not isinstance(answer, dict) or set(answer) != {"vcpu0", "vcpu1"}:
-        return False, ("answer with a dict of microseconds waited, such as "
-                       "{'vcpu0': 1, 'vcpu1': 2}")
+        return False, (
+            "answer with a dict of microseconds waited, such as {'vcpu0': 1, 'vcpu1': 2}"
+        )
     for name, v in answer.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return False, f"{name}'s wait must be a number of microseconds, not {v!r}"
     truth = bql_waits(predict_run())
     wrong = [n for n in ("vcpu0", "vcpu1") if abs(answer[n] - truth[n]) > 1e-9]
     if not wrong:
-        return True, (f"vcpu0 waited {truth['vcpu0']:g} us and vcpu1 {truth['vcpu1']:g} us: "
-                      f"one BQL, so two exits at the same instant are emulated one after the "
-                      f"other")
+        return True, (
+            f"vcpu0 waited {truth['vcpu0']:g} us and vcpu1 {truth['vcpu1']:g} us: "
+            f"one BQL, so two exits at the same instant are emulated one after the "
+            f"other"
+        )
     return False, f"{' and '.join(wrong)}: not what this schedule produces"
 
 
@@ -145,8 +148,10 @@ def _lose_interrupt_02(answer: Any) -> tuple[bool, str]:
         return False, f"that schedule cannot be followed: {e}"
     isr = r.sim.model.isr.value
     if isr == 0b10:
-        return True, (f"schedule {answer!r} loses vcpu0's interrupt: vcpu1 loaded isr before "
-                      f"vcpu0 stored its bit, then stored its own over it")
+        return True, (
+            f"schedule {answer!r} loses vcpu0's interrupt: vcpu1 loaded isr before "
+            f"vcpu0 stored its bit, then stored its own over it"
+        )
     return False, f"with schedule {answer!r} isr ends at {isr:#04b}, not 0b10"
 
 
@@ -168,15 +173,20 @@ def _fixed_02(answer: Any) -> tuple[bool, str]:
             return False, why
         dev = r.sim.model
         if dev.isr.value != dev.all_raised or dev.writes.value != total:
-            return False, (f"seed {seed}: isr = {dev.isr.value:#06b} "
-                           f"and writes = {dev.writes.value}; expected {dev.all_raised:#06b} "
-                           f"and {total}")
+            return False, (
+                f"seed {seed}: isr = {dev.isr.value:#06b} "
+                f"and writes = {dev.writes.value}; expected {dev.all_raised:#06b} "
+                f"and {total}"
+            )
         taken = sum(s.acquisitions for s in dev.bql.sites.values())
         if taken < total:
-            return False, (f"the BQL was taken {taken} times for {total} writes: every write "
-                           f"must run under it")
-    return True, (f"isr = {(1 << p['vcpus']) - 1:#06b} and writes = {total} on all {p['seeds']} "
-                  f"random schedules, every write under the BQL")
+            return False, (
+                f"the BQL was taken {taken} times for {total} writes: every write must run under it"
+            )
+    return True, (
+        f"isr = {(1 << p['vcpus']) - 1:#06b} and writes = {total} on all {p['seeds']} "
+        f"random schedules, every write under the BQL"
+    )
 
 
 # -- 2.4 Measure and explain -------------------------------------------------------------------
@@ -196,13 +206,18 @@ def _knee_02(answer: Any) -> tuple[bool, str]:
         return False, f"answer with a whole number of microseconds from 2 to 500, not {answer!r}"
     here, below = guest_work(answer), guest_work(answer - 1)
     if here >= KNEE_LEVEL > below:
-        return True, (f"guest_us={answer} gives {here:.2f} vCPUs' worth, guest_us={answer - 1} "
-                      f"only {below:.2f}")
+        return True, (
+            f"guest_us={answer} gives {here:.2f} vCPUs' worth, guest_us={answer - 1} "
+            f"only {below:.2f}"
+        )
     if here < KNEE_LEVEL:
-        return False, (f"at guest_us={answer} the 4 vCPUs do {here:.2f} vCPUs' worth, below "
-                       f"{KNEE_LEVEL:g}: look at longer guest runs")
-    return False, (f"guest_us={answer - 1} still gives {below:.2f} vCPUs' worth: look at "
-                   f"shorter guest runs")
+        return False, (
+            f"at guest_us={answer} the 4 vCPUs do {here:.2f} vCPUs' worth, below "
+            f"{KNEE_LEVEL:g}: look at longer guest runs"
+        )
+    return False, (
+        f"guest_us={answer - 1} still gives {below:.2f} vCPUs' worth: look at shorter guest runs"
+    )
 
 
 # -- 2.5 Recall --------------------------------------------------------------------------------
@@ -220,21 +235,43 @@ def _recall_02(answer: Any) -> tuple[bool, str]:
         return False, f"answer with one letter, 'a' to 'd', not {answer!r}"
     letter = answer.strip().lower()
     if letter == "b":
-        return True, ("one global order (the BQL outermost) means no thread ever holds another "
-                      "lock while it waits for the BQL, so no AB-BA cycle through the BQL can "
-                      "form")
+        return True, (
+            "one global order (the BQL outermost) means no thread ever holds another "
+            "lock while it waits for the BQL, so no AB-BA cycle through the BQL can "
+            "form"
+        )
     return False, RECALL_02[letter]
 
 
-register("2.1", _predict_02, "go through the table in order: both vCPUs leave guest mode at "
-         "t=10; the one that gets the BQL holds it for its whole emulation, and the other "
-         "waits until the unlock; add up the compute times to find the later clock readings")
-register("2.2", _lose_interrupt_02, "run it once with a short schedule and print "
-         "trace_table(...): you want vcpu1's 'load isr' between vcpu0's 'load isr' and its "
-         "'store isr'. One character per choice point; '0' moves vcpu0, '1' moves vcpu1")
-register("2.3", _fixed_02, "copy unlocked_mmio_write, then take the BQL before its first step "
-         "(yield bql.lock('...')) and release it after its last (yield bql.unlock())")
-register("2.4", _knee_02, "sweep guest_us with guest_work(g) from labsupport.checks_ch02 (or "
-         "run_era on KNEE_02.replace(guest_us=g)) and find where the result crosses 3.0")
-register("2.5", _recall_02, "think of a thread that holds some device lock and then asks for "
-         "the BQL, while the main loop holds the BQL and asks for that device lock")
+register(
+    "2.1",
+    _predict_02,
+    "go through the table in order: both vCPUs leave guest mode at "
+    "t=10; the one that gets the BQL holds it for its whole emulation, and the other "
+    "waits until the unlock; add up the compute times to find the later clock readings",
+)
+register(
+    "2.2",
+    _lose_interrupt_02,
+    "run it once with a short schedule and print "
+    "trace_table(...): you want vcpu1's 'load isr' between vcpu0's 'load isr' and its "
+    "'store isr'. One character per choice point; '0' moves vcpu0, '1' moves vcpu1",
+)
+register(
+    "2.3",
+    _fixed_02,
+    "copy unlocked_mmio_write, then take the BQL before its first step "
+    "(yield bql.lock('...')) and release it after its last (yield bql.unlock())",
+)
+register(
+    "2.4",
+    _knee_02,
+    "sweep guest_us with guest_work(g) from labsupport.checks_ch02 (or "
+    "run_era on KNEE_02.replace(guest_us=g)) and find where the result crosses 3.0",
+)
+register(
+    "2.5",
+    _recall_02,
+    "think of a thread that holds some device lock and then asks for "
+    "the BQL, while the main loop holds the BQL and asks for that device lock",
+)

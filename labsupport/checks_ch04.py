@@ -81,26 +81,35 @@ def predict_run() -> RunResult:
 def _predict_04(answer: Any) -> tuple[bool, str]:
     keys = {"info_block_us", "vcpu1_exit_done_at"}
     if not isinstance(answer, dict) or set(answer) != keys:
-        return False, ("answer with a dict: {'info_block_us': ..., 'vcpu1_exit_done_at': ...} "
-                       "(microseconds)")
+        return False, (
+            "answer with a dict: {'info_block_us': ..., 'vcpu1_exit_done_at': ...} (microseconds)"
+        )
     for k, v in answer.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return False, f"{k} must be a number of microseconds, not {v!r}"
     truth = predict_run().sim.model
     wrong = sorted(k for k in keys if abs(answer[k] - truth[k]) > 1e-9)
     if not wrong:
-        return True, (f"info block took {truth['info_block_us']:g} us, all but 3 of them waiting "
-                      f"for the IOThread's slow io_submit; vcpu1, which never touched the disk, "
-                      f"finished its exit at t={truth['vcpu1_exit_done_at']:g} because the main "
-                      f"loop held the BQL all that time")
+        return True, (
+            f"info block took {truth['info_block_us']:g} us, all but 3 of them waiting "
+            f"for the IOThread's slow io_submit; vcpu1, which never touched the disk, "
+            f"finished its exit at t={truth['vcpu1_exit_done_at']:g} because the main "
+            f"loop held the BQL all that time"
+        )
     return False, f"{' and '.join(wrong)}: not what this run produces"
 
 
 # -- 4.2 Find the seed that makes info block wait longest --------------------------------------
 
 #: Exercise 4.2's VM: 20 ms, info block 500 times a second, 2% of io_submit calls slow.
-SEED_VM_04 = IOThreadVM(vcpus=2, io_depth=4, slow_syscall_prob=0.02, slow_syscall_us=2_000,
-                        monitor_per_s=500, duration_us=20_000)
+SEED_VM_04 = IOThreadVM(
+    vcpus=2,
+    io_depth=4,
+    slow_syscall_prob=0.02,
+    slow_syscall_us=2_000,
+    monitor_per_s=500,
+    duration_us=20_000,
+)
 SEEDS_04 = range(40)
 
 
@@ -115,13 +124,17 @@ def _longest_04(answer: Any) -> tuple[bool, str]:
     mine = longest_info_block(answer)
     bound = max(longest_info_block(s) for s in SEEDS_04)
     if mine >= bound:
-        return True, (f"seed {answer}: one info block waited {mine:,.0f} us, the longest of all "
-                      f"{len(SEEDS_04)} seeds; more than one slow io_submit "
-                      f"({SEED_VM_04.slow_syscall_us:,.0f} us) came between the command and "
-                      f"the context lock" if mine > SEED_VM_04.slow_syscall_us + 100 else
-                      f"seed {answer}: {mine:,.0f} us, the longest of all {len(SEEDS_04)} seeds")
-    return False, (f"seed {answer}: the longest info block took {mine:,.0f} us; another seed "
-                   f"does better")
+        return True, (
+            f"seed {answer}: one info block waited {mine:,.0f} us, the longest of all "
+            f"{len(SEEDS_04)} seeds; more than one slow io_submit "
+            f"({SEED_VM_04.slow_syscall_us:,.0f} us) came between the command and "
+            f"the context lock"
+            if mine > SEED_VM_04.slow_syscall_us + 100
+            else f"seed {answer}: {mine:,.0f} us, the longest of all {len(SEEDS_04)} seeds"
+        )
+    return False, (
+        f"seed {answer}: the longest info block took {mine:,.0f} us; another seed does better"
+    )
 
 
 # -- 4.3 Read a lockdep report -----------------------------------------------------------------
@@ -194,8 +207,10 @@ def report_text() -> str:
 
 def _culprits_04() -> dict[str, str]:
     order = LockOrder().learn(report_run())
-    return {"holds AioContext, takes BQL": order.deps[("AioContext", "BQL")].thread,
-            "holds BQL, takes AioContext": order.deps[("BQL", "AioContext")].thread}
+    return {
+        "holds AioContext, takes BQL": order.deps[("AioContext", "BQL")].thread,
+        "holds BQL, takes AioContext": order.deps[("BQL", "AioContext")].thread,
+    }
 
 
 def _report_04(answer: Any) -> tuple[bool, str]:
@@ -204,18 +219,21 @@ def _report_04(answer: Any) -> tuple[bool, str]:
         return False, f"answer with a dict with the keys {sorted(truth)}, each a thread's name"
     wrong = sorted(k for k in truth if answer[k] != truth[k])
     if not wrong:
-        return True, (f"{truth['holds AioContext, takes BQL']} took the BQL inside a handler "
-                      f"that its loop ran under the context lock (against the order); "
-                      f"{truth['holds BQL, takes AioContext']} took the context lock while it "
-                      f"held the BQL (the documented order): together, an AB-BA")
+        return True, (
+            f"{truth['holds AioContext, takes BQL']} took the BQL inside a handler "
+            f"that its loop ran under the context lock (against the order); "
+            f"{truth['holds BQL, takes AioContext']} took the context lock while it "
+            f"held the BQL (the documented order): together, an AB-BA"
+        )
     return False, f"{' and '.join(repr(k) for k in wrong)}: not the thread the report names"
 
 
 # -- 4.4 Measure and explain -------------------------------------------------------------------
 
 #: Exercise 4.4's VM and grid: 100 ms, 1000 info block/s, p from 0 to 2% in steps of 0.1%.
-P99_VM_04 = IOThreadVM(vcpus=2, io_depth=4, slow_syscall_us=2_000, monitor_per_s=1_000,
-                       duration_us=100_000)
+P99_VM_04 = IOThreadVM(
+    vcpus=2, io_depth=4, slow_syscall_us=2_000, monitor_per_s=1_000, duration_us=100_000
+)
 P99_LIMIT_US = 1_000
 P99_GRID = tuple(round(k * 0.001, 3) for k in range(21))
 
@@ -226,14 +244,19 @@ def monitor_p99(prob: float) -> float:
 
 
 def _p99_04(answer: Any) -> tuple[bool, str]:
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or \
-            round(answer, 3) not in P99_GRID:
+    if (
+        isinstance(answer, bool)
+        or not isinstance(answer, (int, float))
+        or round(answer, 3) not in P99_GRID
+    ):
         return False, f"answer with a probability from the grid 0, 0.001, ..., 0.02; not {answer!r}"
     answer = round(answer, 3)
     first = next((p for p in P99_GRID if monitor_p99(p) > P99_LIMIT_US), None)
     if answer == first:
-        return True, (f"p={first}: p99 {monitor_p99(first):,.0f} us; once more than one command in "
-                      f"a hundred arrives during a 2 ms stall, the stall is in the p99")
+        return True, (
+            f"p={first}: p99 {monitor_p99(first):,.0f} us; once more than one command in "
+            f"a hundred arrives during a 2 ms stall, the stall is in the p99"
+        )
     here = monitor_p99(answer)
     if here <= P99_LIMIT_US:
         return False, f"at p={answer} the p99 is {here:,.0f} us, not above {P99_LIMIT_US} us"
@@ -274,26 +297,49 @@ def _fixed_04(answer: Any) -> tuple[bool, str]:
             return False, why
         m = r.sim.model
         if m["dev"].stats.value != m["requests"]:
-            return False, (f"seed {seed}: blk.stats = {m['dev'].stats.value} after "
-                           f"{m['requests']} requests: every completion must count once")
+            return False, (
+                f"seed {seed}: blk.stats = {m['dev'].stats.value} after "
+                f"{m['requests']} requests: every completion must count once"
+            )
         if _stats_writes_without_bql(r):
             return False, f"seed {seed}: blk.stats was written without the BQL held"
         order.learn(r)
     if order.reports():
         return False, "no run deadlocked, but the lock order still has a cycle:\n" + order.report()
-    return True, (f"all {len(FIX_SEEDS_04)} random schedules complete, every update under the "
-                  f"BQL, and the lock order learned from them has no cycle")
+    return True, (
+        f"all {len(FIX_SEEDS_04)} random schedules complete, every update under the "
+        f"BQL, and the lock order learned from them has no cycle"
+    )
 
 
-register("4.1", _predict_04, "the IOThread holds its context lock from t=0 until its handler "
-         "returns (compute 4, sleep 30, compute 1); the main loop takes the BQL when the "
-         "command arrives and then waits for that lock; vcpu1's exit waits for the BQL")
-register("4.2", _longest_04, "loop over the seeds with longest_info_block(seed) and keep the "
-         "one with the largest value")
-register("4.3", _report_04, "each '-> #n (X): taken by T while holding (Y)' line names the "
-         "thread T that took lock class X while it held Y")
-register("4.4", _p99_04, "compute monitor_p99(p) for each p in P99_GRID, in order, and stop "
-         "at the first above P99_LIMIT_US")
-register("4.5", _fixed_04, "the BQL must come first: either let the main loop do the BQL work "
-         "(dev.main_ctx.bh_schedule_oneshot(...)), or release dev.ctx, take the BQL, then "
-         "take dev.ctx again")
+register(
+    "4.1",
+    _predict_04,
+    "the IOThread holds its context lock from t=0 until its handler "
+    "returns (compute 4, sleep 30, compute 1); the main loop takes the BQL when the "
+    "command arrives and then waits for that lock; vcpu1's exit waits for the BQL",
+)
+register(
+    "4.2",
+    _longest_04,
+    "loop over the seeds with longest_info_block(seed) and keep the one with the largest value",
+)
+register(
+    "4.3",
+    _report_04,
+    "each '-> #n (X): taken by T while holding (Y)' line names the "
+    "thread T that took lock class X while it held Y",
+)
+register(
+    "4.4",
+    _p99_04,
+    "compute monitor_p99(p) for each p in P99_GRID, in order, and stop "
+    "at the first above P99_LIMIT_US",
+)
+register(
+    "4.5",
+    _fixed_04,
+    "the BQL must come first: either let the main loop do the BQL work "
+    "(dev.main_ctx.bh_schedule_oneshot(...)), or release dev.ctx, take the BQL, then "
+    "take dev.ctx again",
+)

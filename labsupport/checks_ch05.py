@@ -54,16 +54,22 @@ def _fix_d1(answer: Any) -> tuple[bool, str]:
         if why:
             return False, why
         if not _finished_before_exit(r):
-            return False, (f"seed {seed}: save_vmstate returned while in_flight was still 1: "
-                           f"it must wait until the request has finished")
+            return False, (
+                f"seed {seed}: save_vmstate returned while in_flight was still 1: "
+                f"it must wait until the request has finished"
+            )
         lock = _ctx_lock(r)
         if lock.owner is not None:
             return False, f"seed {seed}: iothread0.ctx is still held by {lock.owner.name}"
         if not _acquisitions(r, lock, "main-loop"):
-            return False, ("save_vmstate never took iothread0's context: the main loop must "
-                           "hold it (once) while it works on the IOThread's node")
-    return True, (f"no deadlock on {SEEDS} random schedules: the context is held once, so "
-                  f"AIO_WAIT_WHILE's one release frees it for the IOThread")
+            return False, (
+                "save_vmstate never took iothread0's context: the main loop must "
+                "hold it (once) while it works on the IOThread's node"
+            )
+    return True, (
+        f"no deadlock on {SEEDS} random schedules: the context is held once, so "
+        f"AIO_WAIT_WHILE's one release frees it for the IOThread"
+    )
 
 
 def _finished_before_exit(r: RunResult) -> bool:
@@ -86,8 +92,11 @@ def _acquisitions(r: RunResult, lock: Any, thread: str) -> int:
     """How many times ``thread`` took ``lock`` from free (nested takes not counted)."""
     tid = next(t.tid for t in r.sim.threads if t.name == thread)
     _t, kinds, tids, oids, args = r.sim.trace.columns()
-    return sum(1 for k, who, oid, a in zip(kinds, tids, oids, args)
-               if k == tb.ACQUIRE and oid == lock.oid and who == tid and a == 1)
+    return sum(
+        1
+        for k, who, oid, a in zip(kinds, tids, oids, args)
+        if k == tb.ACQUIRE and oid == lock.oid and who == tid and a == 1
+    )
 
 
 # -- 5.2 Fix D2 by dropping the lock across the yield ------------------------------------------
@@ -105,10 +114,14 @@ def _fix_d2(answer: Any) -> tuple[bool, str]:
         if r.sim.model.value != 1:
             return False, f"seed {seed}: resized = {r.sim.model.value}; the resize must happen"
         if _acquisitions(r, _ctx_lock(r), "main-loop") < 2:
-            return False, ("block_resize must hold iothread0's context while it resizes: take it "
-                           "before the drain and again after the yield")
-    return True, (f"no hang on {SEEDS} random schedules (the guest's command arriving at "
-                  f"random times): the IOThread gets the lock while the coroutine sleeps")
+            return False, (
+                "block_resize must hold iothread0's context while it resizes: take it "
+                "before the drain and again after the yield"
+            )
+    return True, (
+        f"no hang on {SEEDS} random schedules (the guest's command arriving at "
+        f"random times): the IOThread gets the lock while the coroutine sleeps"
+    )
 
 
 # -- 5.3 Predict the trace ---------------------------------------------------------------------
@@ -128,8 +141,11 @@ def _predict_answer() -> dict[str, int]:
 
     rows = trace_rows(predict_run())
     values = {r["step"]: r["values"].get("in_flight") for r in rows}
-    retake = [r["step"] for r in rows if r["thread"] == "main-loop"
-              and r["text"].startswith("lock iothread0.ctx")][-1]
+    retake = [
+        r["step"]
+        for r in rows
+        if r["thread"] == "main-loop" and r["text"].startswith("lock iothread0.ctx")
+    ][-1]
     return {PREDICT_KEYS[0]: values[4], PREDICT_KEYS[1]: values[8], PREDICT_KEYS[2]: retake}
 
 
@@ -139,8 +155,10 @@ def _predict_05(answer: Any) -> tuple[bool, str]:
     want = _predict_answer()
     wrong = [k for k in PREDICT_KEYS if answer[k] != want[k]]
     if not wrong:
-        return True, ("right: main-loop goes to sleep at step 8 although in_flight is already "
-                      "0; the kick's BH (step 9) is what wakes it at once")
+        return True, (
+            "right: main-loop goes to sleep at step 8 although in_flight is already "
+            "0; the kick's BH (step 9) is what wakes it at once"
+        )
     return False, f"not quite: look again at {', '.join(wrong)}"
 
 
@@ -155,11 +173,15 @@ def _lose_wakeup_05(answer: Any) -> tuple[bool, str]:
     except (ScheduleDivergence, ValueError) as e:
         return False, f"that schedule cannot be replayed: {e}"
     if r.outcome == "stuck":
-        return True, (f"lost: iothread0 checked for work, the BH arrived, then it slept "
-                      f"(schedule {r.schedule!r}). With the handshake the same schedule "
-                      f"ends {run(r3_program(fixed=True), schedule=answer).outcome}")
-    return False, (f"with {answer!r} the run {r.outcome}: the BH must be scheduled after "
-                   f"iothread0 has looked for work and before it sleeps")
+        return True, (
+            f"lost: iothread0 checked for work, the BH arrived, then it slept "
+            f"(schedule {r.schedule!r}). With the handshake the same schedule "
+            f"ends {run(r3_program(fixed=True), schedule=answer).outcome}"
+        )
+    return False, (
+        f"with {answer!r} the run {r.outcome}: the BH must be scheduled after "
+        f"iothread0 has looked for work and before it sleeps"
+    )
 
 
 # -- 5.5 Recall --------------------------------------------------------------------------------
@@ -177,19 +199,41 @@ def _recall_05(answer: Any) -> tuple[bool, str]:
         return False, f"answer with one letter, 'a' to 'd', not {answer!r}"
     letter = answer.strip().lower()
     if letter == "b":
-        return True, ("AIO_WAIT_WHILE lets go of the context once; a caller that holds it "
-                      "twice still holds it while it waits, and the IOThread that must finish "
-                      "the work can never take it (D1)")
+        return True, (
+            "AIO_WAIT_WHILE lets go of the context once; a caller that holds it "
+            "twice still holds it while it waits, and the IOThread that must finish "
+            "the work can never take it (D1)"
+        )
     return False, RECALL_05[letter]
 
 
-register("5.1", _fix_d1, "take iothread0's context once, wait with aio_wait_while(io.ctx, "
-         "lambda: in_flight.value > 0, io.lock, main_ctx), then release it once")
-register("5.2", _fix_d2, "release the context (aio_context_release(io.ctx)) after scheduling "
-         "the drain BH and before qemu_coroutine_yield(), and acquire it again after the yield")
-register("5.3", _predict_05, "AIO_WAIT_WHILE checks its condition before it lets go of the "
-         "lock; a store shows in the in_flight column from its own step on")
-register("5.4", _lose_wakeup_05, "'0' moves iothread0, '1' the main loop; let iothread0 take "
-         "one step ('check for work: none') before the main loop schedules its BH")
-register("5.5", _recall_05, "count how many times AIO_WAIT_WHILE releases the lock, and how "
-         "many times a nested caller took it")
+register(
+    "5.1",
+    _fix_d1,
+    "take iothread0's context once, wait with aio_wait_while(io.ctx, "
+    "lambda: in_flight.value > 0, io.lock, main_ctx), then release it once",
+)
+register(
+    "5.2",
+    _fix_d2,
+    "release the context (aio_context_release(io.ctx)) after scheduling "
+    "the drain BH and before qemu_coroutine_yield(), and acquire it again after the yield",
+)
+register(
+    "5.3",
+    _predict_05,
+    "AIO_WAIT_WHILE checks its condition before it lets go of the "
+    "lock; a store shows in the in_flight column from its own step on",
+)
+register(
+    "5.4",
+    _lose_wakeup_05,
+    "'0' moves iothread0, '1' the main loop; let iothread0 take "
+    "one step ('check for work: none') before the main loop schedules its BH",
+)
+register(
+    "5.5",
+    _recall_05,
+    "count how many times AIO_WAIT_WHILE releases the lock, and how "
+    "many times a nested caller took it",
+)

@@ -31,8 +31,10 @@ MAPPING_SHARE = 0.9
 def best_mapping_rate() -> float:
     """The rate of the best mapping we know for ``MAPPING_VM``: 2 virtqueues per IOThread."""
     best = [{"iothread": f"iothread{i}", "vqs": [2 * i, 2 * i + 1]} for i in range(4)]
-    return max(measure(MAPPING_VM.replace(mapping=best)).iops,
-               measure(MAPPING_VM.replace(mapping=None)).iops)
+    return max(
+        measure(MAPPING_VM.replace(mapping=best)).iops,
+        measure(MAPPING_VM.replace(mapping=None)).iops,
+    )
 
 
 def _mapping_07(answer: Any) -> tuple[bool, str]:
@@ -48,12 +50,16 @@ def _mapping_07(answer: Any) -> tuple[bool, str]:
     for q, name in vm.vq_map.items():
         load.setdefault(name, []).append(q)
     if mine >= MAPPING_SHARE * best:
-        return True, (f"valid, and {mine / 1000:,.0f}k IOPS against {best / 1000:,.0f}k for "
-                      f"the best mapping known: every IOThread serves "
-                      f"{sorted(len(v) for v in load.values())} virtqueues")
-    return False, (f"valid, but {mine / 1000:,.0f}k IOPS is below {MAPPING_SHARE:.0%} of "
-                   f"{best / 1000:,.0f}k: virtqueues per IOThread "
-                   f"{ {n: len(v) for n, v in sorted(load.items())} }; spread them evenly")
+        return True, (
+            f"valid, and {mine / 1000:,.0f}k IOPS against {best / 1000:,.0f}k for "
+            f"the best mapping known: every IOThread serves "
+            f"{sorted(len(v) for v in load.values())} virtqueues"
+        )
+    return False, (
+        f"valid, but {mine / 1000:,.0f}k IOPS is below {MAPPING_SHARE:.0%} of "
+        f"{best / 1000:,.0f}k: virtqueues per IOThread "
+        f"{ {n: len(v) for n, v in sorted(load.items())} }; spread them evenly"
+    )
 
 
 # -- 7.2 Fix R6: move a coroutine without being entered too early -----------------------------
@@ -63,25 +69,33 @@ def _fix_r6(answer: Any) -> tuple[bool, str]:
     if not callable(answer):
         return False, f"answer with the function move(new_ctx, old_ctx) itself, not {answer!r}"
     for seed in range(SEEDS):
-        run, why = attempt(seed, lambda s=seed: run_scenario("R6", True, seed=s, trace=False,
-                                                      program=r6_program(move=answer)))
+        run, why = attempt(
+            seed,
+            lambda s=seed: run_scenario(
+                "R6", True, seed=s, trace=False, program=r6_program(move=answer)
+            ),
+        )
         if why:
             return False, why
         if run.outcome != "ok":
             return False, f"seed {seed}: {run.outcome}: {'; '.join(run.findings)}"
         where = run.result.sim.model["where"]
         if where != ["iothread0"]:
-            return False, (f"seed {seed}: the coroutine went on in {where or 'nowhere'}, not "
-                           f"in iothread0: it must really move")
-    return True, (f"no early entry in {SEEDS} seeded runs, and the coroutine always finished "
-                  f"in iothread0: the BH in the old context runs only after the yield")
+            return False, (
+                f"seed {seed}: the coroutine went on in {where or 'nowhere'}, not "
+                f"in iothread0: it must really move"
+            )
+    return True, (
+        f"no early entry in {SEEDS} seeded runs, and the coroutine always finished "
+        f"in iothread0: the BH in the old context runs only after the yield"
+    )
 
 
 # -- 7.3 Which request lock wins, and why ------------------------------------------------------
 
 RECALL_07 = {
     "a": "the CoMutex does not win: a waiting coroutine does not block its thread, but each "
-         "hand-off to another IOThread costs a BH, an aio_notify and a wake-up",
+    "hand-off to another IOThread costs a BH, an aio_notify and a wake-up",
     "b": "",
     "c": "the QemuMutex does win, but not because it is fair or FIFO; both hand over in order",
     "d": "the QemuMutex is never held across a yield; that is the very reason it may block",
@@ -97,16 +111,19 @@ def _recall_07(answer: Any) -> tuple[bool, str]:
         return False, RECALL_07[letter]
     co = measure(LOCK_VM.replace(reqs_lock="CoMutex"))
     qm = measure(LOCK_VM.replace(reqs_lock="QemuMutex"))
-    return True, (f"right: in the model {qm.iops / 1000:,.0f}k against {co.iops / 1000:,.0f}k "
-                  f"IOPS ({qm.iops / co.iops:.1f}x); the CoMutex made {co.cross_thread_wakes} "
-                  f"cross-thread hand-offs while the lock was already the next waiter's")
+    return True, (
+        f"right: in the model {qm.iops / 1000:,.0f}k against {co.iops / 1000:,.0f}k "
+        f"IOPS ({qm.iops / co.iops:.1f}x); the CoMutex made {co.cross_thread_wakes} "
+        f"cross-thread hand-offs while the lock was already the next waiter's"
+    )
 
 
 # -- 7.4 Where the rate stops growing ----------------------------------------------------------
 
 #: The host of exercise 7.4: 8 host CPUs, a drive that serves only 4 requests at once.
-SATURATION_VM = VM(iothreads=1, num_queues=8, host_cpus=8, iodepth=64,
-                   costs=MQCosts(disk_parallelism=4))
+SATURATION_VM = VM(
+    iothreads=1, num_queues=8, host_cpus=8, iodepth=64, costs=MQCosts(disk_parallelism=4)
+)
 #: "Stops growing": one more IOThread adds less than this share.
 GROWTH = 0.05
 
@@ -126,18 +143,37 @@ def _saturation_07(answer: Any) -> tuple[bool, str]:
     want = saturation_point()
     at = measure(SATURATION_VM.replace(iothreads=want))
     if answer == want:
-        return True, (f"right: from {want} IOThreads on the rate stays near "
-                      f"{at.iops / 1000:,.0f}k IOPS; the {at.limit} is the limit (busy "
-                      f"{at.disk_busy:.0%})")
-    return False, (f"not {answer}: sweep iothreads from 1 to 8 and find the first count after "
-                   f"which one more adds less than 5%")
+        return True, (
+            f"right: from {want} IOThreads on the rate stays near "
+            f"{at.iops / 1000:,.0f}k IOPS; the {at.limit} is the limit (busy "
+            f"{at.disk_busy:.0%})"
+        )
+    return False, (
+        f"not {answer}: sweep iothreads from 1 to 8 and find the first count after "
+        f"which one more adds less than 5%"
+    )
 
 
-register("7.1", _mapping_07, "8 vCPUs use the 8 virtqueues evenly; give each of the 4 "
-         "IOThreads the same number of virtqueues, each virtqueue exactly once")
-register("7.2", _fix_r6, "schedule a one-shot BH in old_ctx whose callback does "
-         "aio_co_schedule(new_ctx, co) (co = current_coroutine(old_ctx.sim)), then yield")
-register("7.3", _recall_07, "which lock makes its waiter wait for another thread's event loop "
-         "while the lock is already handed over?")
-register("7.4", _saturation_07, "use sweep(SATURATION_VM, 'iothreads', [1, ..., 8]) and compare "
-         "each rate with the one before")
+register(
+    "7.1",
+    _mapping_07,
+    "8 vCPUs use the 8 virtqueues evenly; give each of the 4 "
+    "IOThreads the same number of virtqueues, each virtqueue exactly once",
+)
+register(
+    "7.2",
+    _fix_r6,
+    "schedule a one-shot BH in old_ctx whose callback does "
+    "aio_co_schedule(new_ctx, co) (co = current_coroutine(old_ctx.sim)), then yield",
+)
+register(
+    "7.3",
+    _recall_07,
+    "which lock makes its waiter wait for another thread's event loop "
+    "while the lock is already handed over?",
+)
+register(
+    "7.4",
+    _saturation_07,
+    "use sweep(SATURATION_VM, 'iothreads', [1, ..., 8]) and compare each rate with the one before",
+)

@@ -36,15 +36,18 @@ def _order_81(answer: Any) -> tuple[bool, str]:
         return True, f"most guest time first: {table}"
     for a, b in zip(answer, answer[1:]):
         if rows[a] < rows[b] - 1e-9:
-            return False, (f"{b} ({rows[b]:.2f} vCPUs' worth) leaves the guest more time than "
-                           f"{a} ({rows[a]:.2f}); one right order is {right}")
+            return False, (
+                f"{b} ({rows[b]:.2f} vCPUs' worth) leaves the guest more time than "
+                f"{a} ({rows[a]:.2f}); one right order is {right}"
+            )
     return False, f"one right order is {right}"  # pragma: no cover (the loop finds the pair)
 
 
 def p99_2017(prob: float) -> float:
     """info block p99 (us) in the 2017 IOThread era on 8.2's workload at ``prob``."""
-    return run_era(WORKLOAD_82.replace(slow_syscall_prob=prob), "iothread-2017",
-                   trace=False).monitor_p99_us
+    return run_era(
+        WORKLOAD_82.replace(slow_syscall_prob=prob), "iothread-2017", trace=False
+    ).monitor_p99_us
 
 
 def _threshold_82(answer: Any) -> tuple[bool, str]:
@@ -53,18 +56,32 @@ def _threshold_82(answer: Any) -> tuple[bool, str]:
     i = SLOW_GRID.index(answer)
     here = p99_2017(answer)
     if here <= THRESHOLD_US:
-        return False, (f"at {answer} the p99 is {here:,.0f} us, not above {THRESHOLD_US:,.0f} "
-                       f"us yet: look further along the grid")
+        return False, (
+            f"at {answer} the p99 is {here:,.0f} us, not above {THRESHOLD_US:,.0f} "
+            f"us yet: look further along the grid"
+        )
     if i > 0:
         before = p99_2017(SLOW_GRID[i - 1])
         if before > THRESHOLD_US:
-            return False, (f"{SLOW_GRID[i - 1]} already gives {before:,.0f} us: the first "
-                           f"probability above the threshold is smaller than {answer}")
-    return True, (f"at {answer} the p99 is {here:,.0f} us, and not above {THRESHOLD_US:,.0f} us "
-                  f"at the grid's previous point")
+            return False, (
+                f"{SLOW_GRID[i - 1]} already gives {before:,.0f} us: the first "
+                f"probability above the threshold is smaller than {answer}"
+            )
+    return True, (
+        f"at {answer} the p99 is {here:,.0f} us, and not above {THRESHOLD_US:,.0f} us "
+        f"at the grid's previous point"
+    )
 
 
-register("8.1", _order_81, "measure_eras(COMMON) gives guest_cpus_busy for each era; sort the "
-         "era names by it, largest first")
-register("8.2", _threshold_82, "loop over SLOW_GRID, measure p99_2017(p) for each and return the "
-         "first p whose p99 is above 1000 us")
+register(
+    "8.1",
+    _order_81,
+    "measure_eras(COMMON) gives guest_cpus_busy for each era; sort the "
+    "era names by it, largest first",
+)
+register(
+    "8.2",
+    _threshold_82,
+    "loop over SLOW_GRID, measure p99_2017(p) for each and return the "
+    "first p whose p99 is above 1000 us",
+)

@@ -233,8 +233,9 @@ class CoQueue:
         """``yield queue.wait(m)``: drop ``m`` (if given), wait to be woken, take ``m`` again."""
         me = current_coroutine(self.sim)
         if me is None:
-            raise MisuseError(f"{self.sim.current.name} waited on CoQueue {self.name} outside a "
-                              f"coroutine")
+            raise MisuseError(
+                f"{self.sim.current.name} waited on CoQueue {self.name} outside a coroutine"
+            )
         self.waiters.append(me)
         if mutex is not None:
             yield from mutex.unlock()
@@ -257,5 +258,14 @@ class CoQueue:
         return len(self.waiters)
 
 
-__all__ = ["CoMutex", "CoQueue", "Coroutine", "aio_co_enter", "aio_co_schedule", "aio_co_wake",
-           "current_coroutine", "qemu_coroutine_enter", "qemu_coroutine_yield"]
+__all__ = [
+    "CoMutex",
+    "CoQueue",
+    "Coroutine",
+    "aio_co_enter",
+    "aio_co_schedule",
+    "aio_co_wake",
+    "current_coroutine",
+    "qemu_coroutine_enter",
+    "qemu_coroutine_yield",
+]

@@ -133,6 +133,7 @@ def abba_program(work_us: float = 5) -> Callable[[Simulation], tuple[QemuMutex, 
                 yield compute(work_us)
                 yield second.unlock()
                 yield first.unlock()
+
             return body
 
         sim.spawn("T1", one(a, b))

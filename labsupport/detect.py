@@ -78,8 +78,10 @@ class LockOrderReport:
             "the existing dependency chain (in reverse order) is:",
         ]
         for n, d in enumerate(reversed(self.deps)):
-            lines.append(f"-> #{n} ({d.taken}): taken by {d.thread} while holding ({d.held}) "
-                         f"at t={d.time:g} us (run {d.run})")
+            lines.append(
+                f"-> #{n} ({d.taken}): taken by {d.thread} while holding ({d.held}) "
+                f"at t={d.time:g} us (run {d.run})"
+            )
         if len(self.cycle) == 2:
             a, b = last.held, last.taken  # CPU0 is the task named above, as in lockdep
             w = 31
@@ -164,15 +166,19 @@ class LockOrder:
         for start in sorted(graph):
             dfs(start, start, [start])
         found.sort(key=len)
-        return [LockOrderReport(c, [self.deps[(c[i], c[(i + 1) % len(c)])]
-                                    for i in range(len(c))]) for c in found]
+        return [
+            LockOrderReport(c, [self.deps[(c[i], c[(i + 1) % len(c)])] for i in range(len(c))])
+            for c in found
+        ]
 
     def report(self) -> str:
         """The first cycle's report, or a line saying the order is consistent."""
         reps = self.reports()
         if not reps:
-            return (f"no lock-order cycle in {len(self.deps)} dependencies learned from "
-                    f"{self.runs} run(s)")
+            return (
+                f"no lock-order cycle in {len(self.deps)} dependencies learned from "
+                f"{self.runs} run(s)"
+            )
         return reps[0].text()
 
 
@@ -191,8 +197,11 @@ def witness_deadlock(
         if r.outcome != "deadlock":
             continue
         if want is not None:
-            locks = {_class_of(t.blocked_on) for t in r.sim.threads
-                     if t.state == "blocked" and t.blocked_on is not None}
+            locks = {
+                _class_of(t.blocked_on)
+                for t in r.sim.threads
+                if t.state == "blocked" and t.blocked_on is not None
+            }
             if not want <= locks | {_class_of(h) for t in r.sim.threads for h in t.held}:
                 continue
         return r
@@ -226,9 +235,11 @@ class RaceReport:
     history: list[Access] = field(default_factory=list, repr=False)
 
     def text(self) -> str:
-        return (f"RACE on {self.variable}: no lock protects every access\n"
-                f"  {self.access.text()}\n"
-                f"  {self.previous.text()}  (the previous access by another thread)")
+        return (
+            f"RACE on {self.variable}: no lock protects every access\n"
+            f"  {self.access.text()}\n"
+            f"  {self.previous.text()}  (the previous access by another thread)"
+        )
 
     def __str__(self) -> str:
         return self.text()
@@ -286,5 +297,12 @@ def find_races(x: Simulation | RunResult) -> list[RaceReport]:
     return list(reported.values())
 
 
-__all__ = ["Access", "Dependency", "LockOrder", "LockOrderReport", "RaceReport", "find_races",
-           "witness_deadlock"]
+__all__ = [
+    "Access",
+    "Dependency",
+    "LockOrder",
+    "LockOrderReport",
+    "RaceReport",
+    "find_races",
+    "witness_deadlock",
+]

@@ -91,8 +91,10 @@ def attempt(seed: int, call: Callable[[], Any]) -> tuple[Any, str]:
         if isinstance(cause, NotImplementedError):
             raise cause from None
         if isinstance(cause, TypeError) and "iterable" in str(cause):
-            return None, ("the answer must be a generator function: it yields each step "
-                          "(yield lock.lock(...), yield compute(...), ...)")
+            return None, (
+                "the answer must be a generator function: it yields each step "
+                "(yield lock.lock(...), yield compute(...), ...)"
+            )
         return None, f"seed {seed}: {e}"
     except SimulationError as e:
         return None, f"seed {seed}: {type(e).__name__}: {e}"
@@ -101,7 +103,7 @@ def attempt(seed: int, call: Callable[[], Any]) -> tuple[Any, str]:
 
 
 def ended_badly(seed: int, r: RunResult) -> str:
-    """"" if run ``r`` completed; otherwise how it ended, with the deadlock report if any."""
+    """ "" if run ``r`` completed; otherwise how it ended, with the deadlock report if any."""
     if r.outcome == "completed":
         return ""
     why = f"\n{r.deadlock.text()}" if r.deadlock else ""

@@ -62,8 +62,14 @@ class BdrvGraphLock:
 
     kind = "graph lock"
 
-    def __init__(self, sim: Simulation, main_ctx: AioContext, bql: BQL,
-                 d6_bug: bool = False, drain_first: bool = True):
+    def __init__(
+        self,
+        sim: Simulation,
+        main_ctx: AioContext,
+        bql: BQL,
+        d6_bug: bool = False,
+        drain_first: bool = True,
+    ):
         self.sim = sim
         self.name = "graph_lock"
         self.main_ctx = main_ctx
@@ -116,8 +122,10 @@ class BdrvGraphLock:
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}:{v}" for k, v in self.reader_counts.items() if v)
         who = f", writer {self.writer.name}" if self.writer else ""
-        return (f"<BdrvGraphLock [has_writer={self.has_writer}, readers {{{counts}}}, "
-                f"sleeping {len(self.queue)}{who}]>")
+        return (
+            f"<BdrvGraphLock [has_writer={self.has_writer}, readers {{{counts}}}, "
+            f"sleeping {len(self.queue)}{who}]>"
+        )
 
 
 def get_graph_lock(sim: Simulation | None = None) -> BdrvGraphLock:
@@ -125,8 +133,10 @@ def get_graph_lock(sim: Simulation | None = None) -> BdrvGraphLock:
     sim = sim or Simulation.active
     gl = getattr(sim, "tsa_capabilities", {}).get("graph_lock") if sim else None
     if gl is None:
-        raise MisuseError("this simulation has no block-graph lock; make one with "
-                          "BdrvGraphLock(sim, main_ctx, bql)")
+        raise MisuseError(
+            "this simulation has no block-graph lock; make one with "
+            "BdrvGraphLock(sim, main_ctx, bql)"
+        )
     return gl
 
 
@@ -148,8 +158,13 @@ def GLOBAL_STATE_CODE() -> None:  # noqa: N802  (QEMU's name)
         fn = _caller_name()
         me = gl.sim.current
         why = "it does not hold the BQL" if me is gl.main_ctx.home else "it is not the main loop"
-        record_violation(gl.sim, fn, "BQL", "GLOBAL_STATE_CODE",
-                 f"`{fn}` is GLOBAL_STATE_CODE but runs in {me.name if me else '?'}: {why}")
+        record_violation(
+            gl.sim,
+            fn,
+            "BQL",
+            "GLOBAL_STATE_CODE",
+            f"`{fn}` is GLOBAL_STATE_CODE but runs in {me.name if me else '?'}: {why}",
+        )
 
 
 def IO_CODE(bs: Any) -> None:  # noqa: N802  (QEMU's name)
@@ -160,10 +175,15 @@ def IO_CODE(bs: Any) -> None:  # noqa: N802  (QEMU's name)
     me = sim.current
     if me is None or bs.ctx.home is not me:
         fn = _caller_name()
-        record_violation(sim, fn, bs.ctx.name, "IO_CODE",
-                 f"`{fn}` is IO_CODE for node {bs.name}, whose AioContext {bs.ctx.name} runs "
-                 f"in {bs.ctx.home.name if bs.ctx.home else '?'}, but it runs in "
-                 f"{me.name if me else '?'}")
+        record_violation(
+            sim,
+            fn,
+            bs.ctx.name,
+            "IO_CODE",
+            f"`{fn}` is IO_CODE for node {bs.name}, whose AioContext {bs.ctx.name} runs "
+            f"in {bs.ctx.home.name if bs.ctx.home else '?'}, but it runs in "
+            f"{me.name if me else '?'}",
+        )
 
 
 def _caller_name() -> str:
@@ -183,8 +203,10 @@ def bdrv_graph_co_rdlock():
     gl = get_graph_lock()
     co = current_coroutine(gl.sim)
     if co is None:
-        raise MisuseError(f"{gl.sim.current.name} called bdrv_graph_co_rdlock outside a "
-                          f"coroutine; in the main loop use bdrv_graph_rdlock_main_loop")
+        raise MisuseError(
+            f"{gl.sim.current.name} called bdrv_graph_co_rdlock outside a "
+            f"coroutine; in the main loop use bdrv_graph_rdlock_main_loop"
+        )
     ctx = gl._ctx_of(co)
     while True:
         gl.reader_counts[ctx.name] = gl.reader_counts.get(ctx.name, 0) + 1
@@ -209,8 +231,9 @@ def bdrv_graph_co_rdunlock():
     gl = get_graph_lock()
     co = current_coroutine(gl.sim)
     if co is None or gl._co_readers.get(co.oid, 0) == 0:
-        raise MisuseError(f"{gl.sim.current.name} unlocked the graph lock, which it does not "
-                          f"hold for reading")
+        raise MisuseError(
+            f"{gl.sim.current.name} unlocked the graph lock, which it does not hold for reading"
+        )
     ctx = gl._ctx_of(co)
     gl._co_readers[co.oid] -= 1
     gl.reader_counts[ctx.name] -= 1
@@ -252,8 +275,9 @@ def _main_loop_only(gl: BdrvGraphLock, fn: str) -> None:
 # -- the write side ----------------------------------------------------------------------------
 
 
-def poll_main_while(gl: BdrvGraphLock, cond: Callable[[], bool],
-               waiting_for: Callable[[], list[Thread]]):
+def poll_main_while(
+    gl: BdrvGraphLock, cond: Callable[[], bool], waiting_for: Callable[[], list[Thread]]
+):
     """Poll the main loop while ``cond()``; ``waiting_for()`` tells the deadlock detector whose
     work this thread waits for (saved and restored, so nested polls report their own)."""
     ctx = gl.main_ctx
@@ -306,8 +330,10 @@ def bdrv_graph_wrunlock():
     """Wake every sleeping reader first, end the no-poll drain, then run pending BHs."""
     gl = get_graph_lock()
     if gl.writer is not gl.sim.current:
-        raise MisuseError(f"{gl.sim.current.name} called bdrv_graph_wrunlock without holding "
-                          f"the graph lock for writing")
+        raise MisuseError(
+            f"{gl.sim.current.name} called bdrv_graph_wrunlock without holding "
+            f"the graph lock for writing"
+        )
     gl.has_writer = 0
     gl.writer = None
     gl._log()
@@ -359,9 +385,22 @@ def bdrv_drained_end(bs: DrainableNode):
 
 
 __all__ = [
-    "GLOBAL_STATE_CODE", "GRAPH_RDLOCK", "GRAPH_UNLOCKED", "GRAPH_WRLOCK", "IO_CODE",
-    "BdrvGraphLock", "DrainableNode", "bdrv_drained_begin", "bdrv_drained_end",
-    "bdrv_graph_co_rdlock", "bdrv_graph_co_rdunlock", "bdrv_graph_rdlock_main_loop",
-    "bdrv_graph_rdunlock_main_loop", "bdrv_graph_wrlock", "bdrv_graph_wrunlock", "get_graph_lock",
-    "poll_main_while", "qemu_in_main_thread",
+    "GLOBAL_STATE_CODE",
+    "GRAPH_RDLOCK",
+    "GRAPH_UNLOCKED",
+    "GRAPH_WRLOCK",
+    "IO_CODE",
+    "BdrvGraphLock",
+    "DrainableNode",
+    "bdrv_drained_begin",
+    "bdrv_drained_end",
+    "bdrv_graph_co_rdlock",
+    "bdrv_graph_co_rdunlock",
+    "bdrv_graph_rdlock_main_loop",
+    "bdrv_graph_rdunlock_main_loop",
+    "bdrv_graph_wrlock",
+    "bdrv_graph_wrunlock",
+    "get_graph_lock",
+    "poll_main_while",
+    "qemu_in_main_thread",
 ]

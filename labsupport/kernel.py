@@ -379,7 +379,7 @@ class Replay(Policy):
         if self.strict_end and self.pos < len(self.schedule):
             raise ScheduleDivergence(
                 f"the replay diverged: the run ended after {self.pos} choices but the schedule "
-                f"has {len(self.schedule) - self.pos} more ({self.schedule[self.pos:]!r})"
+                f"has {len(self.schedule) - self.pos} more ({self.schedule[self.pos :]!r})"
             )
 
 
@@ -470,8 +470,10 @@ class RunResult:
         return self.outcome == "completed"
 
     def __str__(self) -> str:
-        s = (f"{self.outcome} at t={self.time:g} us after {self.steps} steps, "
-             f"schedule={self.schedule!r}")
+        s = (
+            f"{self.outcome} at t={self.time:g} us after {self.steps} steps, "
+            f"schedule={self.schedule!r}"
+        )
         if self.deadlock:
             s += "\n" + self.deadlock.text()
         if self.error:
@@ -577,8 +579,12 @@ class Simulation:
         """Record that something finished (a request, a guest operation), for throughput and,
         with ``since=start_time``, latency. Not a step: it does not give others a turn."""
         oid = self._label("mark", name)
-        self._record(tb.MARK, self.current.tid if self.current else -1, oid,
-                     None if since is None else self.env.now - since)
+        self._record(
+            tb.MARK,
+            self.current.tid if self.current else -1,
+            oid,
+            None if since is None else self.env.now - since,
+        )
 
     # -- threads -----------------------------------------------------------------------------
 
@@ -767,8 +773,12 @@ class Simulation:
                     exc = e
                     continue
                 t.state = DONE
-                self._stop = ("crashed", ThreadCrashed(
-                    f"thread {t.name} raised {type(e).__name__} at t={self.now:g} us: {e}"))
+                self._stop = (
+                    "crashed",
+                    ThreadCrashed(
+                        f"thread {t.name} raised {type(e).__name__} at t={self.now:g} us: {e}"
+                    ),
+                )
                 self._stop[1].__cause__ = e
                 return False
             t._value = None
@@ -836,8 +846,15 @@ class Simulation:
         else:
             blocked = [t for t in self.threads if t.state == BLOCKED and not t.daemon]
             # a daemon waiting for a lock someone holds is part of the story too
-            blocked += [t for t in self.threads if t.state == BLOCKED and t.daemon
-                        and blocked and t.blocked_on is not None and t.blocked_on.holders()]
+            blocked += [
+                t
+                for t in self.threads
+                if t.state == BLOCKED
+                and t.daemon
+                and blocked
+                and t.blocked_on is not None
+                and t.blocked_on.holders()
+            ]
             if blocked:
                 outcome = "stuck"
                 report = self._report("stuck", blocked)

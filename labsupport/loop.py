@@ -261,8 +261,10 @@ class AioContext(Waitable):
 
     def __repr__(self) -> str:
         home = self.home.name if self.home else "none yet"
-        return (f"<AioContext {self.name} [home:{home}, bh:{len(self.bh_queue)}, "
-                f"fds:{len(self.handlers)}, notify_me:{int(self.notify_me)}]>")
+        return (
+            f"<AioContext {self.name} [home:{home}, bh:{len(self.bh_queue)}, "
+            f"fds:{len(self.handlers)}, notify_me:{int(self.notify_me)}]>"
+        )
 
 
 def _sleep(ctx: AioContext, idle: bool):
@@ -333,8 +335,9 @@ def aio_poll(ctx: AioContext, blocking: bool, drop: Any = None):
     return progress
 
 
-def aio_wait_while(ctx: AioContext, cond: Callable[[], bool], lock: Any = None,
-                   main_ctx: AioContext | None = None):
+def aio_wait_while(
+    ctx: AioContext, cond: Callable[[], bool], lock: Any = None, main_ctx: AioContext | None = None
+):
     """``yield aio_wait_while(ctx, cond, lock, main_ctx)``: poll until ``cond()`` is false.
 
     QEMU's ``AIO_WAIT_WHILE`` as it was in the AioContext-lock years. In ``ctx``'s own thread it
@@ -381,6 +384,14 @@ def _aio_wait_kick_bh() -> None:
 
 
 __all__ = [
-    "AIO_ORDER", "MAIN_LOOP_2008_ORDER", "TIMED_OUT", "AioContext", "EventNotifier", "QEMUBH",
-    "QEMUTimer", "aio_poll", "aio_wait_kick", "aio_wait_while",
+    "AIO_ORDER",
+    "MAIN_LOOP_2008_ORDER",
+    "TIMED_OUT",
+    "AioContext",
+    "EventNotifier",
+    "QEMUBH",
+    "QEMUTimer",
+    "aio_poll",
+    "aio_wait_kick",
+    "aio_wait_while",
 ]

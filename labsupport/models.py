@@ -39,8 +39,16 @@ from .loop import (
 from .shared import Shared
 from .sync import QemuCond, QemuMutex, QemuRecMutex, QemuSemaphore, RFifoLock
 
-ERAS = ("one-thread", "tcg-rr", "mttcg", "kvm", "dataplane", "iothread", "iothread-2017",
-        "iothread-9.0")
+ERAS = (
+    "one-thread",
+    "tcg-rr",
+    "mttcg",
+    "kvm",
+    "dataplane",
+    "iothread",
+    "iothread-2017",
+    "iothread-9.0",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,8 +98,13 @@ class Workload:
     duration_us: float = 20_000.0
     seed: int = 0
 
-    _WHOLE = {"vcpus": (1, 32), "host_cpus": (1, 64), "io_depth": (0, 256),
-              "disk_queue_depth": (1, 1024), "seed": (0, 2**31 - 1)}
+    _WHOLE = {
+        "vcpus": (1, 32),
+        "host_cpus": (1, 64),
+        "io_depth": (0, 256),
+        "disk_queue_depth": (1, 1024),
+        "seed": (0, 2**31 - 1),
+    }
     _POSITIVE = ("guest_us", "io_service_us", "slice_us", "duration_us")
 
     def __post_init__(self) -> None:
@@ -107,10 +120,15 @@ class Workload:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                     raise ValueError(f"slow_syscall_prob is a probability from 0 to 1; got {v!r}")
             elif f.name == "monitor_per_s":
-                if isinstance(v, bool) or not isinstance(v, (int, float)) \
-                        or not math.isfinite(v) or not 0 <= v <= 100_000:
-                    raise ValueError(f"monitor_per_s is a rate from 0 to 100000 commands per "
-                                     f"second; got {v!r}")
+                if (
+                    isinstance(v, bool)
+                    or not isinstance(v, (int, float))
+                    or not math.isfinite(v)
+                    or not 0 <= v <= 100_000
+                ):
+                    raise ValueError(
+                        f"monitor_per_s is a rate from 0 to 100000 commands per second; got {v!r}"
+                    )
             else:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ValueError(f"{f.name} must be a number of microseconds; got {v!r}")
@@ -127,8 +145,9 @@ class Workload:
             hidden |= {"slow_syscall_prob", "slow_syscall_us"}
         if not self.monitor_per_s:
             hidden |= {"monitor_per_s", "info_block_us"}
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
-                          if f.name not in hidden)
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name not in hidden
+        )
         return f"Workload({shown})"
 
     def replace(self, **changes: Any) -> Workload:
@@ -215,8 +234,10 @@ class ProfiledLock:
         head = f"{self.name} call site"
         lines = [f"{head:<24} {'taken':>7} {'waited':>7} {'wait us':>9} {'held us':>9}"]
         for s in rows:
-            lines.append(f"{s.site:<24} {s.acquisitions:>7} {s.contended:>7} "
-                         f"{s.wait_us:>9.0f} {s.hold_us:>9.0f}")
+            lines.append(
+                f"{s.site:<24} {s.acquisitions:>7} {s.contended:>7} "
+                f"{s.wait_us:>9.0f} {s.hold_us:>9.0f}"
+            )
         return "\n".join(lines)
 
 
@@ -452,12 +473,16 @@ class EraResult:
 
     def summary(self) -> str:
         w = self.workload
-        parts = [f"{self.era}: {w.vcpus} vCPU(s) on {w.host_cpus} host CPU(s)",
-                 f"guest ran {self.guest_cpus_busy:.2f} vCPUs' worth",
-                 f"{self.exits_per_s:,.0f} MMIO exits/s"]
+        parts = [
+            f"{self.era}: {w.vcpus} vCPU(s) on {w.host_cpus} host CPU(s)",
+            f"guest ran {self.guest_cpus_busy:.2f} vCPUs' worth",
+            f"{self.exits_per_s:,.0f} MMIO exits/s",
+        ]
         if w.io_depth:
-            parts.append(f"{self.io_per_s:,.0f} I/O/s (p50 {self.io_p50_us:.0f} us, "
-                         f"p99 {self.io_p99_us:.0f} us)")
+            parts.append(
+                f"{self.io_per_s:,.0f} I/O/s (p50 {self.io_p50_us:.0f} us, "
+                f"p99 {self.io_p99_us:.0f} us)"
+            )
         parts.append(f"BQL waits {self.bql_wait_us / 1000:.1f} ms")
         if self.monitor_us:
             parts.append(f"{len(self.monitor_us)} info block, p99 {self.monitor_p99_us:,.0f} us")
@@ -509,10 +534,12 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
     else:
         io_ctx = main_ctx
     if era == "iothread-2017":
-        io_ctx.set_event_notifier(dev.kick, _under_context_lock(io_ctx, dev.handle_vq,
-                                                                "iothread: handle_vq"))
-        io_ctx.set_event_notifier(disk.completion, _under_context_lock(io_ctx, dev.complete,
-                                                                       "iothread: complete"))
+        io_ctx.set_event_notifier(
+            dev.kick, _under_context_lock(io_ctx, dev.handle_vq, "iothread: handle_vq")
+        )
+        io_ctx.set_event_notifier(
+            disk.completion, _under_context_lock(io_ctx, dev.complete, "iothread: complete")
+        )
     else:
         io_ctx.set_event_notifier(dev.kick, dev.handle_vq)
         io_ctx.set_event_notifier(disk.completion, dev.complete)
@@ -520,9 +547,11 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
     if w.monitor_per_s:
         _monitor(sim, w, main_ctx, io_ctx if era.startswith("iothread") else None, monitor_us)
     if w.timer_period_us:
+
         def tick():  # runs in the main loop, which already holds the BQL from 2009 on
             yield compute(w.timer_us)
             timer.arm(sim.now + w.timer_period_us)
+
         timer = main_ctx.timer_new(tick, "periodic")
         timer.arm(w.timer_period_us)
 
@@ -564,6 +593,7 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
     def round_robin(site: str, main_loop_wait: bool):
         """One thread runs every vCPU in turn for a slice (before 2009 also one pass of
         main_loop_wait after each round; round-robin TCG leaves that to the main loop)."""
+
         def body():
             while sim.now < until:
                 for i in range(w.vcpus):
@@ -577,14 +607,16 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
                     yield aio_poll(main_ctx, False)
                     if io_vcpu and w.vcpus == 1 and not main_ctx.pending():
                         yield aio_poll(main_ctx, True)  # only the I/O vCPU: sleep until done
+
         return body
 
     threads: dict[str, Any] = {}
 
     if era == "one-thread":
         threads["qemu"] = sim.spawn("qemu", round_robin("-", main_loop_wait=True))
-        return dict(counters=c, dev=dev, bql=bql, threads=threads, monitor=monitor_us,
-                    io_ctx=io_ctx)
+        return dict(
+            counters=c, dev=dev, bql=bql, threads=threads, monitor=monitor_us, io_ctx=io_ctx
+        )
 
     # From 2009 on: a main-loop thread that holds the BQL except while it sleeps.
     def main_loop():
@@ -594,9 +626,11 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
 
     sim.spawn("main-loop", main_loop, daemon=True)
     if era == "dataplane":
+
         def dataplane():
             while True:
                 yield aio_poll(io_ctx, True)
+
         sim.spawn("dataplane", dataplane, daemon=True)
 
     def io_vcpu_body(name: str):
@@ -605,6 +639,7 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
                 yield from _io_vcpu_requests(sim, dev, inflight)
                 yield dev.irq.wait()  # the guest halts until the completion interrupt
                 inflight[0] -= 1
+
         return body
 
     def vcpu_body(site: str):
@@ -612,6 +647,7 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
             while sim.now < until:
                 yield from guest_chunk()
                 yield from mmio_exit(site)
+
         return body
 
     if era in ("kvm", "mttcg", "dataplane") or era.startswith("iothread"):
@@ -624,21 +660,27 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
         threads["tcg-rr"] = sim.spawn("tcg-rr", round_robin("tcg: mmio", main_loop_wait=False))
     else:
         raise ValueError(f"unknown era {era!r}; choose one of {ERAS}")
-    return dict(counters=c, dev=dev, bql=bql, threads=threads, monitor=monitor_us,
-                io_ctx=io_ctx)
+    return dict(counters=c, dev=dev, bql=bql, threads=threads, monitor=monitor_us, io_ctx=io_ctx)
 
 
 def _under_context_lock(ctx: AioContext, handler: Any, site: str):
     """A handler that takes its context's lock itself, as every handler did from 2017."""
+
     def locked():
         yield aio_context_acquire(ctx, site)
         yield from handler()
         yield aio_context_release(ctx)
+
     return locked
 
 
-def _monitor(sim: Simulation, w: Workload, main_ctx: AioContext, io_ctx: AioContext | None,
-             latencies: list[float]) -> None:
+def _monitor(
+    sim: Simulation,
+    w: Workload,
+    main_ctx: AioContext,
+    io_ctx: AioContext | None,
+    latencies: list[float],
+) -> None:
     """``info block`` commands arriving at random in the main loop, which runs them holding the
     BQL (before 2009 there was no BQL; the one thread just ran them). Up to QEMU 9.0 the command
     also took the context lock of a disk served by an IOThread; ``latencies`` gets, for each
@@ -706,8 +748,7 @@ def run_era(
     elif dataplane is not None:
         raise ValueError(f"dataplane= only applies to the 'dataplane' era, not {era!r}")
     program = era_program(w, era)
-    r = run(program, until=w.duration_us, seed=w.seed, cpus=w.host_cpus, policy=policy,
-            trace=trace)
+    r = run(program, until=w.duration_us, seed=w.seed, cpus=w.host_cpus, policy=policy, trace=trace)
     model = r.sim.model
     c, dev, bql = model["counters"], model["dev"], model["bql"]
     d = w.duration_us
@@ -744,8 +785,12 @@ def aio_context_new_lock(ctx: AioContext, kind: str = "rfifo") -> ProfiledLock:
     ``aio_poll``) or ``"rec"`` (2017: a plain ``QemuRecMutex``). Every context's lock is one
     lock class, ``AioContext``, for the lock-order validator."""
     if kind == "rfifo":
-        mutex = RFifoLock(ctx.sim, f"{ctx.name}.ctx", lock_class="AioContext",
-                          on_contention=lambda t: ctx._notify())
+        mutex = RFifoLock(
+            ctx.sim,
+            f"{ctx.name}.ctx",
+            lock_class="AioContext",
+            on_contention=lambda t: ctx._notify(),
+        )
     elif kind == "rec":
         mutex = QemuRecMutex(ctx.sim, f"{ctx.name}.ctx", lock_class="AioContext")
     else:
@@ -758,8 +803,10 @@ def aio_context_acquire(ctx: AioContext, site: str = "?"):
     """``yield aio_context_acquire(ctx, site)``: take the context's (recursive) lock."""
     lock = getattr(ctx, "lock", None)
     if lock is None:
-        raise MisuseError(f"AioContext {ctx.name} has no lock (give it one with "
-                          f"aio_context_new_lock, or this era has none)")
+        raise MisuseError(
+            f"AioContext {ctx.name} has no lock (give it one with "
+            f"aio_context_new_lock, or this era has none)"
+        )
     return lock.lock(site)
 
 
@@ -776,8 +823,13 @@ class IOThread:
     ``False`` (2017) the loop takes no lock and each handler takes it itself.
     """
 
-    def __init__(self, sim: Simulation, name: str, lock_kind: str | None = "rfifo",
-                 loop_holds_lock: bool = True):
+    def __init__(
+        self,
+        sim: Simulation,
+        name: str,
+        lock_kind: str | None = "rfifo",
+        loop_holds_lock: bool = True,
+    ):
         self.sim = sim
         self.name = name
         self.ctx = AioContext(sim, name)
@@ -947,6 +999,7 @@ class HandlerGuard:
             self.inside.append(t)
             self.sim._record(tb.OP, t.tid, self.sim._label("note", f"enter {self.handler}"), None)
             return True
+
         return Step(do)
 
     def leave(self) -> Step:
@@ -954,6 +1007,7 @@ class HandlerGuard:
             self.inside.remove(t)
             self.sim._record(tb.OP, t.tid, self.sim._label("note", f"leave {self.handler}"), None)
             return True
+
         return Step(do)
 
 
@@ -1006,9 +1060,30 @@ def r2_program(fixed: bool = False, requests: int = 3):
 
 
 __all__ = [
-    "BQL", "BlockDriverState", "CPUState", "Dataplane", "DataplaneRefused", "Disk", "ERAS",
-    "EraResult", "HandlerGuard", "IOThread", "ProfiledLock", "VirtioBlk", "Workload",
-    "aio_context_acquire", "aio_context_new_lock", "aio_context_release", "era_program",
-    "info_block", "iothread_get_aio_context", "process_queued_cpu_work", "qemu_cpu_kick",
-    "qemu_get_aio_context", "r2_program", "run_era", "run_on_cpu", "vcpu_thread_fn",
+    "BQL",
+    "BlockDriverState",
+    "CPUState",
+    "Dataplane",
+    "DataplaneRefused",
+    "Disk",
+    "ERAS",
+    "EraResult",
+    "HandlerGuard",
+    "IOThread",
+    "ProfiledLock",
+    "VirtioBlk",
+    "Workload",
+    "aio_context_acquire",
+    "aio_context_new_lock",
+    "aio_context_release",
+    "era_program",
+    "info_block",
+    "iothread_get_aio_context",
+    "process_queued_cpu_work",
+    "qemu_cpu_kick",
+    "qemu_get_aio_context",
+    "r2_program",
+    "run_era",
+    "run_on_cpu",
+    "vcpu_thread_fn",
 ]

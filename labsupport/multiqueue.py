@@ -87,11 +87,18 @@ class MQCosts:
             if f.name == "disk_parallelism":
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     raise ValueError(f"disk_parallelism is a whole number >= 1; got {v!r}")
-            elif isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 \
-                    or math.isnan(v) or (f.name == "disk_service_us" and v <= 0):
-                raise ValueError(f"{f.name} is a time in microseconds >= 0"
-                                 f"{' (and > 0)' if f.name == 'disk_service_us' else ''}; "
-                                 f"got {v!r}")
+            elif (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or v < 0
+                or math.isnan(v)
+                or (f.name == "disk_service_us" and v <= 0)
+            ):
+                raise ValueError(
+                    f"{f.name} is a time in microseconds >= 0"
+                    f"{' (and > 0)' if f.name == 'disk_service_us' else ''}; "
+                    f"got {v!r}"
+                )
 
 
 def _whole(name: str, v: Any, lo: int, hi: int) -> int:
@@ -105,8 +112,7 @@ class MappingError(ValueError):
     unknown IOThread, or the explicit and round-robin forms mixed)."""
 
 
-def iothread_vq_mapping(mapping: Any, iothreads: list[str], num_queues: int
-                        ) -> dict[int, str]:
+def iothread_vq_mapping(mapping: Any, iothreads: list[str], num_queues: int) -> dict[int, str]:
     """Check ``mapping`` and return ``{vq: iothread name}``.
 
     Either every entry lists its ``"vqs"`` (explicit) or none does (round-robin over the listed
@@ -116,18 +122,25 @@ def iothread_vq_mapping(mapping: Any, iothreads: list[str], num_queues: int
     if not isinstance(mapping, (list, tuple)) or not mapping:
         raise MappingError(
             'iothread-vq-mapping is a non-empty list such as [{"iothread": "iothread0", '
-            f'"vqs": [0, 1]}}, ...] or [{{"iothread": "iothread0"}}, ...]; got {mapping!r}')
+            f'"vqs": [0, 1]}}, ...] or [{{"iothread": "iothread0"}}, ...]; got {mapping!r}'
+        )
     seen_threads: list[str] = []
     explicit = None
     for entry in mapping:
-        if not isinstance(entry, dict) or "iothread" not in entry \
-                or not set(entry) <= {"iothread", "vqs"}:
-            raise MappingError(f'each entry is {{"iothread": NAME}} or {{"iothread": NAME, '
-                               f'"vqs": [...]}}; got {entry!r}')
+        if (
+            not isinstance(entry, dict)
+            or "iothread" not in entry
+            or not set(entry) <= {"iothread", "vqs"}
+        ):
+            raise MappingError(
+                f'each entry is {{"iothread": NAME}} or {{"iothread": NAME, '
+                f'"vqs": [...]}}; got {entry!r}'
+            )
         name = entry["iothread"]
         if name not in iothreads:
-            raise MappingError(f"IOThread {name!r} does not exist; the VM has "
-                               f"{', '.join(iothreads)}")
+            raise MappingError(
+                f"IOThread {name!r} does not exist; the VM has {', '.join(iothreads)}"
+            )
         if name in seen_threads:
             raise MappingError(f"IOThread {name!r} appears twice in iothread-vq-mapping")
         seen_threads.append(name)
@@ -135,8 +148,10 @@ def iothread_vq_mapping(mapping: Any, iothreads: list[str], num_queues: int
         if explicit is None:
             explicit = has_vqs
         elif explicit != has_vqs:
-            raise MappingError('either every entry lists its "vqs" or none does (round-robin); '
-                               'they cannot be mixed')
+            raise MappingError(
+                'either every entry lists its "vqs" or none does (round-robin); '
+                "they cannot be mixed"
+            )
     result: dict[int, str] = {}
     if not explicit:
         for vq in range(num_queues):
@@ -148,15 +163,19 @@ def iothread_vq_mapping(mapping: Any, iothreads: list[str], num_queues: int
             raise MappingError(f'"vqs" is a list of virtqueue numbers; got {vqs!r}')
         for vq in vqs:
             if isinstance(vq, bool) or not isinstance(vq, int) or not 0 <= vq < num_queues:
-                raise MappingError(f"virtqueue {vq!r} does not exist: the device has "
-                                   f"{num_queues} (0 to {num_queues - 1})")
+                raise MappingError(
+                    f"virtqueue {vq!r} does not exist: the device has "
+                    f"{num_queues} (0 to {num_queues - 1})"
+                )
             if vq in result:
                 raise MappingError(f"virtqueue {vq} is mapped more than once")
             result[vq] = entry["iothread"]
     missing = [vq for vq in range(num_queues) if vq not in result]
     if missing:
-        raise MappingError(f"virtqueue(s) {missing} are not mapped to any IOThread: every "
-                           f"virtqueue must be mapped exactly once")
+        raise MappingError(
+            f"virtqueue(s) {missing} are not mapped to any IOThread: every "
+            f"virtqueue must be mapped exactly once"
+        )
     return result
 
 
@@ -197,26 +216,34 @@ class VM:
         _whole("host_cpus", self.host_cpus, 1, 128)
         _whole("iodepth", self.iodepth, 1, 256)
         if self.reqs_lock not in REQS_LOCK_KINDS:
-            raise ValueError(f"reqs_lock is one of {', '.join(REQS_LOCK_KINDS)}; "
-                             f"got {self.reqs_lock!r}")
+            raise ValueError(
+                f"reqs_lock is one of {', '.join(REQS_LOCK_KINDS)}; got {self.reqs_lock!r}"
+            )
         m = self.monitor_rate_hz
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m <= 100_000:
             raise ValueError(f"monitor_rate_hz is a rate from 0 to 100000; got {m!r}")
         for name in ("duration_us", "warmup_us"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or not 0 <= v <= 100_000):
-                raise ValueError(f"{name} is None (automatic) or a time from 0 to 100000 us; "
-                                 f"got {v!r}")
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100_000
+            ):
+                raise ValueError(
+                    f"{name} is None (automatic) or a time from 0 to 100000 us; got {v!r}"
+                )
         if not isinstance(self.costs, MQCosts):
             raise ValueError(f"costs is an MQCosts; got {self.costs!r}")
         self.vq_map = iothread_vq_mapping(
-            self.mapping if self.mapping is not None
-            else [{"iothread": n} for n in self.iothread_names], self.iothread_names,
-            self.num_queues)
+            self.mapping
+            if self.mapping is not None
+            else [{"iothread": n} for n in self.iothread_names],
+            self.iothread_names,
+            self.num_queues,
+        )
         if self.duration - self.warmup < 100:
-            raise ValueError("duration_us must exceed warmup_us by at least 100 us; got "
-                             f"{self.duration!r} and {self.warmup!r}")
+            raise ValueError(
+                "duration_us must exceed warmup_us by at least 100 us; got "
+                f"{self.duration!r} and {self.warmup!r}"
+            )
 
     @property
     def _cycle_us(self) -> float:
@@ -229,15 +256,17 @@ class VM:
     def warmup(self) -> float:
         """The simulated time (us) not measured: ``warmup_us``, or by default 300 us plus
         one and a half request cycles."""
-        return float(self.warmup_us) if self.warmup_us is not None \
-            else 300.0 + 1.5 * self._cycle_us
+        return float(self.warmup_us) if self.warmup_us is not None else 300.0 + 1.5 * self._cycle_us
 
     @property
     def duration(self) -> float:
         """The simulated time (us) run: ``duration_us``, or by default the warm-up plus a
         window of at least 1200 us and three request cycles."""
-        return float(self.duration_us) if self.duration_us is not None \
+        return (
+            float(self.duration_us)
+            if self.duration_us is not None
             else self.warmup + max(1200.0, 3 * self._cycle_us)
+        )
 
     @property
     def iothread_names(self) -> list[str]:
@@ -252,9 +281,11 @@ class VM:
         for vq, name in sorted(self.vq_map.items()):
             by_thread[name].append(vq)
         m = ", ".join(f"{n}: vqs {v}" for n, v in by_thread.items() if v)
-        return (f"{self.vcpus} vCPUs, {self.host_cpus} host CPUs, {self.num_queues} virtqueues "
-                f"on {self.iothreads} IOThread(s) ({m}), iodepth {self.iodepth}, "
-                f"reqs_lock {self.reqs_lock}")
+        return (
+            f"{self.vcpus} vCPUs, {self.host_cpus} host CPUs, {self.num_queues} virtqueues "
+            f"on {self.iothreads} IOThread(s) ({m}), iodepth {self.iodepth}, "
+            f"reqs_lock {self.reqs_lock}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,6 +391,7 @@ class NVMeDisk:
             else:
                 self.waiting.append((req, port))
             return True
+
         return Step(do)
 
     def _start(self, req: Request, port: Any) -> None:
@@ -423,12 +455,17 @@ class MQResult:
 
     def summary(self) -> str:
         load = ", ".join(f"{n} {b:.0%}" for n, b in self.iothread_busy.items())
-        mon = (f"; info block p99 {self.monitor_p99_us:.0f} us"
-               if not math.isnan(self.monitor_p99_us) else "")
-        return (f"{self.iops / 1000:,.0f}k IOPS, p50 {self.p50_us:.0f} us, p99 "
-                f"{self.p99_us:.0f} us; IOThreads busy: {load}; host CPUs used "
-                f"{self.host_cpu_use:.1f}/{self.vm.host_cpus}; disk busy {self.disk_busy:.0%}; "
-                f"reqs_lock wait {self.reqs_lock_wait_us:.2f} us/request{mon}")
+        mon = (
+            f"; info block p99 {self.monitor_p99_us:.0f} us"
+            if not math.isnan(self.monitor_p99_us)
+            else ""
+        )
+        return (
+            f"{self.iops / 1000:,.0f}k IOPS, p50 {self.p50_us:.0f} us, p99 "
+            f"{self.p99_us:.0f} us; IOThreads busy: {load}; host CPUs used "
+            f"{self.host_cpu_use:.1f}/{self.vm.host_cpus}; disk busy {self.disk_busy:.0%}; "
+            f"reqs_lock wait {self.reqs_lock_wait_us:.2f} us/request{mon}"
+        )
 
     def __str__(self) -> str:
         return self.summary()
@@ -452,8 +489,9 @@ def mq_program(vm: VM, locks: dict[str, Any] | None = None):
     classes = {"QemuMutex": ReqsQemuMutex, "CoMutex": ReqsCoMutex, **(locks or {})}
 
     def program(sim: Simulation) -> dict[str, Any]:
-        iothreads = {n: IOThread(sim, n, lock_kind=None, loop_holds_lock=False)
-                     for n in vm.iothread_names}
+        iothreads = {
+            n: IOThread(sim, n, lock_kind=None, loop_holds_lock=False) for n in vm.iothread_names
+        }
         ports = {n: _Port(sim, io) for n, io in iothreads.items()}
         disk = NVMeDisk(sim, c.disk_service_us, c.disk_parallelism)
         reqs_lock = classes[vm.reqs_lock](sim, "drive0.reqs_lock", c)
@@ -496,12 +534,14 @@ def mq_program(vm: VM, locks: dict[str, Any] | None = None):
                     co.mq_asleep = co.mq_cross = False
                     co.ctx = port.io.ctx
                     yield from qemu_coroutine_enter(co)
+
             return handle
 
         def completion_handler(port: _Port):
             def complete():
                 while port.completed:
                     yield from qemu_coroutine_enter(port.completed.popleft().co)
+
             return complete
 
         for q, name in vm.vq_map.items():
@@ -515,6 +555,7 @@ def mq_program(vm: VM, locks: dict[str, Any] | None = None):
                 avail[q].append(Request(sim.now, j, q))
                 kicks[q]._do_set(t)
                 return True
+
             return Step(do)
 
         def vcpu(j: int, share: int):
@@ -565,8 +606,14 @@ def measure(vm: VM, seed: int = 0, locks: dict[str, Any] | None = None) -> MQRes
         raise TypeError(f"measure() takes a VM(...); got {vm!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed is a whole number; got {seed!r}")
-    r = run(mq_program(vm, locks), until=vm.duration, seed=seed, cpus=vm.host_cpus,
-            policy="random", trace=False)
+    r = run(
+        mq_program(vm, locks),
+        until=vm.duration,
+        seed=seed,
+        cpus=vm.host_cpus,
+        policy="random",
+        trace=False,
+    )
     if r.outcome not in ("time limit", "completed"):
         raise RuntimeError(f"the multi-queue model ended with {r.outcome}: {r}")
     parts = r.sim.model
@@ -578,24 +625,32 @@ def measure(vm: VM, seed: int = 0, locks: dict[str, Any] | None = None) -> MQRes
     busy = {n: p.busy_us / window for n, p in parts["ports"].items()}
     lock = parts["reqs_lock"]
     return MQResult(
-        vm=vm, seed=seed, iops=len(lat) / window * 1e6,
-        p50_us=_pct(lat, 50), p99_us=_pct(lat, 99), iothread_busy=busy,
-        host_cpu_use=(sum(p.busy_us for p in parts["ports"].values()) + stats["vcpu_us"])
-        / window,
+        vm=vm,
+        seed=seed,
+        iops=len(lat) / window * 1e6,
+        p50_us=_pct(lat, 50),
+        p99_us=_pct(lat, 99),
+        iothread_busy=busy,
+        host_cpu_use=(sum(p.busy_us for p in parts["ports"].values()) + stats["vcpu_us"]) / window,
         disk_busy=disk.busy_area / (disk.sim.now * disk.parallelism) if disk.sim.now else 0.0,
         reqs_lock_wait_us=stats["wait"] / max(1, len(lat)),
-        monitor_p99_us=_pct(stats["monitor"], 99), completed=len(lat),
+        monitor_p99_us=_pct(stats["monitor"], 99),
+        completed=len(lat),
         lock_handoffs=getattr(lock, "handoffs", 0),
         cross_thread_wakes=getattr(lock, "cross_thread_wakes", 0),
-        latencies=lat)
+        latencies=lat,
+    )
 
 
-def sweep(vm: VM, name: str, values: list[Any], seed: int = 0,
-          locks: dict[str, Any] | None = None) -> list[MQResult]:
+def sweep(
+    vm: VM, name: str, values: list[Any], seed: int = 0, locks: dict[str, Any] | None = None
+) -> list[MQResult]:
     """``measure`` ``vm`` with field ``name`` set to each of ``values`` (mapping reset)."""
     if name not in {f.name for f in fields(VM)} or name == "costs":
-        raise ValueError(f"sweep a VM field such as 'iothreads', 'num_queues', 'iodepth', "
-                         f"'reqs_lock' or 'host_cpus'; got {name!r}")
+        raise ValueError(
+            f"sweep a VM field such as 'iothreads', 'num_queues', 'iodepth', "
+            f"'reqs_lock' or 'host_cpus'; got {name!r}"
+        )
     out = []
     for v in values:
         changes = {name: v}
@@ -607,12 +662,16 @@ def sweep(vm: VM, name: str, values: list[Any], seed: int = 0,
 
 def format_sweep(name: str, results: list[MQResult]) -> str:
     """A text table of a sweep: one row per value."""
-    lines = [f"{name:>11} {'kIOPS':>7} {'p50 us':>7} {'p99 us':>7} {'host CPUs':>10} "
-             f"{'disk':>5} {'lock wait':>9}  limit"]
+    lines = [
+        f"{name:>11} {'kIOPS':>7} {'p50 us':>7} {'p99 us':>7} {'host CPUs':>10} "
+        f"{'disk':>5} {'lock wait':>9}  limit"
+    ]
     for r in results:
-        lines.append(f"{getattr(r.vm, name)!s:>11} {r.iops / 1000:>7.0f} {r.p50_us:>7.0f} "
-                     f"{r.p99_us:>7.0f} {r.host_cpu_use:>10.1f} {r.disk_busy:>5.0%} "
-                     f"{r.reqs_lock_wait_us:>9.2f}  {r.limit}")
+        lines.append(
+            f"{getattr(r.vm, name)!s:>11} {r.iops / 1000:>7.0f} {r.p50_us:>7.0f} "
+            f"{r.p99_us:>7.0f} {r.host_cpu_use:>10.1f} {r.disk_busy:>5.0%} "
+            f"{r.reqs_lock_wait_us:>9.2f}  {r.limit}"
+        )
     return "\n".join(lines)
 
 
@@ -620,7 +679,22 @@ def format_sweep(name: str, results: list[MQResult]) -> str:
 #: 4 IOThreads, 8 virtqueues): IOPS before (CoMutex) and after (QemuMutex).
 PUBLISHED_REQS_LOCK_IOPS = {"CoMutex": 254_000, "QemuMutex": 517_000}
 
-__all__ = ["AIO_WAIT_WHILE", "MQCosts", "MQResult", "MappingError", "NVMeDisk",
-           "PUBLISHED_REQS_LOCK_IOPS", "REQS_LOCK_KINDS", "ReqsCoMutex", "ReqsQemuMutex", "VM",
-           "aio_context_acquire", "aio_context_release", "format_sweep", "iothread_vq_mapping",
-           "measure", "mq_program", "sweep"]
+__all__ = [
+    "AIO_WAIT_WHILE",
+    "MQCosts",
+    "MQResult",
+    "MappingError",
+    "NVMeDisk",
+    "PUBLISHED_REQS_LOCK_IOPS",
+    "REQS_LOCK_KINDS",
+    "ReqsCoMutex",
+    "ReqsQemuMutex",
+    "VM",
+    "aio_context_acquire",
+    "aio_context_release",
+    "format_sweep",
+    "iothread_vq_mapping",
+    "measure",
+    "mq_program",
+    "sweep",
+]

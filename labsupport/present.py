@@ -57,8 +57,13 @@ def _step_text(sim: Simulation, i: int, reveal: bool, got: bool) -> str | None:
     if k == tb.EXIT:
         return "exit"
     if k == tb.SIGNAL:
-        verbs = {"event": "reset" if arg == -1 else "set", "semaphore": "post",
-                 "condition": "signal", "bh": "schedule", "notifier": "set"}
+        verbs = {
+            "event": "reset" if arg == -1 else "set",
+            "semaphore": "post",
+            "condition": "signal",
+            "bh": "schedule",
+            "notifier": "set",
+        }
         return f"{verbs.get(obj.kind, 'signal')} {name}"
     return None
 
@@ -91,14 +96,16 @@ def trace_rows(x: Simulation | RunResult, reveal: bool = True) -> list[dict[str,
         text = _step_text(sim, i, reveal, got)
         if text is None:
             continue
-        rows.append({
-            "step": len(rows) + 1,
-            "time": tr.t[i],
-            "thread": sim.threads[tid].name,
-            "text": text,
-            "choice": pick.pop(tid, ""),
-            "values": {sim.objects[o].name: v for o, v in values.items()},
-        })
+        rows.append(
+            {
+                "step": len(rows) + 1,
+                "time": tr.t[i],
+                "thread": sim.threads[tid].name,
+                "text": text,
+                "choice": pick.pop(tid, ""),
+                "values": {sim.objects[o].name: v for o, v in values.items()},
+            }
+        )
     return rows
 
 
@@ -167,8 +174,10 @@ def timeline(x: Simulation | RunResult, title: str | None = None, ax: Any = None
     threads = [t.name for t in sim.threads]
     row = {n: len(threads) - 1 - i for i, n in enumerate(threads)}
     locks = sorted({iv.obj for iv in ivs if iv.what == "hold"})
-    style = {name: (PALETTE[(i + 1) % len(PALETTE)], HATCHES[i % len(HATCHES)])
-             for i, name in enumerate(locks)}
+    style = {
+        name: (PALETTE[(i + 1) % len(PALETTE)], HATCHES[i % len(HATCHES)])
+        for i, name in enumerate(locks)
+    }
     if ax is None:
         fig, ax = plt.subplots(figsize=(9, 0.8 + 0.7 * len(threads)), facecolor="white")
     else:
@@ -179,34 +188,69 @@ def timeline(x: Simulation | RunResult, title: str | None = None, ax: Any = None
         y = row[iv.thread]
         length = max(iv.length, span / 400)
         if iv.what == "run":
-            ax.broken_barh([(iv.start, length)], (y + 0.5, 0.4), facecolors=PALETTE[0],
-                           edgecolor="black", linewidth=0.5)
+            ax.broken_barh(
+                [(iv.start, length)],
+                (y + 0.5, 0.4),
+                facecolors=PALETTE[0],
+                edgecolor="black",
+                linewidth=0.5,
+            )
             label = "run"
         elif iv.what == "blocked":
-            ax.broken_barh([(iv.start, length)], (y + 0.5, 0.4), facecolors="#DDDDDD",
-                           edgecolor="black", hatch="xx", linewidth=0.5)
+            ax.broken_barh(
+                [(iv.start, length)],
+                (y + 0.5, 0.4),
+                facecolors="#DDDDDD",
+                edgecolor="black",
+                hatch="xx",
+                linewidth=0.5,
+            )
             label = f"wait {iv.obj}"
         else:
             color, hatch = style[iv.obj]
-            ax.broken_barh([(iv.start, length)], (y + 0.08, 0.36), facecolors=color,
-                           edgecolor="black", hatch=hatch, linewidth=0.5, alpha=0.85)
+            ax.broken_barh(
+                [(iv.start, length)],
+                (y + 0.08, 0.36),
+                facecolors=color,
+                edgecolor="black",
+                hatch=hatch,
+                linewidth=0.5,
+                alpha=0.85,
+            )
             label = iv.obj
         if length > span / 12:
             ty = y + 0.7 if iv.what != "hold" else y + 0.26
-            ax.text(iv.start + length / 2, ty, label, ha="center", va="center", fontsize=8,
-                    bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.8))
+            ax.text(
+                iv.start + length / 2,
+                ty,
+                label,
+                ha="center",
+                va="center",
+                fontsize=8,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.8),
+            )
     ax.set_yticks([row[n] + 0.5 for n in threads])
     ax.set_yticklabels(threads)
     ax.set_ylim(0, len(threads))
     ax.set_xlim(0, span * 1.02)
     ax.set_xlabel("simulated time (us)")
     ax.grid(axis="x", alpha=0.3)
-    handles = [Patch(facecolor=PALETTE[0], edgecolor="black", label="running on a CPU"),
-               Patch(facecolor="#DDDDDD", edgecolor="black", hatch="xx", label="waiting")]
-    handles += [Patch(facecolor=c, edgecolor="black", hatch=h, label=f"holds {n}")
-                for n, (c, h) in style.items()]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.1 / len(threads)),
-              ncol=min(4, len(handles)), fontsize=8, frameon=False)
+    handles = [
+        Patch(facecolor=PALETTE[0], edgecolor="black", label="running on a CPU"),
+        Patch(facecolor="#DDDDDD", edgecolor="black", hatch="xx", label="waiting"),
+    ]
+    handles += [
+        Patch(facecolor=c, edgecolor="black", hatch=h, label=f"holds {n}")
+        for n, (c, h) in style.items()
+    ]
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25 - 0.1 / len(threads)),
+        ncol=min(4, len(handles)),
+        fontsize=8,
+        frameon=False,
+    )
     ax.set_title(title or "who ran, waited and held which lock")
     fig.tight_layout()
     return fig
@@ -224,32 +268,51 @@ def chrome_trace(x: Simulation | RunResult) -> dict[str, Any]:
         {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "simulation"}}
     ]
     for t in sim.threads:
-        events.append({"ph": "M", "pid": 1, "tid": t.tid, "name": "thread_name",
-                       "args": {"name": t.name}})
+        events.append(
+            {"ph": "M", "pid": 1, "tid": t.tid, "name": "thread_name", "args": {"name": t.name}}
+        )
     tid_of = {t.name: t.tid for t in sim.threads}
     for n, iv in enumerate(intervals(sim)):
         tid = tid_of[iv.thread]
         if iv.what == "hold":
-            common = {"pid": 1, "tid": tid, "cat": "lock", "name": f"holds {iv.obj}",
-                      "id": n}
+            common = {"pid": 1, "tid": tid, "cat": "lock", "name": f"holds {iv.obj}", "id": n}
             events.append({**common, "ph": "b", "ts": iv.start})
             events.append({**common, "ph": "e", "ts": iv.end})
         else:
             name = "run" if iv.what == "run" else f"wait {iv.obj}"
-            events.append({"ph": "X", "pid": 1, "tid": tid, "cat": iv.what, "name": name,
-                           "ts": iv.start, "dur": iv.length})
+            events.append(
+                {
+                    "ph": "X",
+                    "pid": 1,
+                    "tid": tid,
+                    "cat": iv.what,
+                    "name": name,
+                    "ts": iv.start,
+                    "dur": iv.length,
+                }
+            )
     for i in range(len(tr)):
         k = tr.kind[i]
         if k in (tb.READ, tb.WRITE, tb.SIGNAL, tb.MARK):
             obj = sim.objects[tr.obj[i]]
             arg = tr.decode(tr.arg[i])
-            events.append({"ph": "i", "s": "t", "pid": 1, "tid": max(tr.tid[i], 0),
-                           "ts": tr.t[i], "cat": tb.KIND_NAMES[k],
-                           "name": f"{tb.KIND_NAMES[k]} {obj.name}",
-                           "args": {"value": arg if isinstance(arg, (int, float, str))
-                                    else repr(arg)}})
-    return {"traceEvents": events, "displayTimeUnit": "ns",
-            "otherData": {"seed": sim.seed, "schedule": sim.schedule}}
+            events.append(
+                {
+                    "ph": "i",
+                    "s": "t",
+                    "pid": 1,
+                    "tid": max(tr.tid[i], 0),
+                    "ts": tr.t[i],
+                    "cat": tb.KIND_NAMES[k],
+                    "name": f"{tb.KIND_NAMES[k]} {obj.name}",
+                    "args": {"value": arg if isinstance(arg, (int, float, str)) else repr(arg)},
+                }
+            )
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ns",
+        "otherData": {"seed": sim.seed, "schedule": sim.schedule},
+    }
 
 
 def save_chrome_trace(x: Simulation | RunResult, path: str | Path) -> Path:

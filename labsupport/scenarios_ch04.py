@@ -77,20 +77,32 @@ class IOThreadVM:
             raise ValueError(f"slow_syscall_prob is a probability from 0 to 1; got {p!r}")
         for name in ("slow_syscall_us", "monitor_per_s", "info_block_us"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v < 0
+            ):
                 raise ValueError(f"{name} must be a number >= 0; got {v!r}")
         if not isinstance(self.monitor_takes_context_lock, bool):
             raise ValueError("monitor_takes_context_lock is True or False")
 
     def workload(self) -> Workload:
         """The ``models.Workload`` with this VM's vCPU, disk and timing fields."""
-        return Workload(vcpus=self.vcpus, host_cpus=self.host_cpus, guest_us=self.guest_us,
-                        mmio_emulation_us=self.mmio_emulation_us, io_depth=self.io_depth,
-                        io_service_us=self.io_service_us,
-                        disk_queue_depth=self.disk_queue_depth, io_submit_us=self.io_submit_us,
-                        io_complete_us=self.io_complete_us, block_layer_us=self.block_layer_us,
-                        duration_us=self.duration_us, seed=self.seed)
+        return Workload(
+            vcpus=self.vcpus,
+            host_cpus=self.host_cpus,
+            guest_us=self.guest_us,
+            mmio_emulation_us=self.mmio_emulation_us,
+            io_depth=self.io_depth,
+            io_service_us=self.io_service_us,
+            disk_queue_depth=self.disk_queue_depth,
+            io_submit_us=self.io_submit_us,
+            io_complete_us=self.io_complete_us,
+            block_layer_us=self.block_layer_us,
+            duration_us=self.duration_us,
+            seed=self.seed,
+        )
 
     def replace(self, **changes: Any) -> IOThreadVM:
         """A copy with some fields changed (and checked again)."""
@@ -228,8 +240,13 @@ def iothread_vm_program(p: IOThreadVM):
                 sim.spawn("vcpu0", io_vcpu, daemon=True)
             else:
                 sim.spawn(f"vcpu{i}", vcpu)
-        return {"bql": bql, "dev": dev, "iothread": iothread, "counters": counters,
-                "monitor": latencies}
+        return {
+            "bql": bql,
+            "dev": dev,
+            "iothread": iothread,
+            "counters": counters,
+            "monitor": latencies,
+        }
 
     return program
 
@@ -272,12 +289,17 @@ class VMResult:
 
     def summary(self) -> str:
         v = self.vm
-        parts = [f"iothread: {v.vcpus} vCPU(s) on {v.host_cpus} host CPU(s)",
-                 f"guest ran {self.guest_cpus_busy:.2f} vCPUs' worth",
-                 f"{self.io_per_s:,.0f} I/O/s", f"BQL waits {self.bql_wait_us:,.0f} us"]
+        parts = [
+            f"iothread: {v.vcpus} vCPU(s) on {v.host_cpus} host CPU(s)",
+            f"guest ran {self.guest_cpus_busy:.2f} vCPUs' worth",
+            f"{self.io_per_s:,.0f} I/O/s",
+            f"BQL waits {self.bql_wait_us:,.0f} us",
+        ]
         if self.monitor_us:
-            parts.append(f"{len(self.monitor_us)} info block: p50 {self.monitor_p50_us:,.0f} us, "
-                         f"p99 {self.monitor_p99_us:,.0f} us")
+            parts.append(
+                f"{len(self.monitor_us)} info block: p50 {self.monitor_p50_us:,.0f} us, "
+                f"p99 {self.monitor_p99_us:,.0f} us"
+            )
         return "; ".join(parts)
 
     def __str__(self) -> str:
@@ -286,8 +308,14 @@ class VMResult:
 
 def measure_vm(p: IOThreadVM, policy: str = "first-come", trace: bool = True) -> VMResult:
     """Run the VM for ``p.duration_us`` of simulated time and measure it."""
-    r = run(iothread_vm_program(p), until=p.duration_us, seed=p.seed, cpus=p.host_cpus,
-            policy=policy, trace=trace)
+    r = run(
+        iothread_vm_program(p),
+        until=p.duration_us,
+        seed=p.seed,
+        cpus=p.host_cpus,
+        policy=policy,
+        trace=trace,
+    )
     m = r.sim.model
     bql, dev, c = m["bql"], m["dev"], m["counters"]
     d = p.duration_us
@@ -334,6 +362,7 @@ def complete_under_bql(dev: BlockDevice):
 def complete_via_main_loop(dev: BlockDevice):
     """One fix: hand the BQL work to the main loop as a one-shot bottom half (no lock needed
     to schedule it); it runs there under the BQL, with no context lock held."""
+
     def account():
         yield dev.stats.increment()
 
@@ -354,8 +383,12 @@ D4_REQUEST_AT = (0, 10, 20, 30, 40)
 D4_MONITOR_AT = (5, 15, 25, 35, 45, 55)
 
 
-def d4_program(completion: Any = complete_under_bql, requests: int = 2,
-               submit_us: float = 10.0, info_block_us: float = 5.0):
+def d4_program(
+    completion: Any = complete_under_bql,
+    requests: int = 2,
+    submit_us: float = 10.0,
+    info_block_us: float = 5.0,
+):
     """The BQL/AioContext AB-BA: an IOThread completion takes the BQL under its context lock,
     while the main loop, holding the BQL, runs ``info block`` and takes that context lock.
 
@@ -409,8 +442,13 @@ def d4_program(completion: Any = complete_under_bql, requests: int = 2,
     return program
 
 
-def run_d4(completion: Any = complete_under_bql, seed: int = 0, policy: str = "random",
-           schedule: str | None = None, **options: Any) -> RunResult:
+def run_d4(
+    completion: Any = complete_under_bql,
+    seed: int = 0,
+    policy: str = "random",
+    schedule: str | None = None,
+    **options: Any,
+) -> RunResult:
     """One run of ``d4_program(completion)`` on two host CPUs."""
     program = d4_program(completion, **options)
     if schedule is not None:
@@ -419,8 +457,19 @@ def run_d4(completion: Any = complete_under_bql, seed: int = 0, policy: str = "r
 
 
 __all__ = [
-    "BlockDevice", "BqlAroundPoll", "ContextAroundPoll", "D4_MONITOR_AT", "D4_REQUEST_AT",
-    "IOThread2013", "IOThreadVM", "VMResult",
-    "complete_in_documented_order", "complete_under_bql", "complete_via_main_loop",
-    "d4_program", "iothread_vm_program", "measure_vm", "run_d4",
+    "BlockDevice",
+    "BqlAroundPoll",
+    "ContextAroundPoll",
+    "D4_MONITOR_AT",
+    "D4_REQUEST_AT",
+    "IOThread2013",
+    "IOThreadVM",
+    "VMResult",
+    "complete_in_documented_order",
+    "complete_under_bql",
+    "complete_via_main_loop",
+    "d4_program",
+    "iothread_vm_program",
+    "measure_vm",
+    "run_d4",
 ]

@@ -36,8 +36,7 @@ def main_loop_context(sim: Simulation) -> AioContext:
 # D1: the caller holds the context twice; AIO_WAIT_WHILE lets go of it once.
 
 
-def d1_program(fixed: bool = False, save_vmstate_body: Callable[..., Any] | None = None
-               ) -> Program:
+def d1_program(fixed: bool = False, save_vmstate_body: Callable[..., Any] | None = None) -> Program:
     """``savevm`` with an IOThread (2017): a guest request is in flight on ``iothread0``; the
     main loop takes the context, then (buggy) takes it again in a helper, and waits with
     ``AIO_WAIT_WHILE`` for the request to finish. The completion handler takes the lock.
@@ -68,6 +67,7 @@ def d1_program(fixed: bool = False, save_vmstate_body: Callable[..., Any] | None
             yield aio_context_release(io.ctx)
 
         if save_vmstate_body is not None:
+
             def save_vmstate():
                 yield save_vmstate_body(io, main_ctx, in_flight)
 
@@ -81,8 +81,7 @@ def d1_program(fixed: bool = False, save_vmstate_body: Callable[..., Any] | None
 # D2: a coroutine keeps a foreign context locked across a yield.
 
 
-def d2_program(fixed: bool = False, block_resize_body: Callable[..., Any] | None = None
-               ) -> Program:
+def d2_program(fixed: bool = False, block_resize_body: Callable[..., Any] | None = None) -> Program:
     """``block_resize`` as a coroutine in the main loop (2020): it holds ``iothread0``'s context,
     schedules a drain BH there and yields. If a guest command reaches the IOThread first, its
     handler waits for the lock and the BH never runs. Fixed: drop the lock across the yield.
@@ -252,18 +251,18 @@ def r3_handshake_program(fixed: bool = True) -> Program:
 
         def iothread():  # aio_poll(ctx, blocking=True)
             if fixed:
-                yield notify_me.store(1)        # "I may sleep" first ...
-                work = yield scheduled.load()   # ... then look for work
+                yield notify_me.store(1)  # "I may sleep" first ...
+                work = yield scheduled.load()  # ... then look for work
             else:
-                work = yield scheduled.load()   # look for work first ...
-                yield notify_me.store(1)        # ... then say "I may sleep": too late
+                work = yield scheduled.load()  # look for work first ...
+                yield notify_me.store(1)  # ... then say "I may sleep": too late
             if not work:
-                yield notifier.wait()           # ppoll() on the event notifier
+                yield notifier.wait()  # ppoll() on the event notifier
                 work = yield scheduled.load()
             yield notify_me.store(0)
             if work:
                 yield scheduled.store(0)
-                ran.append("complete")          # the BH runs
+                ran.append("complete")  # the BH runs
 
         def main_loop():  # aio_bh_schedule_oneshot(ctx, complete), then aio_notify(ctx)
             yield scheduled.store(1)
@@ -290,14 +289,19 @@ SCENARIOS: dict[str, tuple[Callable[[bool], Program], int]] = {
 }
 
 
-def run_scenario(name: str, fixed: bool, seed: int = 0, policy: str = "random",
-                 schedule: str | None = None, trace: bool = True) -> RunResult:
+def run_scenario(
+    name: str,
+    fixed: bool,
+    seed: int = 0,
+    policy: str = "random",
+    schedule: str | None = None,
+    trace: bool = True,
+) -> RunResult:
     """Run one of ``SCENARIOS`` (buggy or fixed) with a seeded policy or a schedule."""
     if name not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got {name!r}")
     factory, cpus = SCENARIOS[name]
-    return run(factory(fixed), seed=seed, cpus=cpus, policy=policy, schedule=schedule,
-               trace=trace)
+    return run(factory(fixed), seed=seed, cpus=cpus, policy=policy, schedule=schedule, trace=trace)
 
 
 def outcome_table(seeds: int = 200, names: tuple[str, ...] = tuple(SCENARIOS)) -> dict:
@@ -305,8 +309,9 @@ def outcome_table(seeds: int = 200, names: tuple[str, ...] = tuple(SCENARIOS)) -
     table = {}
     for name in names:
         for fixed in (False, True):
-            outcomes = Counter(run_scenario(name, fixed, seed=s, trace=False).outcome
-                               for s in range(seeds))
+            outcomes = Counter(
+                run_scenario(name, fixed, seed=s, trace=False).outcome for s in range(seeds)
+            )
             table[(name, "fixed" if fixed else "buggy")] = outcomes
     return table
 
@@ -316,11 +321,19 @@ def format_outcomes(table: dict) -> str:
     kinds = ("completed", "deadlock", "stuck")
     lines = [f"{'scenario':<10}{'variant':<8}" + "".join(f"{k:>11}" for k in kinds)]
     for (name, variant), counts in table.items():
-        lines.append(f"{name:<10}{variant:<8}" + "".join(f"{counts.get(k, 0):>11}"
-                                                        for k in kinds))
+        lines.append(f"{name:<10}{variant:<8}" + "".join(f"{counts.get(k, 0):>11}" for k in kinds))
     return "\n".join(lines)
 
 
-__all__ = ["R3_LOST_SCHEDULE", "SCENARIOS", "d1_program", "d2_program", "d5_program",
-           "format_outcomes", "main_loop_context", "outcome_table", "r3_program",
-           "run_scenario"]
+__all__ = [
+    "R3_LOST_SCHEDULE",
+    "SCENARIOS",
+    "d1_program",
+    "d2_program",
+    "d5_program",
+    "format_outcomes",
+    "main_loop_context",
+    "outcome_table",
+    "r3_program",
+    "run_scenario",
+]

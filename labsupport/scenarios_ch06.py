@@ -67,8 +67,7 @@ class BdrvNode(DrainableNode):
 
     children = GuardedAttr("graph_lock")
 
-    def __init__(self, sim: Simulation, name: str, ctx: AioContext,
-                 child: BdrvNode | None = None):
+    def __init__(self, sim: Simulation, name: str, ctx: AioContext, child: BdrvNode | None = None):
         super().__init__(sim, name, ctx)
         self.__dict__["children"] = [child] if child is not None else []
         self.freed_at: float | None = None
@@ -110,8 +109,10 @@ def touch(bs: BdrvNode, req: int) -> None:
     if bs.freed_at is not None:
         m = current_model()
         sim = bs.sim
-        m.uaf.append(f"request {req} read node '{bs.name}' after it was freed at "
-                     f"t={bs.freed_at:g} us (now t={sim.now:g} us)")
+        m.uaf.append(
+            f"request {req} read node '{bs.name}' after it was freed at "
+            f"t={bs.freed_at:g} us (now t={sim.now:g} us)"
+        )
         sim._record(tb.OP, sim.current.tid, sim._label("note", f"USE AFTER FREE {bs.name}"), None)
 
 
@@ -146,8 +147,14 @@ def bdrv_co_preadv(bs: BdrvNode, req: int, walk_us: float = 2.0, service_us: flo
 
 
 @GRAPH_UNLOCKED
-def blk_co_preadv(blk: BlockBackend, req: int, submit_us: float = 10.0, walk_us: float = 2.0,
-                  service_us: float = 40.0, complete_us: float = 10.0):
+def blk_co_preadv(
+    blk: BlockBackend,
+    req: int,
+    submit_us: float = 10.0,
+    walk_us: float = 2.0,
+    service_us: float = 40.0,
+    complete_us: float = 10.0,
+):
     """A guest read, as a coroutine in the device's IOThread (``IO_CODE``): wait while drained,
     count it in flight, take the graph lock for reading, walk the graph, let go; then complete
     (``complete_us`` without the lock) and take the read lock once more to account the request
@@ -179,7 +186,8 @@ def bdrv_replace_child(blk: BlockBackend, new: BdrvNode):
     old = blk.root
     m = current_model()
     m.extra.setdefault("changes", []).append(
-        {"in_flight": blk.in_flight.value, "quiesce_counter": blk.quiesce_counter})
+        {"in_flight": blk.in_flight.value, "quiesce_counter": blk.quiesce_counter}
+    )
     new.__dict__["children"] = list(old.__dict__["children"])
     blk.root = new
     old.freed_at = blk.sim.now
@@ -266,17 +274,34 @@ class GraphConfig:
     drain: str = "none"
 
     def __post_init__(self) -> None:
-        if isinstance(self.iothreads, bool) or not isinstance(self.iothreads, int) \
-                or not 1 <= self.iothreads <= 8:
+        if (
+            isinstance(self.iothreads, bool)
+            or not isinstance(self.iothreads, int)
+            or not 1 <= self.iothreads <= 8
+        ):
             raise ValueError(f"iothreads is a whole number from 1 to 8; got {self.iothreads!r}")
-        if isinstance(self.requests, bool) or not isinstance(self.requests, int) \
-                or not 0 <= self.requests <= 500:
+        if (
+            isinstance(self.requests, bool)
+            or not isinstance(self.requests, int)
+            or not 0 <= self.requests <= 500
+        ):
             raise ValueError(f"requests is a whole number from 0 to 500; got {self.requests!r}")
-        for f in ("rate_per_ms", "duration_us", "change_at_us", "submit_us", "walk_us",
-                  "service_us", "complete_us"):
+        for f in (
+            "rate_per_ms",
+            "duration_us",
+            "change_at_us",
+            "submit_us",
+            "walk_us",
+            "service_us",
+            "complete_us",
+        ):
             v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < 0:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or v < 0
+            ):
                 raise ValueError(f"{f} must be a number >= 0; got {v!r}")
         if self.rate_per_ms > 1_000:
             raise ValueError(f"rate_per_ms is at most 1000 reads per ms; got {self.rate_per_ms!r}")
@@ -287,8 +312,7 @@ class GraphConfig:
         return replace(self, **changes)
 
 
-def graph_program(cfg: GraphConfig,
-                  change_body: Callable[..., Any] | None = None) -> Program:
+def graph_program(cfg: GraphConfig, change_body: Callable[..., Any] | None = None) -> Program:
     """The chapter's VM: ``cfg.iothreads`` IOThreads with one BlockBackend each
     (``blkN -> filterN -> fileN``), a vCPU submitting reads, and the main loop that replaces
     ``blk0``'s filter at ``cfg.change_at_us``. ``change_body(blk, new)``, if given, replaces
@@ -318,8 +342,9 @@ def graph_program(cfg: GraphConfig,
                     break
                 times.append(round(t, 1))
         else:
-            times = sorted(round(rng.uniform(0, 2 * cfg.change_at_us), 1)
-                           for _ in range(cfg.requests))
+            times = sorted(
+                round(rng.uniform(0, 2 * cfg.change_at_us), 1) for _ in range(cfg.requests)
+            )
         m.arrivals = len(times)
 
         def vcpu():
@@ -328,13 +353,21 @@ def graph_program(cfg: GraphConfig,
                 yield sleep(at - now)
                 now = at
                 blk = blks[req % len(blks)]
-                co = Coroutine(sim, blk_co_preadv, blk, req, cfg.submit_us, cfg.walk_us,
-                               cfg.service_us, cfg.complete_us, name=f"req{req}")
+                co = Coroutine(
+                    sim,
+                    blk_co_preadv,
+                    blk,
+                    req,
+                    cfg.submit_us,
+                    cfg.walk_us,
+                    cfg.service_us,
+                    cfg.complete_us,
+                    name=f"req{req}",
+                )
                 yield aio_co_schedule(blk.ctx, co)  # the ioeventfd kick, as a coroutine
                 m.submitted += 1
 
-        change = change_body or (lambda blk, new: change_filter(blk, new, cfg.drain,
-                                                                cfg.locked))
+        change = change_body or (lambda blk, new: change_filter(blk, new, cfg.drain, cfg.locked))
 
         def graph_change():
             yield from change(blks[0], new_filter)
@@ -346,8 +379,11 @@ def graph_program(cfg: GraphConfig,
             main_ctx.timer_new(lambda: bdrv_get_info_sync(blks[0]), "query info").arm(at)
 
         def finished() -> bool:
-            return m.change_done and m.completed == m.arrivals \
+            return (
+                m.change_done
+                and m.completed == m.arrivals
                 and all(m.extra.get(k) for k in m.extra.get("wanted", ()))
+            )
 
         def main_loop():
             yield bql.lock("main loop")
@@ -390,12 +426,16 @@ class GraphRun:
     def diagnosis(self) -> str:
         """Why a hung run hung, from the graph lock's point of view."""
         gl = self.model.gl
-        lines = [f"graph lock: has_writer={gl.has_writer}, readers "
-                 f"{ {k: v for k, v in gl.reader_counts.items() if v} or 'none'}, "
-                 f"sleeping in its CoQueue: "
-                 f"{', '.join(co.name for co in gl.queue.waiters) or 'none'}"]
-        lines.append(f"{self.model.blks[0].name}: in_flight={self.model.blks[0].in_flight.value}"
-                     f", quiesce_counter={self.model.blks[0].quiesce_counter}")
+        lines = [
+            f"graph lock: has_writer={gl.has_writer}, readers "
+            f"{ {k: v for k, v in gl.reader_counts.items() if v} or 'none' }, "
+            f"sleeping in its CoQueue: "
+            f"{', '.join(co.name for co in gl.queue.waiters) or 'none'}"
+        ]
+        lines.append(
+            f"{self.model.blks[0].name}: in_flight={self.model.blks[0].in_flight.value}"
+            f", quiesce_counter={self.model.blks[0].quiesce_counter}"
+        )
         return "\n".join(lines)
 
     def summary(self) -> str:
@@ -404,24 +444,37 @@ class GraphRun:
             w = "none (the change took no write lock)"
         else:
             w = "never got the lock" if wait is None else f"{wait:,.0f} us"
-        lines = [f"outcome: {self.outcome} at t={self.result.time:,.0f} us",
-                 f"graph change done: {self.model.change_done}; writer wait: {w}",
-                 f"reads completed: {self.model.completed} of {self.model.arrivals} "
-                 f"({self.reads_per_ms:.1f} per ms)",
-                 f"use-after-free events: {len(self.model.uaf)}; TSA violations at run time: "
-                 f"{len(self.violations())}"]
+        lines = [
+            f"outcome: {self.outcome} at t={self.result.time:,.0f} us",
+            f"graph change done: {self.model.change_done}; writer wait: {w}",
+            f"reads completed: {self.model.completed} of {self.model.arrivals} "
+            f"({self.reads_per_ms:.1f} per ms)",
+            f"use-after-free events: {len(self.model.uaf)}; TSA violations at run time: "
+            f"{len(self.violations())}",
+        ]
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()
 
 
-def run_graph(cfg: GraphConfig, seed: int = 0, policy: str = "random", trace: bool = True,
-              change_body: Callable[..., Any] | None = None,
-              schedule: str | None = None) -> GraphRun:
+def run_graph(
+    cfg: GraphConfig,
+    seed: int = 0,
+    policy: str = "random",
+    trace: bool = True,
+    change_body: Callable[..., Any] | None = None,
+    schedule: str | None = None,
+) -> GraphRun:
     """Run ``graph_program(cfg)`` on ``cfg.iothreads + 2`` host CPUs."""
-    r = run(graph_program(cfg, change_body), seed=seed, policy=policy, trace=trace,
-            cpus=cfg.iothreads + 2, schedule=schedule)
+    r = run(
+        graph_program(cfg, change_body),
+        seed=seed,
+        policy=policy,
+        trace=trace,
+        cpus=cfg.iothreads + 2,
+        schedule=schedule,
+    )
     return GraphRun(cfg, r, r.sim.model)
 
 
@@ -431,8 +484,10 @@ def run_graph(cfg: GraphConfig, seed: int = 0, policy: str = "random", trace: bo
 #: (buggy, fixed) configurations of each lesson.
 SCENARIOS: dict[str, tuple[GraphConfig, GraphConfig]] = {
     "unlocked": (GraphConfig(locked=False), GraphConfig(locked=True)),
-    "D6": (GraphConfig(d6_bug=True, sync_reader=True, requests=6),
-           GraphConfig(d6_bug=False, sync_reader=True, requests=6)),
+    "D6": (
+        GraphConfig(d6_bug=True, sync_reader=True, requests=6),
+        GraphConfig(d6_bug=False, sync_reader=True, requests=6),
+    ),
     "D7": (GraphConfig(drain="inside", requests=8), GraphConfig(drain="before", requests=8)),
 }
 
@@ -457,7 +512,8 @@ def outcome_table(seeds: int = 100, names: tuple[str, ...] = tuple(SCENARIOS)) -
     for name in names:
         for fixed in (False, True):
             table[(name, "fixed" if fixed else "buggy")] = Counter(
-                classify(run_scenario(name, fixed, seed=s, trace=False)) for s in range(seeds))
+                classify(run_scenario(name, fixed, seed=s, trace=False)) for s in range(seeds)
+            )
     return table
 
 
@@ -466,8 +522,7 @@ def format_outcomes(table: dict) -> str:
     kinds = ("completed", "use-after-free", "deadlock", "stuck")
     lines = [f"{'scenario':<10}{'variant':<8}" + "".join(f"{k:>15}" for k in kinds)]
     for (name, variant), counts in table.items():
-        lines.append(f"{name:<10}{variant:<8}" + "".join(f"{counts.get(k, 0):>15}"
-                                                        for k in kinds))
+        lines.append(f"{name:<10}{variant:<8}" + "".join(f"{counts.get(k, 0):>15}" for k in kinds))
     return "\n".join(lines)
 
 
@@ -475,21 +530,30 @@ def format_outcomes(table: dict) -> str:
 # Writer starvation.
 
 #: The reader stream of the starvation measurement.
-STARVE = GraphConfig(iothreads=2, rate_per_ms=50.0, duration_us=2_500.0, change_at_us=300.0,
-                     submit_us=2.0, service_us=60.0)
+STARVE = GraphConfig(
+    iothreads=2,
+    rate_per_ms=50.0,
+    duration_us=2_500.0,
+    change_at_us=300.0,
+    submit_us=2.0,
+    service_us=60.0,
+)
 
 
-def writer_wait(rate_per_ms: float, drain_first: bool, seed: int = 0,
-                base: GraphConfig = STARVE) -> tuple[float, float]:
+def writer_wait(
+    rate_per_ms: float, drain_first: bool, seed: int = 0, base: GraphConfig = STARVE
+) -> tuple[float, float]:
     """``(writer wait us, reads per ms)`` for one stream of readers."""
-    g = run_graph(base.replace(rate_per_ms=rate_per_ms, drain_first=drain_first), seed=seed,
-                  trace=False)
+    g = run_graph(
+        base.replace(rate_per_ms=rate_per_ms, drain_first=drain_first), seed=seed, trace=False
+    )
     wait = g.writer_wait_us
     return (math.inf if wait is None else wait), g.reads_per_ms
 
 
-def starvation_table(rates: tuple[float, ...] = (10, 50, 100, 150, 200), seeds: int = 3,
-                     base: GraphConfig = STARVE) -> list[dict[str, float]]:
+def starvation_table(
+    rates: tuple[float, ...] = (10, 50, 100, 150, 200), seeds: int = 3, base: GraphConfig = STARVE
+) -> list[dict[str, float]]:
     """Median writer wait over ``seeds`` seeds, with and without the no-poll drain, per rate."""
     rows = []
     for rate in rates:
@@ -504,8 +568,9 @@ def starvation_table(rates: tuple[float, ...] = (10, 50, 100, 150, 200), seeds: 
 def format_starvation(rows: list[dict[str, float]]) -> str:
     lines = [f"{'reads/ms':>9} {'writer wait, no drain':>22} {'writer wait, drain first':>25}"]
     for r in rows:
-        lines.append(f"{r['rate_per_ms']:>9g} {r['no drain']:>19,.0f} us "
-                     f"{r['with drain']:>22,.0f} us")
+        lines.append(
+            f"{r['rate_per_ms']:>9g} {r['no drain']:>19,.0f} us {r['with drain']:>22,.0f} us"
+        )
     return "\n".join(lines)
 
 
@@ -523,7 +588,7 @@ def refresh_no_unlock(blk: BlockBackend):
 
 @GRAPH_RDLOCK
 def refresh_ineffective_unlock(blk: BlockBackend):
-    """"Drop" the lock for the drain with the main loop's placeholder: the static pass is
+    """ "Drop" the lock for the drain with the main loop's placeholder: the static pass is
     satisfied, but in a coroutine that holds the real read lock the unlock does nothing."""
     yield from bdrv_graph_rdunlock_main_loop()
     yield from bdrv_drained_begin(blk)
@@ -542,9 +607,11 @@ def refresh_real_unlock(blk: BlockBackend):
     yield from bdrv_graph_co_rdlock()
 
 
-BLIND_SPOT_VARIANTS = {"no unlock": refresh_no_unlock,
-                       "ineffective unlock": refresh_ineffective_unlock,
-                       "real unlock": refresh_real_unlock}
+BLIND_SPOT_VARIANTS = {
+    "no unlock": refresh_no_unlock,
+    "ineffective unlock": refresh_ineffective_unlock,
+    "real unlock": refresh_real_unlock,
+}
 
 
 def blind_spot_program(refresh: Callable[..., Any] = refresh_ineffective_unlock) -> Program:
@@ -662,18 +729,45 @@ def blind_spot_done(r: RunResult) -> bool:
 
 def run_blind_spot(variant: str = "ineffective unlock", seed: int = 0) -> RunResult:
     if variant not in BLIND_SPOT_VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(BLIND_SPOT_VARIANTS)}; "
-                         f"got {variant!r}")
-    return run(blind_spot_program(BLIND_SPOT_VARIANTS[variant]), seed=seed, policy="random",
-               cpus=3)
+        raise ValueError(
+            f"variant must be one of {', '.join(BLIND_SPOT_VARIANTS)}; got {variant!r}"
+        )
+    return run(blind_spot_program(BLIND_SPOT_VARIANTS[variant]), seed=seed, policy="random", cpus=3)
 
 
 __all__ = [
-    "BLIND_SPOT_VARIANTS", "BdrvNode", "BlockBackend", "GraphConfig", "GraphModel", "GraphRun",
-    "SCENARIOS", "STARVE", "api_class_program", "bdrv_co_get_info", "bdrv_co_preadv",
-    "bdrv_get_info_sync", "bdrv_replace_child", "blind_spot_done", "blind_spot_program",
-    "blk_co_preadv", "call_as_reader", "change_filter", "classify", "current_model",
-    "disk_read", "format_outcomes", "format_starvation", "graph_program", "outcome_table",
-    "refresh_ineffective_unlock", "refresh_no_unlock", "refresh_real_unlock", "run_blind_spot",
-    "run_graph", "run_scenario", "starvation_table", "touch", "writer_wait",
+    "BLIND_SPOT_VARIANTS",
+    "BdrvNode",
+    "BlockBackend",
+    "GraphConfig",
+    "GraphModel",
+    "GraphRun",
+    "SCENARIOS",
+    "STARVE",
+    "api_class_program",
+    "bdrv_co_get_info",
+    "bdrv_co_preadv",
+    "bdrv_get_info_sync",
+    "bdrv_replace_child",
+    "blind_spot_done",
+    "blind_spot_program",
+    "blk_co_preadv",
+    "call_as_reader",
+    "change_filter",
+    "classify",
+    "current_model",
+    "disk_read",
+    "format_outcomes",
+    "format_starvation",
+    "graph_program",
+    "outcome_table",
+    "refresh_ineffective_unlock",
+    "refresh_no_unlock",
+    "refresh_real_unlock",
+    "run_blind_spot",
+    "run_graph",
+    "run_scenario",
+    "starvation_table",
+    "touch",
+    "writer_wait",
 ]

@@ -55,8 +55,9 @@ def removal_program(stage: str = "no-op") -> Program:
 
     def program(sim: Simulation) -> Shared:
         main_ctx = AioContext(sim, "main")
-        io = IOThread(sim, "iothread0", lock_kind="rec" if stage == "2017" else None,
-                      loop_holds_lock=False)
+        io = IOThread(
+            sim, "iothread0", lock_kind="rec" if stage == "2017" else None, loop_holds_lock=False
+        )
         in_flight = Shared(sim, "in_flight", 1)
         disk_done = EventNotifier(sim, "disk-completion")
         if stage == "2017":
@@ -206,8 +207,10 @@ def r5_program(fixed: bool = False) -> Program:
     the node's context and, if it changed meanwhile, reschedules itself there."""
 
     def program(sim: Simulation) -> dict[str, Any]:
-        ios = {n: IOThread(sim, n, lock_kind=None, loop_holds_lock=False)
-               for n in ("iothread0", "iothread1")}
+        ios = {
+            n: IOThread(sim, n, lock_kind=None, loop_holds_lock=False)
+            for n in ("iothread0", "iothread1")
+        }
         blk_ctx = Shared(sim, "blk.ctx", "iothread0")
         bs_ctx = Shared(sim, "bs.ctx", "iothread0")
         events: list[str] = []
@@ -222,8 +225,10 @@ def r5_program(fixed: bool = False) -> Program:
                     if fixed:
                         t._value = "reschedule"
                         return True
-                    events.append(f"IO_CODE violated: completion BH ran in {me}, "
-                                  f"but drive0's node is in {home}")
+                    events.append(
+                        f"IO_CODE violated: completion BH ran in {me}, "
+                        f"but drive0's node is in {home}"
+                    )
                 t._value = "done"
                 return True
 
@@ -320,8 +325,7 @@ def r6_program(fixed: bool = False, move: Callable[..., Any] | None = None) -> P
         busy = round(sim.rng.uniform(0, 4), 1)
         bookkeeping = round(sim.rng.uniform(0.5, 3), 1)
         main_ctx.home = sim.spawn("main-loop", main_loop)
-        return {"done": done, "co": co, "busy": busy, "bookkeeping": bookkeeping,
-                "where": where}
+        return {"done": done, "co": co, "busy": busy, "bookkeeping": bookkeeping, "where": where}
 
     return program
 
@@ -353,8 +357,9 @@ def r7_program(fixed: bool = False) -> Program:
             if not fixed:
                 now_node = yield drive_node.load()  # "still ours": read without the BQL
                 if now_node != node:
-                    events.append(f"assumption broken: resized {node}, but drive0 is now "
-                                  f"{now_node}")
+                    events.append(
+                        f"assumption broken: resized {node}, but drive0 is now {now_node}"
+                    )
                 yield resized.store(node)
             yield from aio_co_reschedule_self(main_ctx, io.ctx)
             if fixed:  # back under the BQL: look again before using what was read
@@ -422,18 +427,22 @@ def _classify(name: str, fixed: bool, seed: int, r: RunResult) -> ScenarioRun:
     model = r.sim.model
     if name == "R4":
         if r.outcome == "stuck" or model["ring"]:
-            stuck = [ln.strip() for ln in str(r.deadlock).splitlines()[1:3]] if r.deadlock \
-                else []
-            return ScenarioRun(name, fixed, seed, "request lost",
-                               [f"the request sat in the ring, never seen (kicked at "
-                                f"+{model['arrival']} us)"] + stuck, r)
+            stuck = [ln.strip() for ln in str(r.deadlock).splitlines()[1:3]] if r.deadlock else []
+            return ScenarioRun(
+                name,
+                fixed,
+                seed,
+                "request lost",
+                [f"the request sat in the ring, never seen (kicked at +{model['arrival']} us)"]
+                + stuck,
+                r,
+            )
     elif name == "R5":
         if model["events"]:
             return ScenarioRun(name, fixed, seed, "wrong context", list(model["events"]), r)
     elif name == "R7":
         if model["events"]:
-            return ScenarioRun(name, fixed, seed, "stale global state", list(model["events"]),
-                               r)
+            return ScenarioRun(name, fixed, seed, "stale global state", list(model["events"]), r)
     if r.outcome != "completed":
         return ScenarioRun(name, fixed, seed, r.outcome, [str(r)], r)
     return ScenarioRun(name, fixed, seed, "ok", [], r)
@@ -447,8 +456,9 @@ SCENARIOS: dict[str, tuple[Callable[[bool], Program], int]] = {
 }
 
 
-def run_scenario(name: str, fixed: bool, seed: int = 0, trace: bool = True,
-                 program: Program | None = None) -> ScenarioRun:
+def run_scenario(
+    name: str, fixed: bool, seed: int = 0, trace: bool = True, program: Program | None = None
+) -> ScenarioRun:
     """Run one of ``SCENARIOS`` (buggy or fixed) on a seeded random schedule and classify it.
     ``program``, if given, replaces the library's program (for the exercises)."""
     if name not in SCENARIOS:
@@ -468,7 +478,8 @@ def outcome_table(seeds: int = 200, names: tuple[str, ...] = tuple(SCENARIOS)) -
     for name in names:
         for fixed in (False, True):
             table[(name, "fixed" if fixed else "buggy")] = Counter(
-                run_scenario(name, fixed, seed=s, trace=False).outcome for s in range(seeds))
+                run_scenario(name, fixed, seed=s, trace=False).outcome for s in range(seeds)
+            )
     return table
 
 
@@ -489,6 +500,18 @@ def first_buggy_seed(name: str, limit: int = 200) -> int:
     raise ValueError(f"{name} showed no bug in {limit} seeds")
 
 
-__all__ = ["SCENARIOS", "ScenarioRun", "aio_co_reschedule_self", "first_buggy_seed",
-           "format_outcomes", "handover_program", "outcome_table", "r4_program", "r5_program",
-           "r6_program", "r7_program", "removal_program", "run_scenario"]
+__all__ = [
+    "SCENARIOS",
+    "ScenarioRun",
+    "aio_co_reschedule_self",
+    "first_buggy_seed",
+    "format_outcomes",
+    "handover_program",
+    "outcome_table",
+    "r4_program",
+    "r5_program",
+    "r6_program",
+    "r7_program",
+    "removal_program",
+    "run_scenario",
+]

@@ -37,9 +37,19 @@ from .scenarios_ch07 import run_scenario as run_scenario_ch07
 #: The one workload every era runs: four vCPUs on eight host CPUs, MMIO exits every 20 us of
 #: guest code on average, 32 disk requests kept in flight on a disk that serves 64 at once in
 #: 50 us each, one io_submit in 500 blocking for 2 ms, and 1000 ``info block`` per second.
-COMMON = Workload(vcpus=4, host_cpus=8, guest_us=20, mmio_emulation_us=5, io_depth=32,
-                  io_service_us=50, disk_queue_depth=64, slow_syscall_prob=0.002,
-                  slow_syscall_us=2_000, monitor_per_s=1_000, duration_us=50_000)
+COMMON = Workload(
+    vcpus=4,
+    host_cpus=8,
+    guest_us=20,
+    mmio_emulation_us=5,
+    io_depth=32,
+    io_service_us=50,
+    disk_queue_depth=64,
+    slow_syscall_prob=0.002,
+    slow_syscall_us=2_000,
+    monitor_per_s=1_000,
+    duration_us=50_000,
+)
 
 
 @dataclass(frozen=True)
@@ -74,9 +84,14 @@ class EraRow:
     bql_wait_us: float
 
     def cells(self) -> list[str]:
-        return [f"{self.era.chapter}", self.era.name, f"{self.io_per_s:,.0f}",
-                f"{self.io_p99_us:,.0f}", f"{self.guest_cpus_busy:.2f}",
-                f"{self.monitor_p99_us:,.0f}"]
+        return [
+            f"{self.era.chapter}",
+            self.era.name,
+            f"{self.io_per_s:,.0f}",
+            f"{self.io_p99_us:,.0f}",
+            f"{self.guest_cpus_busy:.2f}",
+            f"{self.monitor_p99_us:,.0f}",
+        ]
 
 
 def measure_eras(w: Workload = COMMON, eras: tuple[Era, ...] = ERAS) -> list[EraRow]:
@@ -86,8 +101,9 @@ def measure_eras(w: Workload = COMMON, eras: tuple[Era, ...] = ERAS) -> list[Era
     rows = []
     for era in eras:
         r = run_era(w, era.run_era_name, trace=False)
-        rows.append(EraRow(era, r.io_per_s, r.io_p99_us, r.guest_cpus_busy, r.monitor_p99_us,
-                           r.bql_wait_us))
+        rows.append(
+            EraRow(era, r.io_per_s, r.io_p99_us, r.guest_cpus_busy, r.monitor_p99_us, r.bql_wait_us)
+        )
     return rows
 
 
@@ -98,8 +114,11 @@ def format_rows(rows: list[EraRow]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     lines = []
     for n, row in enumerate(table):
-        lines.append("  ".join(c.ljust(w) if i == 1 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -125,8 +144,14 @@ def _r2(fixed: bool, seed: int) -> bool:
     return bool(r.sim.model.reports)
 
 
-_D3_VM = IOThreadVM(vcpus=2, io_depth=4, slow_syscall_prob=0.05, slow_syscall_us=2_000,
-                    monitor_per_s=1_000, duration_us=10_000)
+_D3_VM = IOThreadVM(
+    vcpus=2,
+    io_depth=4,
+    slow_syscall_prob=0.05,
+    slow_syscall_us=2_000,
+    monitor_per_s=1_000,
+    duration_us=10_000,
+)
 
 
 def _d3(fixed: bool, seed: int) -> bool:
@@ -142,19 +167,21 @@ def _d4(fixed: bool, seed: int) -> bool:
 def _ch05(name: str) -> Callable[[bool, int], bool]:
     def found(fixed: bool, seed: int) -> bool:
         return run_scenario(name, fixed, seed=seed).outcome in ("deadlock", "stuck")
+
     return found
 
 
 def _ch06(name: str) -> Callable[[bool, int], bool]:
     def found(fixed: bool, seed: int) -> bool:
-        return classify_ch06(run_scenario_ch06(name, fixed, seed=seed, trace=False)) \
-            != "completed"
+        return classify_ch06(run_scenario_ch06(name, fixed, seed=seed, trace=False)) != "completed"
+
     return found
 
 
 def _ch07(name: str) -> Callable[[bool, int], bool]:
     def found(fixed: bool, seed: int) -> bool:
         return run_scenario_ch07(name, fixed, seed=seed, trace=name == "R7").detected
+
     return found
 
 
@@ -162,19 +189,18 @@ CATALOGUE: list[Bug] = [
     Bug("R2", 3, "race", "one virtqueue handler entered from two threads", _r2),
     Bug("D3", 4, "stall", "info block waits behind a slow io_submit", _d3),
     Bug("D4", 4, "deadlock", "BQL and context lock in both orders (derived)", _d4),
-    Bug("D1", 5, "deadlock", "context held twice, released once by AIO_WAIT_WHILE",
-        _ch05("D1")),
+    Bug("D1", 5, "deadlock", "context held twice, released once by AIO_WAIT_WHILE", _ch05("D1")),
     Bug("D2", 5, "hang", "context lock held across a coroutine yield", _ch05("D2")),
     Bug("D5", 5, "deadlock", "two IOThreads waiting on each other", _ch05("D5")),
     Bug("R3", 5, "hang", "the lost wake-up without the notify_me handshake", _ch05("R3")),
-    Bug("UAF", 6, "freed", "a graph change without the graph lock, I/O in flight",
-        _ch06("unlocked")),
+    Bug(
+        "UAF", 6, "freed", "a graph change without the graph lock, I/O in flight", _ch06("unlocked")
+    ),
     Bug("D6", 6, "deadlock", "the graph writer polls with has_writer set", _ch06("D6")),
     Bug("D7", 6, "hang", "a drain (which polls) under the graph lock", _ch06("D7")),
     Bug("R4", 7, "hang", "a kick before the IOThread listens: a request lost", _ch07("R4")),
     Bug("R5", 7, "race", "a BH runs in the old context during a context change", _ch07("R5")),
-    Bug("R6", 7, "race", "a coroutine entered by another thread before it yielded",
-        _ch07("R6")),
+    Bug("R6", 7, "race", "a coroutine entered by another thread before it yielded", _ch07("R6")),
     Bug("R7", 7, "race", "a monitor coroutine assumed the BQL across a yield", _ch07("R7")),
 ]
 
@@ -203,11 +229,15 @@ def hunt(seeds: int = 20, catalogue: list[Bug] | None = None) -> list[HuntResult
 
 def format_hunt(results: list[HuntResult]) -> str:
     """The hunt as text: one row per catalogue item."""
-    lines = [f"{'bug':<4} {'ch':>2}  {'kind':<8} {'buggy':>7} {'fixed':>7}  what",
-             f"{'-' * 4} {'-' * 2}  {'-' * 8} {'-' * 7} {'-' * 7}  {'-' * 4}"]
+    lines = [
+        f"{'bug':<4} {'ch':>2}  {'kind':<8} {'buggy':>7} {'fixed':>7}  what",
+        f"{'-' * 4} {'-' * 2}  {'-' * 8} {'-' * 7} {'-' * 7}  {'-' * 4}",
+    ]
     for h in results:
-        lines.append(f"{h.bug.id:<4} {h.bug.chapter:>2}  {h.bug.kind:<8} "
-                     f"{h.buggy:>3}/{h.seeds:<3} {h.fixed:>3}/{h.seeds:<3}  {h.bug.what}")
+        lines.append(
+            f"{h.bug.id:<4} {h.bug.chapter:>2}  {h.bug.kind:<8} "
+            f"{h.buggy:>3}/{h.seeds:<3} {h.fixed:>3}/{h.seeds:<3}  {h.bug.what}"
+        )
     return "\n".join(lines)
 
 
@@ -246,17 +276,23 @@ def locking_lines(source: str) -> int:
 MQ_BASE = VM(iothreads=1, num_queues=8, vcpus=8, host_cpus=8, iodepth=64)
 
 
-def multiqueue_rows(iothreads: tuple[int, ...] = (1, 2, 4, 8), seed: int = 0
-                    ) -> list[tuple[int, str, MQResult]]:
+def multiqueue_rows(
+    iothreads: tuple[int, ...] = (1, 2, 4, 8), seed: int = 0
+) -> list[tuple[int, str, MQResult]]:
     """``(IOThreads, reqs_lock kind, result)`` for each IOThread count and each lock kind."""
-    return [(n, kind, measure(MQ_BASE.replace(iothreads=n, reqs_lock=kind), seed=seed))
-            for n in iothreads for kind in ("CoMutex", "QemuMutex")]
+    return [
+        (n, kind, measure(MQ_BASE.replace(iothreads=n, reqs_lock=kind), seed=seed))
+        for n in iothreads
+        for kind in ("CoMutex", "QemuMutex")
+    ]
 
 
 def format_multiqueue(rows: list[tuple[int, str, MQResult]]) -> str:
     """The multi-queue rows as text."""
-    lines = [f"{'IOThreads':>9}  {'reqs_lock':<9}  {'I/O per s':>9}  {'p99 us':>6}  limit",
-             f"{'-' * 9}  {'-' * 9}  {'-' * 9}  {'-' * 6}  {'-' * 9}"]
+    lines = [
+        f"{'IOThreads':>9}  {'reqs_lock':<9}  {'I/O per s':>9}  {'p99 us':>6}  limit",
+        f"{'-' * 9}  {'-' * 9}  {'-' * 9}  {'-' * 6}  {'-' * 9}",
+    ]
     for n, kind, r in rows:
         lines.append(f"{n:>9}  {kind:<9}  {r.iops:>9,.0f}  {r.p99_us:>6,.0f}  {r.limit}")
     return "\n".join(lines)
@@ -280,39 +316,56 @@ class StoryRow:
     locking_lines: int
 
 
-def story(rows: list[EraRow], hunted: list[HuntResult], locking: dict[int, int]
-          ) -> list[StoryRow]:
+def story(rows: list[EraRow], hunted: list[HuntResult], locking: dict[int, int]) -> list[StoryRow]:
     """One row per chapter 1-7: the era table's measurements (chapter 6 has none of its own),
     the catalogue items caught under each chapter, and its era model's locking lines."""
     by_chapter = {r.era.chapter: r for r in rows}
-    names = {1: "one thread", 2: "vCPU threads + BQL", 3: "dataplane",
-             4: "IOThread, loop holds ctx lock", 5: "handlers take ctx lock",
-             6: "graph lock + annotations", 7: "no ctx lock (9.0)"}
+    names = {
+        1: "one thread",
+        2: "vCPU threads + BQL",
+        3: "dataplane",
+        4: "IOThread, loop holds ctx lock",
+        5: "handlers take ctx lock",
+        6: "graph lock + annotations",
+        7: "no ctx lock (9.0)",
+    }
     out = []
     for ch in range(1, 8):
         r = by_chapter.get(ch)
         caught = [h.bug.kind for h in hunted if h.bug.chapter == ch and h.buggy > 0]
         dead = sum(k in ("deadlock", "hang") for k in caught)
-        out.append(StoryRow(ch, names[ch], r.io_per_s if r else math.nan,
-                            r.io_p99_us if r else math.nan,
-                            r.monitor_p99_us if r else math.nan, dead, len(caught) - dead,
-                            locking.get(ch, 0)))
+        out.append(
+            StoryRow(
+                ch,
+                names[ch],
+                r.io_per_s if r else math.nan,
+                r.io_p99_us if r else math.nan,
+                r.monitor_p99_us if r else math.nan,
+                dead,
+                len(caught) - dead,
+                locking.get(ch, 0),
+            )
+        )
     return out
 
 
 def format_story(story_rows: list[StoryRow]) -> str:
     """The summary as text; a chapter without its own measurement shows "-"."""
+
     def num(v: float) -> str:
         return "-" if math.isnan(v) else f"{v:,.0f}"
 
-    lines = [f"{'ch':>2}  {'era':<30} {'I/O per s':>9} {'I/O p99':>7} {'monitor p99':>11} "
-             f"{'deadlocks':>9} {'other bugs':>10} {'locking lines':>13}",
-             f"{'-' * 2}  {'-' * 30} {'-' * 9} {'-' * 7} {'-' * 11} {'-' * 9} {'-' * 10} "
-             f"{'-' * 13}"]
+    lines = [
+        f"{'ch':>2}  {'era':<30} {'I/O per s':>9} {'I/O p99':>7} {'monitor p99':>11} "
+        f"{'deadlocks':>9} {'other bugs':>10} {'locking lines':>13}",
+        f"{'-' * 2}  {'-' * 30} {'-' * 9} {'-' * 7} {'-' * 11} {'-' * 9} {'-' * 10} {'-' * 13}",
+    ]
     for r in story_rows:
-        lines.append(f"{r.chapter:>2}  {r.era:<30} {num(r.io_per_s):>9} {num(r.io_p99_us):>7} "
-                     f"{num(r.monitor_p99_us):>11} {r.deadlocks:>9} {r.other_bugs:>10} "
-                     f"{r.locking_lines:>13}")
+        lines.append(
+            f"{r.chapter:>2}  {r.era:<30} {num(r.io_per_s):>9} {num(r.io_p99_us):>7} "
+            f"{num(r.monitor_p99_us):>11} {r.deadlocks:>9} {r.other_bugs:>10} "
+            f"{r.locking_lines:>13}"
+        )
     return "\n".join(lines)
 
 

@@ -30,8 +30,20 @@ SPAWN, RUN, BLOCK, WAKE, ACQUIRE, RELEASE, READ, WRITE, CHOICE, EXIT, OP, SLEEP,
     range(14)
 )
 KIND_NAMES = (
-    "spawn", "run", "block", "wake", "acquire", "release", "read", "write",
-    "choice", "exit", "op", "sleep", "mark", "signal",
+    "spawn",
+    "run",
+    "block",
+    "wake",
+    "acquire",
+    "release",
+    "read",
+    "write",
+    "choice",
+    "exit",
+    "op",
+    "sleep",
+    "mark",
+    "signal",
 )
 
 # Arguments that are not small integers are interned; their index is stored above this base.
@@ -167,9 +179,11 @@ class TraceBuffer:
     def first_difference(self, other: TraceBuffer) -> int | None:
         """Index of the first event at which two streams differ, or None if they are equal."""
         a, b = self.columns(), other.columns()
-        if a[:4] == b[:4] and all(
-            self.decode(x) == other.decode(y) for x, y in zip(a[4], b[4])
-        ) and len(self) == len(other):
+        if (
+            a[:4] == b[:4]
+            and all(self.decode(x) == other.decode(y) for x, y in zip(a[4], b[4]))
+            and len(self) == len(other)
+        ):
             return None
         n = min(len(self), len(other))
         for i in range(n):

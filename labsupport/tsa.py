@@ -25,8 +25,7 @@ from typing import Any
 
 from .annotations import GuardedShared, TSASpec, lock_text, tsa_spec
 
-_LOCK_METHODS = {"lock": "exclusive", "wrlock": "exclusive", "rdlock": "shared",
-                 "unlock": None}
+_LOCK_METHODS = {"lock": "exclusive", "wrlock": "exclusive", "rdlock": "shared", "unlock": None}
 _READS = {"load"}
 _WRITES = {"store", "increment", "qatomic_add", "qatomic_inc"}
 
@@ -63,8 +62,10 @@ class StaticReport:
     def text(self) -> str:
         lines = [f.text for f in self.findings]
         n = len(self.findings)
-        head = (f"static TSA: {len(self.checked)} function(s) checked, "
-                f"{n} warning{'s' if n != 1 else ''}")
+        head = (
+            f"static TSA: {len(self.checked)} function(s) checked, "
+            f"{n} warning{'s' if n != 1 else ''}"
+        )
         if self.skipped:
             head += f" ({', '.join(self.skipped)} skipped: no_tsa)"
         return "\n".join([head] + lines)
@@ -96,8 +97,14 @@ def _name_of(lock: Any, ns: dict[str, Any]) -> str:
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self, fn: Callable[..., Any], name: str, spec: TSASpec | None,
-                 ns: dict[str, Any], first_line: int):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        spec: TSASpec | None,
+        ns: dict[str, Any],
+        first_line: int,
+    ):
         self.fn_name = name
         self.ns = ns
         self.first_line = first_line
@@ -162,11 +169,16 @@ class _Checker(ast.NodeVisitor):
         lock = _name_of(var.guard, self.ns)
         mode = self.held.get(lock)
         if write and mode != "exclusive":
-            self.warn(node, f"writing `{name}` requires holding `{lock}` exclusively "
-                            f"(`{name}` is guarded by `{lock}`)")
+            self.warn(
+                node,
+                f"writing `{name}` requires holding `{lock}` exclusively "
+                f"(`{name}` is guarded by `{lock}`)",
+            )
         elif not write and mode is None:
-            self.warn(node, f"reading `{name}` requires holding `{lock}` "
-                            f"(`{name}` is guarded by `{lock}`)")
+            self.warn(
+                node,
+                f"reading `{name}` requires holding `{lock}` (`{name}` is guarded by `{lock}`)",
+            )
 
     def _lock_call(self, node: ast.Call, target: str, mode: str | None) -> None:
         if mode is None:
@@ -206,8 +218,9 @@ class _Checker(ast.NodeVisitor):
             elif kind == "requires_shared" and mode is None:
                 self.warn(node, f"calling `{name}` requires holding `{text}` (shared)")
             elif kind == "excludes" and mode is not None:
-                self.warn(node, f"calling `{name}` requires NOT holding `{text}`, which is "
-                                f"held ({mode})")
+                self.warn(
+                    node, f"calling `{name}` requires NOT holding `{text}`, which is held ({mode})"
+                )
             elif kind in ("acquires", "acquires_shared"):
                 if mode is not None:
                     self.warn(node, f"acquiring `{text}` that is already held")
@@ -223,8 +236,7 @@ class _Checker(ast.NodeVisitor):
                 self.warn(node, f"`{text}` is still held at the end of `{self.fn_name}`")
         for text in self.expected_end:
             if text not in self.held:
-                self.warn(node, f"expecting `{text}` to be held at the end of "
-                                f"`{self.fn_name}`")
+                self.warn(node, f"expecting `{text}` to be held at the end of `{self.fn_name}`")
 
 
 def check_function(fn: Callable[..., Any]) -> list[Finding]:
@@ -237,15 +249,17 @@ def check_function(fn: Callable[..., Any]) -> list[Finding]:
     except (OSError, TypeError) as e:
         raise ValueError(f"the static pass needs the source of {name}: {e}") from None
     tree = ast.parse(textwrap.dedent("".join(lines)))
-    fdef = next(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef,
-                                                             ast.AsyncFunctionDef)))
+    fdef = next(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
     # lines are counted from the ``def`` line (line 1), so they do not move with the file
     checker = _Checker(orig, name, spec, _namespace(orig), 2 - fdef.lineno)
     for stmt in fdef.body:
         checker.visit(stmt)
     last = fdef.body[-1] if fdef.body else fdef
-    checker.finish(ast.fix_missing_locations(ast.Pass(lineno=getattr(last, "end_lineno", 1)
-                                                       or 1, col_offset=0)))
+    checker.finish(
+        ast.fix_missing_locations(
+            ast.Pass(lineno=getattr(last, "end_lineno", 1) or 1, col_offset=0)
+        )
+    )
     return checker.findings
 
 

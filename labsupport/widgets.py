@@ -15,14 +15,22 @@ from .demos import CounterOutcome, counter_experiment
 from .present import trace_table
 
 
-def int_slider(value: int, lo: int, hi: int, description: str, step: int = 1,
-               label_width: str = "200px") -> Any:
+def int_slider(
+    value: int, lo: int, hi: int, description: str, step: int = 1, label_width: str = "200px"
+) -> Any:
     """The course's slider: updates on release (a run per drag would flood the kernel)."""
     import ipywidgets as w
 
-    return w.IntSlider(value=value, min=lo, max=hi, step=step, description=description,
-                       continuous_update=False, layout=w.Layout(width="500px"),
-                       style={"description_width": label_width})
+    return w.IntSlider(
+        value=value,
+        min=lo,
+        max=hi,
+        step=step,
+        description=description,
+        continuous_update=False,
+        layout=w.Layout(width="500px"),
+        style={"description_width": label_width},
+    )
 
 
 def counter_view(
@@ -43,8 +51,9 @@ def counter_lab(seed: int = 0, threads: int = 2, increments: int = 2) -> Any:
     return w.interactive(
         counter_view,
         seed=w.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False),
-        threads=w.IntSlider(value=threads, min=1, max=6, description="threads",
-                            continuous_update=False),
+        threads=w.IntSlider(
+            value=threads, min=1, max=6, description="threads", continuous_update=False
+        ),
         increments=w.fixed(increments),
         table=w.fixed(True),
     )

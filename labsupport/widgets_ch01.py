@@ -25,12 +25,16 @@ def describe(r: EraResult) -> str:
     """What one run of the lab measured, in three short lines."""
     w = r.workload
     computing = w.vcpus - 1 if w.io_depth else w.vcpus
-    head = (f"one host thread, {w.vcpus} vCPU(s), {w.slice_us:g} us slices, completion "
-            f"handler {w.io_complete_us + w.handler_us:g} us")
+    head = (
+        f"one host thread, {w.vcpus} vCPU(s), {w.slice_us:g} us slices, completion "
+        f"handler {w.io_complete_us + w.handler_us:g} us"
+    )
     if computing:
-        guest = (f"guest code: {r.guest_cpus_busy:.2f} vCPUs' worth in all, "
-                 f"{r.guest_cpus_busy / computing:.2f} for each of the {computing} computing "
-                 f"vCPU(s)")
+        guest = (
+            f"guest code: {r.guest_cpus_busy:.2f} vCPUs' worth in all, "
+            f"{r.guest_cpus_busy / computing:.2f} for each of the {computing} computing "
+            f"vCPU(s)"
+        )
     else:
         guest = "guest code: none (the only vCPU waits for its disk)"
     if not w.io_depth:
@@ -38,8 +42,10 @@ def describe(r: EraResult) -> str:
     elif math.isnan(r.io_p50_us):
         io = f"disk: no request completed in {w.duration_us / 1000:g} ms"
     else:
-        io = (f"disk (vCPU 0): {r.io_per_s:,.0f} requests/s, latency p50 {r.io_p50_us:.0f} us, "
-              f"p99 {r.io_p99_us:.0f} us")
+        io = (
+            f"disk (vCPU 0): {r.io_per_s:,.0f} requests/s, latency p50 {r.io_p50_us:.0f} us, "
+            f"p99 {r.io_p99_us:.0f} us"
+        )
     return "\n".join([head, guest, io])
 
 
@@ -58,12 +64,25 @@ def lab(vcpus: int = 3, slice_us: int = 200, handler_us: int = 0) -> Any:
     style = {"description_width": "initial"}
     return w.interactive(
         view,
-        vcpus=w.IntSlider(value=vcpus, min=1, max=8, description="vCPUs",
-                          continuous_update=False, style=style),
-        slice_us=w.IntSlider(value=slice_us, min=50, max=2000, step=50,
-                             description="time slice (us)", continuous_update=False,
-                             style=style),
-        handler_us=w.IntSlider(value=handler_us, min=0, max=500, step=25,
-                               description="extra handler cost (us)", continuous_update=False,
-                               style=style),
+        vcpus=w.IntSlider(
+            value=vcpus, min=1, max=8, description="vCPUs", continuous_update=False, style=style
+        ),
+        slice_us=w.IntSlider(
+            value=slice_us,
+            min=50,
+            max=2000,
+            step=50,
+            description="time slice (us)",
+            continuous_update=False,
+            style=style,
+        ),
+        handler_us=w.IntSlider(
+            value=handler_us,
+            min=0,
+            max=500,
+            step=25,
+            description="extra handler cost (us)",
+            continuous_update=False,
+            style=style,
+        ),
     )

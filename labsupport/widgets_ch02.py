@@ -52,18 +52,28 @@ def view(
     """
     if era not in CH02_ERAS:
         raise ValueError(f"era must be one of {', '.join(CH02_ERAS)}; got {era!r}")
-    w = Workload(vcpus=vcpus, host_cpus=host_cpus, guest_us=guest_us,
-                 mmio_emulation_us=mmio_emulation_us, duration_us=DURATION_US, seed=seed)
+    w = Workload(
+        vcpus=vcpus,
+        host_cpus=host_cpus,
+        guest_us=guest_us,
+        mmio_emulation_us=mmio_emulation_us,
+        duration_us=DURATION_US,
+        seed=seed,
+    )
     r = run_era(w, era, trace=False)
     held = bql_held_fraction(r)
     print(r.summary())
-    print(f"guest work {_bar(r.guest_cpus_busy / host_cpus)} {r.guest_cpus_busy:.2f} of "
-          f"{host_cpus} host CPU(s)")
+    print(
+        f"guest work {_bar(r.guest_cpus_busy / host_cpus)} {r.guest_cpus_busy:.2f} of "
+        f"{host_cpus} host CPU(s)"
+    )
     print(f"BQL held   {_bar(held)} {held:.0%} of the time")
     if mmio_emulation_us > 0:
         cap = 1e6 / mmio_emulation_us
-        print(f"MMIO exits {_bar(r.exits_per_s / cap)} {r.exits_per_s:,.0f}/s of at most "
-              f"{cap:,.0f}/s (one BQL, {mmio_emulation_us:g} us per exit)")
+        print(
+            f"MMIO exits {_bar(r.exits_per_s / cap)} {r.exits_per_s:,.0f}/s of at most "
+            f"{cap:,.0f}/s (one BQL, {mmio_emulation_us:g} us per exit)"
+        )
     print(r.bql_profile)
     return r
 
@@ -82,7 +92,12 @@ def lab(vcpus: int = 2, host_cpus: int = 4, guest_us: int = 50, mmio_emulation_u
         host_cpus=slider(host_cpus, 1, 16, "host CPUs"),
         guest_us=slider(guest_us, 5, 500, "guest us between exits"),
         mmio_emulation_us=slider(mmio_emulation_us, 1, 50, "emulation us per exit"),
-        era=w.Dropdown(options=list(CH02_ERAS), value="kvm", description="era",
-                       layout=w.Layout(width="330px"), style={"description_width": "180px"}),
+        era=w.Dropdown(
+            options=list(CH02_ERAS),
+            value="kvm",
+            description="era",
+            layout=w.Layout(width="330px"),
+            style={"description_width": "180px"},
+        ),
         seed=w.fixed(0),
     )

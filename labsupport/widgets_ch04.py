@@ -42,21 +42,35 @@ def view(
     the monitor's latency (p50, p99, worst), and the context lock's and the BQL's profiles by call
     site.
     """
-    if isinstance(slow_syscall_permille, bool) or not isinstance(slow_syscall_permille, int) \
-            or not 0 <= slow_syscall_permille <= 1000:
-        raise ValueError(f"slow_syscall_permille is a whole number from 0 to 1000; "
-                         f"got {slow_syscall_permille!r}")
-    vm = IOThreadVM(vcpus=vcpus, host_cpus=host_cpus, io_depth=io_depth,
-                    slow_syscall_prob=slow_syscall_permille / 1000, monitor_per_s=monitor_per_s,
-                    duration_us=DURATION_US, seed=seed)
+    if (
+        isinstance(slow_syscall_permille, bool)
+        or not isinstance(slow_syscall_permille, int)
+        or not 0 <= slow_syscall_permille <= 1000
+    ):
+        raise ValueError(
+            f"slow_syscall_permille is a whole number from 0 to 1000; got {slow_syscall_permille!r}"
+        )
+    vm = IOThreadVM(
+        vcpus=vcpus,
+        host_cpus=host_cpus,
+        io_depth=io_depth,
+        slow_syscall_prob=slow_syscall_permille / 1000,
+        monitor_per_s=monitor_per_s,
+        duration_us=DURATION_US,
+        seed=seed,
+    )
     r = measure_vm(vm, trace=False)
     print(r.summary())
-    print(f"guest work {_bar(r.guest_cpus_busy / host_cpus)} {r.guest_cpus_busy:.2f} of "
-          f"{host_cpus} host CPU(s)")
+    print(
+        f"guest work {_bar(r.guest_cpus_busy / host_cpus)} {r.guest_cpus_busy:.2f} of "
+        f"{host_cpus} host CPU(s)"
+    )
     if r.monitor_us:
         worst = r.monitor_max_us
-        print(f"info block p50 {r.monitor_p50_us:>8,.0f} us   p99 {r.monitor_p99_us:>8,.0f} us   "
-              f"worst {worst:>8,.0f} us  ({len(r.monitor_us)} commands)")
+        print(
+            f"info block p50 {r.monitor_p50_us:>8,.0f} us   p99 {r.monitor_p99_us:>8,.0f} us   "
+            f"worst {worst:>8,.0f} us  ({len(r.monitor_us)} commands)"
+        )
         print(f"           {_bar(min(1.0, worst / 5_000))} worst, on a 5 ms scale")
     else:
         print("no monitor commands (monitor_per_s = 0)")
@@ -67,8 +81,9 @@ def view(
     return r
 
 
-def lab(vcpus: int = 2, io_depth: int = 4, slow_syscall_permille: int = 10,
-        monitor_per_s: int = 500) -> Any:
+def lab(
+    vcpus: int = 2, io_depth: int = 4, slow_syscall_permille: int = 10, monitor_per_s: int = 500
+) -> Any:
     """Sliders for vCPUs (the first), I/O depth, slow ``io_submit`` calls per thousand and
     monitor commands per second, over ``view``; ``.result`` holds the last ``VMResult``."""
     import ipywidgets as w

@@ -49,8 +49,10 @@ class _PrefixThenPause(Policy):
                 self.pos += 1
                 return t
         names = ", ".join(f"{t.char} ({t.name})" for t in ready)
-        raise ValueError(f"choice {self.pos + 1}: thread {c!r} cannot move here; "
-                         f"the threads that can are {names}")
+        raise ValueError(
+            f"choice {self.pos + 1}: thread {c!r} cannot move here; "
+            f"the threads that can are {names}"
+        )
 
 
 @dataclass
@@ -73,8 +75,10 @@ class StepView:
             return f"DEADLOCK with schedule {self.schedule!r}\n{self.report}"
         if self.status == "STUCK":
             return f"STUCK with schedule {self.schedule!r}\n{self.report}"
-        return (f"COMPLETED with schedule {self.schedule!r}: the request finished before "
-                f"save_vmstate waited, so nothing hung")
+        return (
+            f"COMPLETED with schedule {self.schedule!r}: the request finished before "
+            f"save_vmstate waited, so nothing hung"
+        )
 
     def text(self) -> str:
         return f"{self.trace}\n\n{self.announcement()}"
@@ -104,14 +108,18 @@ class Stepper:
             result: RunResult = sim.run()
         except _Paused as p:
             sim.current = None
-            return StepView(schedule, "choose", [(t.char, t.name) for t in p.ready],
-                            trace_table(sim, width=self.width), threads=threads)
+            return StepView(
+                schedule,
+                "choose",
+                [(t.char, t.name) for t in p.ready],
+                trace_table(sim, width=self.width),
+                threads=threads,
+            )
         status = {"deadlock": "DEADLOCK", "stuck": "STUCK"}.get(result.outcome, "COMPLETED")
         if result.outcome not in ("deadlock", "stuck", "completed"):
             status = result.outcome.upper()
         report = result.deadlock.text() if result.deadlock else ""
-        return StepView(schedule, status, [], trace_table(sim, width=self.width), report,
-                        threads)
+        return StepView(schedule, status, [], trace_table(sim, width=self.width), report, threads)
 
     def step(self, char: str) -> StepView:
         """Let thread ``char`` take the next choice; refused if it cannot move now."""
@@ -146,12 +154,20 @@ def lab(recorded: str = RECORDED_D1) -> Any:
     import ipywidgets as w
 
     stepper = Stepper()
-    slider = w.IntSlider(value=0, min=0, max=len(recorded), description="replay steps",
-                         continuous_update=False, layout=w.Layout(width="420px"),
-                         style={"description_width": "120px"})
+    slider = w.IntSlider(
+        value=0,
+        min=0,
+        max=len(recorded),
+        description="replay steps",
+        continuous_update=False,
+        layout=w.Layout(width="420px"),
+        style={"description_width": "120px"},
+    )
     out = w.HTML()
-    buttons = {c: w.Button(description=f"step {name} ({c})", layout=w.Layout(width="210px"))
-               for c, name in stepper.view.threads}
+    buttons = {
+        c: w.Button(description=f"step {name} ({c})", layout=w.Layout(width="210px"))
+        for c, name in stepper.view.threads
+    }
     undo = w.Button(description="undo", layout=w.Layout(width="90px"))
     reset = w.Button(description="reset", layout=w.Layout(width="90px"))
 

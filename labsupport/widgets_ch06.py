@@ -19,30 +19,52 @@ from .scenarios_ch06 import GraphConfig, GraphRun, run_graph
 from .widgets import int_slider
 
 #: The lab's run: the graph change at 300 us, reads for 1.5 ms of simulated time.
-LAB = GraphConfig(iothreads=2, rate_per_ms=40.0, duration_us=1_500.0, change_at_us=300.0,
-                  submit_us=2.0, service_us=60.0)
+LAB = GraphConfig(
+    iothreads=2,
+    rate_per_ms=40.0,
+    duration_us=1_500.0,
+    change_at_us=300.0,
+    submit_us=2.0,
+    service_us=60.0,
+)
 
 
-def lab_config(reader_rate: int, iothreads: int, drain_first: bool, d6: bool,
-               d7: bool) -> GraphConfig:
+def lab_config(
+    reader_rate: int, iothreads: int, drain_first: bool, d6: bool, d7: bool
+) -> GraphConfig:
     """The ``GraphConfig`` that the controls describe."""
-    if isinstance(reader_rate, bool) or not isinstance(reader_rate, int) \
-            or not 0 <= reader_rate <= 400:
-        raise ValueError(f"reader_rate is a whole number of reads per ms from 0 to 400; "
-                         f"got {reader_rate!r}")
+    if (
+        isinstance(reader_rate, bool)
+        or not isinstance(reader_rate, int)
+        or not 0 <= reader_rate <= 400
+    ):
+        raise ValueError(
+            f"reader_rate is a whole number of reads per ms from 0 to 400; got {reader_rate!r}"
+        )
     for name, v in (("drain_first", drain_first), ("d6", d6), ("d7", d7)):
         if not isinstance(v, bool):
             raise ValueError(f"{name} is True or False; got {v!r}")
-    return LAB.replace(rate_per_ms=float(reader_rate), iothreads=iothreads,
-                       drain_first=drain_first, d6_bug=d6, sync_reader=d6,
-                       drain="inside" if d7 else "none")
+    return LAB.replace(
+        rate_per_ms=float(reader_rate),
+        iothreads=iothreads,
+        drain_first=drain_first,
+        d6_bug=d6,
+        sync_reader=d6,
+        drain="inside" if d7 else "none",
+    )
 
 
-def view(reader_rate: int = 40, iothreads: int = 2, drain_first: bool = True, d6: bool = False,
-         d7: bool = False, seed: int = 0, plot: bool = True) -> GraphRun:
+def view(
+    reader_rate: int = 40,
+    iothreads: int = 2,
+    drain_first: bool = True,
+    d6: bool = False,
+    d7: bool = False,
+    seed: int = 0,
+    plot: bool = True,
+) -> GraphRun:
     """Run the lab's model once, print what happened, draw the readers over time; return it."""
-    g = run_graph(lab_config(reader_rate, iothreads, drain_first, d6, d7), seed=seed,
-                  trace=False)
+    g = run_graph(lab_config(reader_rate, iothreads, drain_first, d6, d7), seed=seed, trace=False)
     print(g.summary())
     if g.result.deadlock is not None:
         print()
@@ -65,12 +87,12 @@ def _plot(g: GraphRun) -> None:
     ax.axvline(start, color=PALETTE[5], linestyle="--", label="writer asks (wrlock)")
     wait = g.writer_wait_us
     if wait is not None:
-        ax.axvline(start + wait, color=PALETTE[2], linestyle=":", linewidth=2,
-                   label="writer gets the lock")
+        ax.axvline(
+            start + wait, color=PALETTE[2], linestyle=":", linewidth=2, label="writer gets the lock"
+        )
     ax.set_xlabel("simulated time (us)")
     ax.set_ylabel("readers")
-    ax.set_title(f"{g.outcome}: writer wait "
-                 f"{'never' if wait is None else f'{wait:,.0f} us'}")
+    ax.set_title(f"{g.outcome}: writer wait {'never' if wait is None else f'{wait:,.0f} us'}")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     plt.show()
@@ -82,8 +104,9 @@ def lab(reader_rate: int = 40, iothreads: int = 2) -> Any:
     import ipywidgets as w
 
     def toggle(value: bool, description: str) -> Any:
-        return w.Checkbox(value=value, description=description,
-                          style={"description_width": "initial"})
+        return w.Checkbox(
+            value=value, description=description, style={"description_width": "initial"}
+        )
 
     return w.interactive(
         view,

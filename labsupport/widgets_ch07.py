@@ -35,8 +35,10 @@ def mapping_for(choice: str, iothreads: int, num_queues: int) -> list[dict[str, 
         if iothreads == 1 or num_queues == 1:
             return [{"iothread": "iothread0", "vqs": list(range(num_queues))}]
         half = num_queues // 2
-        return [{"iothread": "iothread0", "vqs": list(range(half))},
-                {"iothread": "iothread1", "vqs": list(range(half, num_queues))}]
+        return [
+            {"iothread": "iothread0", "vqs": list(range(half))},
+            {"iothread": "iothread1", "vqs": list(range(half, num_queues))},
+        ]
     raise ValueError(f"mapping is one of {', '.join(MAPPINGS)}; got {choice!r}")
 
 
@@ -45,26 +47,43 @@ def _bar(fraction: float) -> str:
     return "[" + "#" * filled + "." * (BAR - filled) + "]"
 
 
-def view(iothreads: int = 4, num_queues: int = 8, mapping: str = "round-robin",
-         reqs_lock: str = "QemuMutex", iodepth: int = 64, plot: bool = True,
-         seed: int = 0) -> MQResult:
+def view(
+    iothreads: int = 4,
+    num_queues: int = 8,
+    mapping: str = "round-robin",
+    reqs_lock: str = "QemuMutex",
+    iodepth: int = 64,
+    plot: bool = True,
+    seed: int = 0,
+) -> MQResult:
     """Measure the VM these controls describe (8 vCPUs, 8 host CPUs), print the result and
     each IOThread's load, draw the load as bars (``plot=True``), and return the result."""
     if reqs_lock not in REQS_LOCK_KINDS:
         raise ValueError(f"reqs_lock is one of {', '.join(REQS_LOCK_KINDS)}; got {reqs_lock!r}")
-    vm = VM(iothreads=iothreads, num_queues=num_queues, iodepth=iodepth, reqs_lock=reqs_lock,
-            mapping=mapping_for(mapping, iothreads, num_queues))
+    vm = VM(
+        iothreads=iothreads,
+        num_queues=num_queues,
+        iodepth=iodepth,
+        reqs_lock=reqs_lock,
+        mapping=mapping_for(mapping, iothreads, num_queues),
+    )
     r = measure(vm, seed=seed)
     print(vm.describe())
-    print(f"{r.iops / 1000:,.0f}k IOPS (simulated time), p50 {r.p50_us:.0f} us, "
-          f"p99 {r.p99_us:.0f} us, limited by {r.limit}")
-    print(f"reqs_lock: wait {r.reqs_lock_wait_us:.2f} us per request, "
-          f"{r.cross_thread_wakes} cross-thread wake-ups")
+    print(
+        f"{r.iops / 1000:,.0f}k IOPS (simulated time), p50 {r.p50_us:.0f} us, "
+        f"p99 {r.p99_us:.0f} us, limited by {r.limit}"
+    )
+    print(
+        f"reqs_lock: wait {r.reqs_lock_wait_us:.2f} us per request, "
+        f"{r.cross_thread_wakes} cross-thread wake-ups"
+    )
     for name, busy in r.iothread_busy.items():
         vqs = sorted(q for q, n in vm.vq_map.items() if n == name)
         print(f"  {name:<10} {_bar(busy)} {busy:>4.0%} busy   vqs {vqs}")
-    print(f"  {'host CPUs':<10} {_bar(r.host_cpu_use / vm.host_cpus)} "
-          f"{r.host_cpu_use:.1f} of {vm.host_cpus}")
+    print(
+        f"  {'host CPUs':<10} {_bar(r.host_cpu_use / vm.host_cpus)} "
+        f"{r.host_cpu_use:.1f} of {vm.host_cpus}"
+    )
     print(f"  {'disk':<10} {_bar(r.disk_busy)} {r.disk_busy:>4.0%} of its parallel slots")
     if plot:
         draw(r)
@@ -91,15 +110,25 @@ def draw(r: MQResult) -> Any:
     return fig
 
 
-def lab(iothreads: int = 4, num_queues: int = 8, mapping: str = "round-robin",
-        reqs_lock: str = "QemuMutex", iodepth: int = 64) -> Any:
+def lab(
+    iothreads: int = 4,
+    num_queues: int = 8,
+    mapping: str = "round-robin",
+    reqs_lock: str = "QemuMutex",
+    iodepth: int = 64,
+) -> Any:
     """Sliders for IOThreads (the first), virtqueues and I/O depth, dropdowns for the mapping
     and the request lock, over ``view``; ``.result`` holds the last ``MQResult``."""
     import ipywidgets as w
 
     def dropdown(options: tuple[str, ...], value: str, description: str) -> Any:
-        return w.Dropdown(options=list(options), value=value, description=description,
-                          style={"description_width": "200px"}, layout=w.Layout(width="500px"))
+        return w.Dropdown(
+            options=list(options),
+            value=value,
+            description=description,
+            style={"description_width": "200px"},
+            layout=w.Layout(width="500px"),
+        )
 
     return w.interactive(
         view,

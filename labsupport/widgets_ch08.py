@@ -19,27 +19,41 @@ from .widgets import int_slider
 DURATION_US = 10_000
 
 
-def view(slow_per_10000: int = 20, io_depth: int = 32, monitor_per_s: int = 1000,
-         seed: int = 0) -> list[EraRow]:
+def view(
+    slow_per_10000: int = 20, io_depth: int = 32, monitor_per_s: int = 1000, seed: int = 0
+) -> list[EraRow]:
     """Run every era on the common workload changed as given, print the table, return the rows.
 
     ``slow_per_10000``: how many ``io_submit`` calls in ten thousand block for 2 ms.
     """
-    if isinstance(slow_per_10000, bool) or not isinstance(slow_per_10000, int) \
-            or not 0 <= slow_per_10000 <= 10_000:
-        raise ValueError(f"slow_per_10000 is a whole number from 0 to 10000; "
-                         f"got {slow_per_10000!r}")
-    w = COMMON.replace(slow_syscall_prob=slow_per_10000 / 10_000, io_depth=io_depth,
-                       monitor_per_s=monitor_per_s, duration_us=DURATION_US, seed=seed)
+    if (
+        isinstance(slow_per_10000, bool)
+        or not isinstance(slow_per_10000, int)
+        or not 0 <= slow_per_10000 <= 10_000
+    ):
+        raise ValueError(
+            f"slow_per_10000 is a whole number from 0 to 10000; got {slow_per_10000!r}"
+        )
+    w = COMMON.replace(
+        slow_syscall_prob=slow_per_10000 / 10_000,
+        io_depth=io_depth,
+        monitor_per_s=monitor_per_s,
+        duration_us=DURATION_US,
+        seed=seed,
+    )
     rows = measure_eras(w)
-    print(f"{DURATION_US / 1000:g} ms simulated; slow io_submit {slow_per_10000} in 10000, "
-          f"I/O depth {io_depth}, info block {monitor_per_s}/s")
+    print(
+        f"{DURATION_US / 1000:g} ms simulated; slow io_submit {slow_per_10000} in 10000, "
+        f"I/O depth {io_depth}, info block {monitor_per_s}/s"
+    )
     print(format_rows(rows))
     best = max(rows, key=lambda r: r.guest_cpus_busy)
     if monitor_per_s:
         fastest = min(rows, key=lambda r: r.monitor_p99_us)
-        print(f"most guest time: {best.era.run_era_name}; quickest info block: "
-              f"{fastest.era.run_era_name}")
+        print(
+            f"most guest time: {best.era.run_era_name}; quickest info block: "
+            f"{fastest.era.run_era_name}"
+        )
     else:
         print(f"most guest time: {best.era.run_era_name}; no monitor commands")
     return rows

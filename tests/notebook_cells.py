@@ -18,9 +18,13 @@ def code_cells(path: Path, tag: str | None = None, containing: str | None = None
     """The sources of ``path``'s code cells, optionally only those tagged ``tag`` and/or whose
     source contains ``containing``, in notebook order."""
     nb = nbformat.read(path, as_version=4)
-    return [c.source for c in nb.cells if c.cell_type == "code"
-            and (tag is None or tag in c.metadata.get("tags", []))
-            and (containing is None or containing in c.source)]
+    return [
+        c.source
+        for c in nb.cells
+        if c.cell_type == "code"
+        and (tag is None or tag in c.metadata.get("tags", []))
+        and (containing is None or containing in c.source)
+    ]
 
 
 def run_cells(path: Path, *tags: str, ns: dict | None = None, minimum: int = 1) -> dict:
@@ -31,8 +35,9 @@ def run_cells(path: Path, *tags: str, ns: dict | None = None, minimum: int = 1) 
     ns = {"__name__": "era_model"} if ns is None else ns
     for tag in tags:
         sources = code_cells(path, tag)
-        assert len(sources) >= minimum, \
+        assert len(sources) >= minimum, (
             f"{path.name}: {len(sources)} cell(s) tagged {tag!r}, expected at least {minimum}"
+        )
         for src in sources:
             assert not any(line.lstrip().startswith(("%", "!")) for line in src.splitlines())
             exec(compile(src, f"{path.name}[{tag}]", "exec"), ns)
@@ -54,8 +59,12 @@ def assert_same_run(mine, theirs) -> None:
     """Two kernel runs were the same run: outcome, schedule, steps, time, trace, report."""
     from labsupport import trace_table
 
-    assert (mine.outcome, mine.schedule, mine.steps, mine.time) == \
-        (theirs.outcome, theirs.schedule, theirs.steps, theirs.time)
+    assert (mine.outcome, mine.schedule, mine.steps, mine.time) == (
+        theirs.outcome,
+        theirs.schedule,
+        theirs.steps,
+        theirs.time,
+    )
     assert trace_table(mine, width=40) == trace_table(theirs, width=40)
     assert str(mine.deadlock) == str(theirs.deadlock)
 

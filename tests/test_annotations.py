@@ -33,6 +33,7 @@ def _program(body_factory, mode="record"):
         for name, body in body_factory(sim, m).items():
             sim.spawn(name, body)
         return m
+
     return program
 
 
@@ -64,6 +65,7 @@ def test_raise_mode_stops_the_run_with_a_misuse_error():
         @requires(m)
         def update():
             yield None
+
         return {"bad": update}
 
     with pytest.raises(TSAViolation, match="requires holding `m`") as e:
@@ -90,19 +92,21 @@ def test_lock_expressions_resolve_against_arguments_and_declared_capabilities():
         big = declare_capability(sim, "big", QemuMutex(sim, "BIG"))
 
         def t():
-            yield from track(bs)           # violation: not held
+            yield from track(bs)  # violation: not held
             yield bs.reqs_lock.lock()
-            yield from track(bs)           # fine
+            yield from track(bs)  # fine
             yield bs.reqs_lock.unlock()
             yield big.lock()
-            yield from poll(bs)            # violation: excluded lock held
+            yield from poll(bs)  # violation: excluded lock held
             yield big.unlock()
 
         sim.spawn("t", t)
 
     r = run(program)
     assert [(v.function, v.lock, v.kind) for v in tsa_violations(r)] == [
-        ("track", "bs.reqs_lock", "requires"), ("poll", "big", "excludes")]
+        ("track", "bs.reqs_lock", "requires"),
+        ("poll", "big", "excludes"),
+    ]
 
 
 def test_acquires_and_releases_are_checked_on_entry_and_on_return():
@@ -128,7 +132,8 @@ def test_acquires_and_releases_are_checked_on_entry_and_on_return():
 
     r = run(_program(bodies))
     assert [v.text.split(": ", 1)[1] for v in tsa_violations(r)] == [
-        "`forgets` returned without acquiring `m` [thread t]"]
+        "`forgets` returned without acquiring `m` [thread t]"
+    ]
 
 
 def test_requires_shared_accepts_a_reader_and_requires_wants_a_writer():
@@ -187,9 +192,11 @@ def test_guarded_shared_and_guarded_attributes():
 
     r = run(program)
     msgs = [v.text.split(": ", 1)[1] for v in tsa_violations(r)]
-    assert msgs == ["reading `x` requires holding `m` [thread t]",
-                    "writing `x` requires holding `m` exclusively [thread t]",
-                    "reading `n.children` requires holding `self.lock` [thread t]"]
+    assert msgs == [
+        "reading `x` requires holding `m` [thread t]",
+        "writing `x` requires holding `m` exclusively [thread t]",
+        "reading `n.children` requires holding `self.lock` [thread t]",
+    ]
     assert r.sim.model.value == 2
 
 
@@ -248,6 +255,7 @@ def test_the_active_simulation_is_set_only_while_it_runs():
         def t():
             seen.append(Simulation.active is sim)
             yield None
+
         sim.spawn("t", t)
 
     assert run(program).ok and seen == [True]

@@ -55,18 +55,23 @@ def model() -> dict:
 
 # -- the visible model is the library's model ---------------------------------------------------
 
-@pytest.mark.parametrize("w", [
-    W,
-    W.replace(seed=7, host_cpus=1),
-    W_CPU.replace(vcpus=1),
-    W_CPU.replace(vcpus=8, slice_us=50),
-    W_IO.replace(vcpus=1),                        # the only vCPU halts: the loop sleeps
-    W_IO.replace(vcpus=1, timer_period_us=0, seed=3),
-    W_IO.replace(slice_us=50),
-    W_IO.replace(slice_us=1000, seed=2),
-    W_H.replace(handler_us=400),
-    W_H.replace(vcpus=5, io_depth=8, disk_queue_depth=2, guest_us=10),
-], ids=lambda w: f"v{w.vcpus}-io{w.io_depth}-s{w.slice_us:g}-h{w.handler_us:g}-seed{w.seed}")
+
+@pytest.mark.parametrize(
+    "w",
+    [
+        W,
+        W.replace(seed=7, host_cpus=1),
+        W_CPU.replace(vcpus=1),
+        W_CPU.replace(vcpus=8, slice_us=50),
+        W_IO.replace(vcpus=1),  # the only vCPU halts: the loop sleeps
+        W_IO.replace(vcpus=1, timer_period_us=0, seed=3),
+        W_IO.replace(slice_us=50),
+        W_IO.replace(slice_us=1000, seed=2),
+        W_H.replace(handler_us=400),
+        W_H.replace(vcpus=5, io_depth=8, disk_queue_depth=2, guest_us=10),
+    ],
+    ids=lambda w: f"v{w.vcpus}-io{w.io_depth}-s{w.slice_us:g}-h{w.handler_us:g}-seed{w.seed}",
+)
 def test_the_era_model_cells_give_exactly_what_run_era_gives(model, w):
     mine = model["run_one_thread"](w)
     library = run_era(w, "one-thread")
@@ -91,6 +96,7 @@ def test_the_era_model_builds_the_2008_loop_without_any_lock(model):
 
 
 # -- section 1: one pass of the loop ----------------------------------------------------------
+
 
 def _one_pass(order):
     def program(sim):
@@ -144,6 +150,7 @@ def test_one_pass_runs_fd_handlers_then_due_timers_then_bhs_in_scheduling_order(
 
 # -- section 2: a slow handler stalls the guest -----------------------------------------------
 
+
 def _slow(handler_us, blocking):
     def program(sim):
         ctx = AioContext(sim, "main", order=MAIN_LOOP_2008_ORDER)
@@ -169,11 +176,14 @@ def _slow(handler_us, blocking):
     return program
 
 
-@pytest.mark.parametrize("handler_us, blocking, starts, end, ran", [
-    (5, False, [0, 105, 205], 305, 305),
-    (300, False, [0, 400, 500], 600, 600),
-    (300, True, [0, 400, 500], 600, 300),  # the CPU idles, and still the guest waits
-])
+@pytest.mark.parametrize(
+    "handler_us, blocking, starts, end, ran",
+    [
+        (5, False, [0, 105, 205], 305, 305),
+        (300, False, [0, 400, 500], 600, 600),
+        (300, True, [0, 400, 500], 600, 300),  # the CPU idles, and still the guest waits
+    ],
+)
 def test_a_slow_or_blocking_handler_delays_the_next_guest_slice(
     handler_us, blocking, starts, end, ran
 ):
@@ -184,6 +194,7 @@ def test_a_slow_or_blocking_handler_delays_the_next_guest_slice(
 
 # -- section 3 and question 4: the thread never waits while a vCPU has guest code --------------
 
+
 def test_the_loop_sleeps_only_when_no_vcpu_has_guest_code():
     busy = metrics(run_era(W, "one-thread").result)
     assert busy.blocked_us["qemu"] == 0 and busy.run_us["qemu"] == W.duration_us
@@ -193,6 +204,7 @@ def test_the_loop_sleeps_only_when_no_vcpu_has_guest_code():
 
 
 # -- section 4.1: more vCPUs, no more speed ---------------------------------------------------
+
 
 def test_more_vcpus_and_more_host_cpus_add_nothing_to_the_digit():
     runs = [run_era(W_CPU.replace(vcpus=n), "one-thread") for n in (1, 2, 4, 8)]
@@ -213,6 +225,7 @@ def test_each_vcpu_gets_an_equal_share_of_the_one_thread(model):
 
 
 # -- section 4.2: I/O latency versus the time slice ---------------------------------------------
+
 
 def test_latency_grows_with_the_slice_and_tends_to_two_rounds():
     slices = (50, 100, 200, 500, 1000)
@@ -237,6 +250,7 @@ def test_latency_grows_with_the_slice_and_tends_to_two_rounds():
 
 # -- section 4.3: handler cost comes out of the guest's time ------------------------------------
 
+
 def test_what_handlers_take_the_guest_loses():
     costs = (0, 50, 100, 200, 400)
     runs = [run_era(W_H.replace(handler_us=h), "one-thread") for h in costs]
@@ -258,6 +272,7 @@ def test_what_handlers_take_the_guest_loses():
 
 # -- the exercises' checkers ------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def solutions() -> dict:
     """The solution notebook's code, run (its checks print; the grader cell is left out)."""
@@ -272,8 +287,7 @@ def solutions() -> dict:
 
 def test_1_1_order(solutions):
     assert _order_01(solutions["order"])[0]
-    assert _order_01(["fd disk-completion", "timer rtc-tick", "bh dma-restart",
-                      "bh raise-irq"])[0]
+    assert _order_01(["fd disk-completion", "timer rtc-tick", "bh dma-restart", "bh raise-irq"])[0]
     ok, why = _order_01(["disk-completion", "dma-restart", "raise-irq", "rtc-tick"])
     assert not ok and "dma-restart is not number 2" in why
     ok, why = _order_01(["disk-completion", "rtc-tick", "watchdog", "dma-restart", "raise-irq"])

@@ -38,8 +38,12 @@ def era_model() -> dict:
 @pytest.fixture(scope="module")
 def demo(era_model) -> dict:
     """The notebook's contention demo (section 3), run in the era model's namespace."""
-    return run_cell_containing(NOTEBOOK, era_model, "def contention_demo",
-                               "from labsupport import compute, run, trace_table")
+    return run_cell_containing(
+        NOTEBOOK,
+        era_model,
+        "def contention_demo",
+        "from labsupport import compute, run, trace_table",
+    )
 
 
 def _same(mine, theirs) -> None:
@@ -57,12 +61,15 @@ def _same(mine, theirs) -> None:
 
 @pytest.mark.parametrize("era", ["kvm", "mttcg", "tcg-rr"])
 @pytest.mark.parametrize("policy", ["first-come", "random"])
-@pytest.mark.parametrize("changes", [
-    dict(vcpus=1),
-    dict(vcpus=4, guest_us=10),
-    dict(vcpus=8, guest_us=50, seed=2),
-    dict(vcpus=3, host_cpus=2, guest_us=20, mmio_emulation_us=8, seed=7),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(vcpus=1),
+        dict(vcpus=4, guest_us=10),
+        dict(vcpus=8, guest_us=50, seed=2),
+        dict(vcpus=3, host_cpus=2, guest_us=20, mmio_emulation_us=8, seed=7),
+    ],
+)
 def test_the_notebooks_era_model_gives_the_librarys_numbers(era_model, era, policy, changes):
     w = BASE.replace(**changes)
     _same(era_model["measure"](w, era, policy), run_era(w, era, policy=policy))
@@ -100,8 +107,11 @@ def test_vcpus_run_guest_code_without_the_bql_and_emulate_under_it(era_model):
     ivs = intervals(r)
     outside = 0.0
     for name in (f"vcpu{i}" for i in range(4)):
-        holds = [(h.start, h.end) for h in ivs
-                 if h.thread == name and h.what == "hold" and h.obj == "BQL"]
+        holds = [
+            (h.start, h.end)
+            for h in ivs
+            if h.thread == name and h.what == "hold" and h.obj == "BQL"
+        ]
         for iv in ivs:
             if iv.thread == name and iv.what == "run":
                 inside = any(s <= iv.start and iv.end <= e for s, e in holds)
@@ -132,8 +142,9 @@ def test_the_contention_demo_happens_as_the_chapter_says(demo):
     ivs = intervals(r)
     main_runs = [iv for iv in ivs if iv.thread == "main-loop" and iv.what == "run"]
     assert [(iv.start, iv.end) for iv in main_runs] == [(18, 24)]  # the timer, 6 us late
-    vcpu0_holds = [(h.start, h.end) for h in ivs
-                   if h.thread == "vcpu0" and h.what == "hold" and h.obj == "BQL"]
+    vcpu0_holds = [
+        (h.start, h.end) for h in ivs if h.thread == "vcpu0" and h.what == "hold" and h.obj == "BQL"
+    ]
     assert vcpu0_holds == [(10, 14), (28, 32)]
     assert r.time == 32
     waits = bql_waits(r)
@@ -206,8 +217,15 @@ def test_the_knee_comes_later_than_the_back_of_envelope_estimate():
 
 
 def test_a_busy_main_loop_timer_about_doubles_the_vcpus_waits(era_model):
-    w = Workload(vcpus=4, host_cpus=5, guest_us=20, mmio_emulation_us=5,
-                 timer_period_us=100, timer_us=20, duration_us=20_000)
+    w = Workload(
+        vcpus=4,
+        host_cpus=5,
+        guest_us=20,
+        mmio_emulation_us=5,
+        timer_period_us=100,
+        timer_us=20,
+        duration_us=20_000,
+    )
     with_timer = era_model["measure"](w).result.sim.model["bql"].sites
     without = era_model["measure"](w.replace(timer_period_us=0)).result.sim.model["bql"].sites
     exits = with_timer["kvm: mmio exit"]

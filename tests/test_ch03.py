@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "03-dataplane.ipynb"
 SOLUTIONS = ROOT / "solutions" / "03-dataplane-exercises.ipynb"
 
-HIGH_MMIO = Workload(vcpus=4, host_cpus=4, io_depth=8, guest_us=10, io_service_us=20,
-                     duration_us=20_000)
-SHORT = Workload(vcpus=3, host_cpus=4, io_depth=4, guest_us=10, io_service_us=20,
-                 duration_us=200)
+HIGH_MMIO = Workload(
+    vcpus=4, host_cpus=4, io_depth=8, guest_us=10, io_service_us=20, duration_us=20_000
+)
+SHORT = Workload(vcpus=3, host_cpus=4, io_depth=4, guest_us=10, io_service_us=20, duration_us=200)
 GUEST_US = (5, 10, 20, 50, 100, 200, 500, 1000)
 
 
@@ -61,13 +61,17 @@ def _pair(w: Workload):
 
 # -- The visible model is the library's model -------------------------------------------------
 
-@pytest.mark.parametrize("w", [
-    HIGH_MMIO,
-    HIGH_MMIO.replace(vcpus=3, host_cpus=2, guest_us=50, seed=5),
-    HIGH_MMIO.replace(io_depth=0, seed=3),
-    HIGH_MMIO.replace(io_depth=1, block_layer_us=0, seed=9, duration_us=5_000),
-    SHORT,
-])
+
+@pytest.mark.parametrize(
+    "w",
+    [
+        HIGH_MMIO,
+        HIGH_MMIO.replace(vcpus=3, host_cpus=2, guest_us=50, seed=5),
+        HIGH_MMIO.replace(io_depth=0, seed=3),
+        HIGH_MMIO.replace(io_depth=1, block_layer_us=0, seed=9, duration_us=5_000),
+        SHORT,
+    ],
+)
 @pytest.mark.parametrize("era", ["kvm", "dataplane"])
 @pytest.mark.parametrize("policy", ["first-come", "random"])
 def test_the_visible_model_gives_the_same_results_as_run_era(visible, w, era, policy):
@@ -89,8 +93,9 @@ def test_the_visible_r2_program_is_r2_program(visible_r2):
     for fixed in (False, True):
         for requests in (1, 3):
             for seed in range(20):
-                mine = run(visible_r2["two_ways_in"](fixed, requests), policy="random", seed=seed,
-                           cpus=2)
+                mine = run(
+                    visible_r2["two_ways_in"](fixed, requests), policy="random", seed=seed, cpus=2
+                )
                 theirs = run(r2_program(fixed, requests), schedule=mine.schedule, cpus=2)
                 assert mine.sim.trace.same_as(theirs.sim.trace)
                 assert mine.sim.model.reports == theirs.sim.model.reports
@@ -98,9 +103,13 @@ def test_the_visible_r2_program_is_r2_program(visible_r2):
 
 # -- Section 2: the timeline ------------------------------------------------------------------
 
+
 def _time(result, thread, what, obj=None):
-    return sum(iv.length for iv in intervals(result)
-               if iv.thread == thread and iv.what == what and (obj is None or iv.obj == obj))
+    return sum(
+        iv.length
+        for iv in intervals(result)
+        if iv.thread == thread and iv.what == what and (obj is None or iv.obj == obj)
+    )
 
 
 def test_on_the_bql_path_the_main_loop_holds_the_bql_and_the_vcpus_queue_for_it():
@@ -120,6 +129,7 @@ def test_with_the_dataplane_the_main_loop_sleeps_and_the_vcpus_barely_wait():
 
 
 # -- Section 3: the measurements --------------------------------------------------------------
+
 
 def test_the_headline_numbers_the_prose_quotes():
     bql, dp = _pair(HIGH_MMIO)
@@ -162,8 +172,10 @@ def test_most_of_the_io_gain_is_the_block_layer_and_the_guest_gain_is_the_bql():
     for g in (5, 100, 1000):
         for block_layer_us in (10, 0):
             bql, dp = _pair(HIGH_MMIO.replace(guest_us=g, block_layer_us=block_layer_us))
-            ratios[g, block_layer_us] = (dp.io_per_s / bql.io_per_s,
-                                         dp.guest_cpus_busy / bql.guest_cpus_busy)
+            ratios[g, block_layer_us] = (
+                dp.io_per_s / bql.io_per_s,
+                dp.guest_cpus_busy / bql.guest_cpus_busy,
+            )
     cost_with, cost_without = 18, 8  # us of one thread's work per request, with and without
     assert ratios[1000, 10][0] == pytest.approx(cost_with / cost_without, rel=0.05)
     assert 1.1 <= ratios[5, 0][0] <= 1.35  # "about 1.2 times at an exit every 5 us"
@@ -174,6 +186,7 @@ def test_most_of_the_io_gain_is_the_block_layer_and_the_guest_gain_is_the_bql():
 
 
 # -- Section 4: the refusals ------------------------------------------------------------------
+
 
 def test_every_refusal_names_the_block_layer_and_a_raw_image_is_served():
     messages = refusals_36()
@@ -190,10 +203,12 @@ def test_every_refusal_names_the_block_layer_and_a_raw_image_is_served():
 
 # -- Section 5: race R2 -----------------------------------------------------------------------
 
+
 def test_the_r2_run_the_chapter_shows():
     r = run(r2_program(fixed=False, requests=1), policy="random", seed=4, cpus=2)
     assert r.sim.model.reports == [
-        "t=0 us: dataplane entered virtio_blk_handle_vq while vcpu0 was still inside it"]
+        "t=0 us: dataplane entered virtio_blk_handle_vq while vcpu0 was still inside it"
+    ]
     assert stores(r.sim, "vq.last_avail_idx") == [("dataplane", 1), ("vcpu0", 1)]
     again = run(r2_program(fixed=False, requests=1), schedule=r.schedule, cpus=2)
     assert again.sim.trace.same_as(r.sim.trace)
@@ -212,12 +227,14 @@ def test_every_schedule_has_the_race_and_no_schedule_survives_the_fix():
 
 # -- Section 6 and the questions --------------------------------------------------------------
 
+
 def test_an_io_depth_of_one_shrinks_the_advantage():
     shallow, default = compare(io_depth=1), compare()
     assert shallow.advantage < 2 < default.advantage
 
 
 # -- The exercises ----------------------------------------------------------------------------
+
 
 def test_3_1_predict_the_trace():
     assert PREDICT_31 == dict(requests=2, seed=3, cpus=2)
@@ -227,12 +244,18 @@ def test_3_1_predict_the_trace():
     assert not _predict_31("1122")[0]
     # the table the exercise prints is the run the checker judges
     nb = nbformat.read(SOLUTIONS, as_version=4)
-    shown = [c for c in nb.cells if c.cell_type == "code" and "r2_program(fixed=False, "
-             "requests=2)" in c.source and "reveal=False" in c.source]
+    shown = [
+        c
+        for c in nb.cells
+        if c.cell_type == "code"
+        and "r2_program(fixed=False, requests=2)" in c.source
+        and "reveal=False" in c.source
+    ]
     assert len(shown) == 1
     printed = "".join(o.get("text", "") for o in shown[0].outputs)
-    assert printed.rstrip("\n") == trace_table(predict_31_run(), reveal=False, show_time=False,
-                                               width=30)
+    assert printed.rstrip("\n") == trace_table(
+        predict_31_run(), reveal=False, show_time=False, width=30
+    )
 
 
 def test_3_2_find_the_schedule():

@@ -37,8 +37,7 @@ from labsupport.scenarios_ch04 import (
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "04-iothreads-and-the-aiocontext-lock.ipynb"
-D3 = IOThreadVM(vcpus=2, io_depth=4, slow_syscall_us=2_000, monitor_per_s=1_000,
-                duration_us=30_000)
+D3 = IOThreadVM(vcpus=2, io_depth=4, slow_syscall_us=2_000, monitor_per_s=1_000, duration_us=30_000)
 
 
 @pytest.fixture(scope="module")
@@ -48,37 +47,51 @@ def era_model() -> dict:
 
 
 def _run_cell(ns: dict, containing: str) -> dict:
-    return run_cell_containing(NOTEBOOK, ns, containing,
-                               "from labsupport import run, trace_table, timeline_summary")
+    return run_cell_containing(
+        NOTEBOOK, ns, containing, "from labsupport import run, trace_table, timeline_summary"
+    )
 
 
 # -- The visible model is the library model ---------------------------------------------------
 
 
 @pytest.mark.parametrize("policy", ["first-come", "random"])
-@pytest.mark.parametrize("changes", [
-    dict(vcpus=1),
-    dict(vcpus=4, io_depth=8, io_service_us=20, guest_us=10, seed=1),
-    dict(vcpus=6, host_cpus=3, io_depth=2, guest_us=30, seed=5),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(vcpus=1),
+        dict(vcpus=4, io_depth=8, io_service_us=20, guest_us=10, seed=1),
+        dict(vcpus=6, host_cpus=3, io_depth=2, guest_us=30, seed=5),
+    ],
+)
 def test_the_visible_iothread_is_run_eras_iothread_era(era_model, policy, changes):
     p = IOThreadVM(**changes)
     mine, era = era_model["measure"](p, policy), run_era(p.workload(), "iothread", policy=policy)
     assert (mine.guest_cpus_busy, mine.exits_per_s, mine.io_per_s, mine.bql_wait_us) == (
-        era.guest_cpus_busy, era.exits_per_s, era.io_per_s, era.bql_wait_us)
+        era.guest_cpus_busy,
+        era.exits_per_s,
+        era.io_per_s,
+        era.bql_wait_us,
+    )
     assert (mine.io_p50_us, mine.io_p99_us) == (era.io_p50_us, era.io_p99_us)
     assert mine.bql_profile == era.bql_profile
     assert (mine.result.schedule, mine.result.steps, mine.result.time) == (
-        era.result.schedule, era.result.steps, era.result.time)
+        era.result.schedule,
+        era.result.steps,
+        era.result.time,
+    )
 
 
 @pytest.mark.parametrize("policy", ["first-come", "random"])
-@pytest.mark.parametrize("changes", [
-    dict(slow_syscall_prob=0.02),
-    dict(slow_syscall_prob=0.05, vcpus=4, seed=3),
-    dict(slow_syscall_prob=0.01, monitor_takes_context_lock=False, seed=7),
-    dict(slow_syscall_prob=0.0, io_depth=16, monitor_per_s=200, seed=2),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(slow_syscall_prob=0.02),
+        dict(slow_syscall_prob=0.05, vcpus=4, seed=3),
+        dict(slow_syscall_prob=0.01, monitor_takes_context_lock=False, seed=7),
+        dict(slow_syscall_prob=0.0, io_depth=16, monitor_per_s=200, seed=2),
+    ],
+)
 def test_the_visible_vm_is_scenarios_ch04s(era_model, policy, changes):
     p = D3.replace(**changes)
     mine, lib = era_model["measure"](p, policy), measure_vm(p, policy)
@@ -108,8 +121,11 @@ def test_a_slow_request_holds_up_info_block_and_through_the_bql_a_vcpu(era_model
     r = ns["stall"]
     assert r.ok and r.sim.model == {"info block": 50, "vcpu1 exit": 53}
     ivs = intervals(r)
-    ctx = [(iv.start, iv.end) for iv in ivs
-           if iv.thread == "iothread0" and iv.what == "hold" and iv.obj == "iothread0.ctx"]
+    ctx = [
+        (iv.start, iv.end)
+        for iv in ivs
+        if iv.thread == "iothread0" and iv.what == "hold" and iv.obj == "iothread0.ctx"
+    ]
     assert (0, 45) in ctx  # the IOThread held its lock through the 40 us in the kernel
     waits = {(iv.thread, iv.obj): iv.length for iv in ivs if iv.what == "blocked"}
     assert waits[("main-loop", "iothread0.ctx")] == 35 and waits[("vcpu1", "BQL")] == 35
@@ -133,8 +149,9 @@ def test_the_iothread_loop_holds_its_lock_while_dispatching_and_drops_it_to_wait
 
 @pytest.mark.parametrize("vcpus", [2, 3, 4, 6, 8])
 def test_io_leaves_the_bql_on_an_iothread(vcpus):
-    w = Workload(host_cpus=4, io_depth=8, io_service_us=20, guest_us=10, duration_us=20_000,
-                 vcpus=vcpus)
+    w = Workload(
+        host_cpus=4, io_depth=8, io_service_us=20, guest_us=10, duration_us=20_000, vcpus=vcpus
+    )
     kvm, iot = run_era(w, "kvm"), run_era(w, "iothread")
     assert iot.bql_wait_us < 0.7 * kvm.bql_wait_us
     assert iot.guest_cpus_busy > 3 * kvm.guest_cpus_busy
@@ -146,8 +163,9 @@ def test_io_leaves_the_bql_on_an_iothread(vcpus):
 
 def test_kvm_io_rate_sags_with_vcpus_and_the_iothreads_holds_up_to_host_cpus():
     def era(name, n):
-        w = Workload(host_cpus=4, io_depth=8, io_service_us=20, guest_us=10,
-                     duration_us=20_000, vcpus=n)
+        w = Workload(
+            host_cpus=4, io_depth=8, io_service_us=20, guest_us=10, duration_us=20_000, vcpus=n
+        )
         return run_era(w, name)
 
     kvm = [era("kvm", n).io_per_s for n in (2, 4, 8)]
@@ -162,8 +180,9 @@ def test_kvm_io_rate_sags_with_vcpus_and_the_iothreads_holds_up_to_host_cpus():
 @pytest.mark.parametrize("seed", range(12))
 def test_d3_info_block_stalls_behind_a_slow_request_and_not_without_the_context_lock(seed):
     buggy = measure_vm(D3.replace(slow_syscall_prob=0.02, seed=seed), trace=False)
-    fixed = measure_vm(D3.replace(slow_syscall_prob=0.02, seed=seed,
-                                  monitor_takes_context_lock=False), trace=False)
+    fixed = measure_vm(
+        D3.replace(slow_syscall_prob=0.02, seed=seed, monitor_takes_context_lock=False), trace=False
+    )
     assert buggy.monitor_max_us > 0.5 * D3.slow_syscall_us
     assert fixed.monitor_max_us < 3 * D3.info_block_us
     assert fixed.bql_wait_us < buggy.bql_wait_us  # the vCPUs paid for the stall too
@@ -171,8 +190,10 @@ def test_d3_info_block_stalls_behind_a_slow_request_and_not_without_the_context_
 
 def test_d3_the_monitors_p99_grows_with_the_slow_syscall_probability():
     def p99(p, lock=True):
-        return measure_vm(D3.replace(slow_syscall_prob=p, duration_us=100_000,
-                                     monitor_takes_context_lock=lock), trace=False)
+        return measure_vm(
+            D3.replace(slow_syscall_prob=p, duration_us=100_000, monitor_takes_context_lock=lock),
+            trace=False,
+        )
 
     rows = {p: p99(p) for p in (0.0, 0.001, 0.005, 0.01, 0.05)}
     assert rows[0.0].monitor_p99_us < 50
@@ -211,8 +232,7 @@ def test_d4_the_witnessed_deadlock_replays_identically():
     text = seen.deadlock.text()
     assert "iothread0 waits for mutex BQL, held by main-loop" in text
     assert "main-loop waits for rfifolock iothread0.ctx, held by iothread0" in text
-    again = run(d4_program(complete_under_bql), schedule=seen.schedule, seed=seen.sim.seed,
-                cpus=2)
+    again = run(d4_program(complete_under_bql), schedule=seen.schedule, seed=seen.sim.seed, cpus=2)
     assert again.outcome == "deadlock" and again.sim.trace.same_as(seen.sim.trace)
     assert again.deadlock.text() == text
 
@@ -259,12 +279,15 @@ def test_exercise_checkers_accept_the_answers_and_refuse_others():
     assert _longest_04(best)[0]
     assert not _longest_04(min(range(40), key=longest_info_block))[0]
     assert not _longest_04(99)[0]
-    assert _culprits_04() == {"holds AioContext, takes BQL": "iothread1",
-                              "holds BQL, takes AioContext": "vcpu1"}
+    assert _culprits_04() == {
+        "holds AioContext, takes BQL": "iothread1",
+        "holds BQL, takes AioContext": "vcpu1",
+    }
     assert report_run().ok
     assert _report_04(_culprits_04())[0]
-    assert not _report_04({"holds AioContext, takes BQL": "iothread0",
-                           "holds BQL, takes AioContext": "vcpu1"})[0]
+    assert not _report_04(
+        {"holds AioContext, takes BQL": "iothread0", "holds BQL, takes AioContext": "vcpu1"}
+    )[0]
     first = next(p for p in P99_GRID if monitor_p99(p) > P99_LIMIT_US)
     assert _p99_04(first)[0] and not _p99_04(0.0)[0] and not _p99_04(0.02)[0]
     assert not _p99_04(0.0005)[0]

@@ -52,8 +52,10 @@ def test_the_notebooks_era_model_gives_the_librarys_traces(era_model, name, fixe
     visible = era_model[factory.__name__]
     assert visible is not factory
     for seed in range(30):
-        assert_same_run(run(visible(fixed), policy="random", seed=seed, cpus=cpus),
-              run(factory(fixed), policy="random", seed=seed, cpus=cpus))
+        assert_same_run(
+            run(visible(fixed), policy="random", seed=seed, cpus=cpus),
+            run(factory(fixed), policy="random", seed=seed, cpus=cpus),
+        )
 
 
 def test_the_visible_iothread_and_aio_wait_while_are_the_notebooks_own(era_model):
@@ -83,8 +85,10 @@ def test_d1_deadlocks_as_a_cycle_when_nested_and_never_when_held_once():
     text = r.deadlock.text()
     assert r.deadlock.kind == "cycle"
     assert "iothread0 waits for rec-mutex iothread0.ctx, held by main-loop" in text
-    assert ("main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
-            "held by iothread0") in text
+    assert (
+        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
+        "held by iothread0"
+    ) in text
     assert run(d1_program(False), cpus=2, schedule=r.schedule).outcome == "deadlock"
     # the one release left the depth at 1: the main loop still holds it
     lock = next(o for o in r.sim.objects if getattr(o, "name", "") == "iothread0.ctx")
@@ -113,8 +117,10 @@ def test_d5_an_iothread_waiting_for_another_deadlocks_and_the_main_loop_route_do
     r = run(d5_program(False), policy="random", seed=0, cpus=2)
     text = r.deadlock.text()
     assert "iothread-b waits for rec-mutex iothread-a.ctx, held by iothread-a" in text
-    assert ("iothread-a waits for AioContext iothread-a (in AIO_WAIT_WHILE, for iothread-b's "
-            "work), held by iothread-b") in text
+    assert (
+        "iothread-a waits for AioContext iothread-a (in AIO_WAIT_WHILE, for iothread-b's "
+        "work), held by iothread-b"
+    ) in text
     copied, updated = run(d5_program(True), policy="random", seed=0, cpus=2).sim.model
     assert copied.value == 1 and updated.value == 1
 
@@ -186,6 +192,7 @@ def block_resize(drop):
         yield compute(5)
         yield resized.store(1)
         yield aio_context_release(io.ctx)
+
     return body
 
 

@@ -83,8 +83,9 @@ def test_the_notebooks_era_model_gives_the_librarys_runs(era_model, name, fixed)
 
 
 def test_the_era_models_agree_on_a_stream_of_readers_too(era_model):
-    cfg = SCENARIOS["D7"][1].replace(rate_per_ms=80.0, duration_us=600.0, iothreads=2,
-                                     drain="none", drain_first=False)
+    cfg = SCENARIOS["D7"][1].replace(
+        rate_per_ms=80.0, duration_us=600.0, iothreads=2, drain="none", drain_first=False
+    )
     for seed in range(3):
         _same(era_model["run_graph"](cfg, seed=seed), run_graph(cfg, seed=seed))
 
@@ -105,8 +106,7 @@ def read_with_lock(bs, req):
 def test_the_static_pass_flags_the_missing_lock_and_passes_the_fixed_code():
     report = check(read_without_lock, read_with_lock, bdrv_co_preadv, bdrv_replace_child)
     assert [f.function for f in report.findings] == ["read_without_lock"]
-    assert report.messages() == ["calling `bdrv_co_preadv` requires holding `graph_lock` "
-                                 "(shared)"]
+    assert report.messages() == ["calling `bdrv_co_preadv` requires holding `graph_lock` (shared)"]
     assert report.findings[0].line == 2
     assert check(read_with_lock).ok
 
@@ -116,8 +116,10 @@ def test_the_run_time_check_agrees_and_flags_every_access_on_the_way_down():
     texts = [v.text for v in tsa_violations(unlocked)]
     assert unlocked.outcome == "completed"
     assert len(texts) == 5
-    assert sum("calling `bdrv_co_preadv` requires holding `graph_lock` (shared)" in t
-               for t in texts) == 2
+    assert (
+        sum("calling `bdrv_co_preadv` requires holding `graph_lock` (shared)" in t for t in texts)
+        == 2
+    )
     assert any("reading `filter0.children`" in t for t in texts)
     assert all("[thread iothread0 (coroutine reader)]" in t for t in texts)
     locked = call_as_reader(read_without_lock, locked=True)
@@ -131,13 +133,14 @@ def test_an_unlocked_graph_change_reads_a_freed_node_and_the_lock_prevents_it(ta
     assert table[("unlocked", "buggy")]["use-after-free"] >= SEEDS * 3 // 4
     assert table[("unlocked", "fixed")] == {"completed": SEEDS}
     g = run_scenario("unlocked", False, seed=0)
-    assert g.model.uaf == ["request 0 read node 'filter0' after it was freed at t=50 us "
-                           "(now t=84.4 us)"]
+    assert g.model.uaf == [
+        "request 0 read node 'filter0' after it was freed at t=50 us (now t=84.4 us)"
+    ]
     texts = [v.text for v in g.violations()]
-    assert any("calling `bdrv_replace_child` requires holding `graph_lock` exclusively" in t
-               for t in texts)
-    assert any("writing `blk0.root` requires holding `graph_lock` exclusively" in t
-               for t in texts)
+    assert any(
+        "calling `bdrv_replace_child` requires holding `graph_lock` exclusively" in t for t in texts
+    )
+    assert any("writing `blk0.root` requires holding `graph_lock` exclusively" in t for t in texts)
     # the prose: six reads in the first 100 us, the change at 50 us
     cfg = SCENARIOS["unlocked"][0]
     assert (cfg.requests, 2 * cfg.change_at_us, cfg.change_at_us) == (6, 100, 50)
@@ -154,8 +157,10 @@ def test_d6_deadlocks_when_the_writer_polls_with_has_writer_set_and_never_when_c
     assert table[("D6", "fixed")] == {"completed": SEEDS}
     g = run_scenario("D6", False, seed=0)
     assert g.result.deadlock.kind == "cycle" and g.result.deadlock.cycle == ["main-loop"]
-    assert ("main-loop waits for AioContext main (in AIO_WAIT_WHILE, for main-loop's work), "
-            "held by main-loop") in g.result.deadlock.text()
+    assert (
+        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for main-loop's work), "
+        "held by main-loop"
+    ) in g.result.deadlock.text()
     assert "has_writer=1" in g.diagnosis()
     assert "sleeping in its CoQueue: bdrv_co_get_info" in g.diagnosis()
     rows = trace_table(g.result, width=34).splitlines()
@@ -178,8 +183,10 @@ def test_d7_hangs_when_draining_under_the_write_lock_and_never_when_draining_fir
     assert table[("D7", "fixed")] == {"completed": SEEDS}
     g = run_scenario("D7", False, seed=0)
     assert g.outcome == "stuck"
-    assert ("main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
-            "held by iothread0") in g.result.deadlock.text()
+    assert (
+        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
+        "held by iothread0"
+    ) in g.result.deadlock.text()
     assert "has_writer=1, readers none, sleeping in its CoQueue: req1" in g.diagnosis()
     assert [v.function for v in g.violations()] == ["bdrv_drained_begin"]
     fixed = run_scenario("D7", True, seed=0)
@@ -191,8 +198,9 @@ def test_d7_hangs_when_draining_under_the_write_lock_and_never_when_draining_fir
 
 def test_the_static_pass_flags_the_drain_under_the_lock_once_drained_begin_is_annotated():
     report = check(change_filter)
-    assert report.messages() == ["calling `bdrv_drained_begin` requires NOT holding "
-                                 "`graph_lock`, which is held (exclusive)"]
+    assert report.messages() == [
+        "calling `bdrv_drained_begin` requires NOT holding `graph_lock`, which is held (exclusive)"
+    ]
 
 
 # -- (e) writer starvation -------------------------------------------------------------------
@@ -235,8 +243,10 @@ def test_global_state_and_io_code_are_checked_at_run_time():
     r = run(api_class_program(), policy="random", seed=0, cpus=3)
     assert r.ok
     kinds = [(v.kind, v.function, v.thread) for v in tsa_violations(r)]
-    assert kinds == [("GLOBAL_STATE_CODE", "bdrv_drained_begin", "vcpu1"),
-                     ("IO_CODE", "blk_co_preadv", "main-loop")]
+    assert kinds == [
+        ("GLOBAL_STATE_CODE", "bdrv_drained_begin", "vcpu1"),
+        ("IO_CODE", "blk_co_preadv", "main-loop"),
+    ]
 
 
 # -- predict, then reveal, and determinism ---------------------------------------------------
@@ -345,8 +355,12 @@ def test_the_settings_the_prose_quotes():
     from labsupport.widgets_ch06 import LAB
 
     # "Two IOThreads, reads of 60 us each ... for 2.5 ms, the writer asking at 300 us"
-    assert (STARVE.iothreads, STARVE.service_us, STARVE.duration_us, STARVE.change_at_us) == \
-        (2, 60, 2_500, 300)
+    assert (STARVE.iothreads, STARVE.service_us, STARVE.duration_us, STARVE.change_at_us) == (
+        2,
+        60,
+        2_500,
+        300,
+    )
     assert STARVE.duration_us - STARVE.change_at_us == 2_200  # "2.2 ms after the writer asked"
     # the lab "re-runs 1.5 ms of simulated time"
     assert LAB.duration_us == 1_500

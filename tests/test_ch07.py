@@ -53,8 +53,10 @@ def test_the_notebooks_era_model_gives_the_librarys_traces(era_model, name, fixe
     visible = era_model[factory.__name__]
     assert visible is not factory
     for seed in range(30):
-        assert_same_run(run(visible(fixed), policy="random", seed=seed, cpus=cpus),
-              run(factory(fixed), policy="random", seed=seed, cpus=cpus))
+        assert_same_run(
+            run(visible(fixed), policy="random", seed=seed, cpus=cpus),
+            run(factory(fixed), policy="random", seed=seed, cpus=cpus),
+        )
 
 
 @pytest.mark.parametrize("fixed", [False, True])
@@ -79,11 +81,14 @@ def test_the_notebooks_removal_stages_are_the_librarys(era_model, stage):
 
 def test_the_first_step_of_the_removal_turns_d1s_deadlock_into_a_completed_run():
     for seed in range(SEEDS):
-        assert run(removal_program("2017"), cpus=2, policy="random", seed=seed).outcome == \
-            "deadlock"
+        assert (
+            run(removal_program("2017"), cpus=2, policy="random", seed=seed).outcome == "deadlock"
+        )
         for stage in ("no-op", "deleted"):
-            assert run(removal_program(stage), cpus=2, policy="random",
-                       seed=seed).outcome == "completed"
+            assert (
+                run(removal_program(stage), cpus=2, policy="random", seed=seed).outcome
+                == "completed"
+            )
     r = run(removal_program("no-op"), cpus=2)
     texts = trace_table(r, width=60)
     assert texts.count("aio_context_acquire(iothread0): no-op") == 3
@@ -97,8 +102,15 @@ def table() -> dict:
     return outcome_table(SEEDS)
 
 
-@pytest.mark.parametrize("name, bug", [("R4", "request lost"), ("R5", "wrong context"),
-                                       ("R6", "misuse"), ("R7", "stale global state")])
+@pytest.mark.parametrize(
+    "name, bug",
+    [
+        ("R4", "request lost"),
+        ("R5", "wrong context"),
+        ("R6", "misuse"),
+        ("R7", "stale global state"),
+    ],
+)
 def test_each_race_is_found_when_buggy_and_absent_when_fixed(table, name, bug):
     buggy, fixed = table[(name, "buggy")], table[(name, "fixed")]
     assert set(buggy) <= {"ok", bug}
@@ -119,8 +131,9 @@ def test_r4_the_lost_request_is_reported_as_stuck_and_the_self_trigger_saves_it(
     assert fixed.result.outcome == "completed" and fixed.result.sim.model["seen"]["handled"] == 1
     # the request went into the ring before the ioeventfd was assigned (the trace's order)
     text = trace_table(run(r4_program(False), cpus=3, policy="random", seed=seed), width=34)
-    assert text.index("kick ignored") > text.index("wait: BQL") and \
-        text.index("ioeventfd assigned") < text.index("kick ignored")
+    assert text.index("kick ignored") > text.index("wait: BQL") and text.index(
+        "ioeventfd assigned"
+    ) < text.index("kick ignored")
 
 
 def test_r5_the_bh_runs_in_the_old_context_and_the_fix_reschedules_it():
@@ -136,8 +149,10 @@ def test_r6_the_early_entry_names_both_threads():
     seed = first_buggy_seed("R6")
     buggy = run_scenario("R6", False, seed=seed)
     assert buggy.result is None
-    assert "iothread0 entered coroutine moving_co while it is still running in main-loop" in \
-        buggy.text()
+    assert (
+        "iothread0 entered coroutine moving_co while it is still running in main-loop"
+        in buggy.text()
+    )
     for s in range(SEEDS):
         fixed = run_scenario("R6", True, seed=s, trace=False)
         assert fixed.result.sim.model["where"] == ["iothread0"]
@@ -174,8 +189,11 @@ def test_the_notebooks_request_locks_measure_the_same_as_the_librarys(era_model)
         for seed in range(3):
             mine = measure(vm, seed=seed, locks=locks)
             theirs = measure(vm, seed=seed)
-            assert (mine.iops, mine.latencies, mine.cross_thread_wakes) == \
-                (theirs.iops, theirs.latencies, theirs.cross_thread_wakes)
+            assert (mine.iops, mine.latencies, mine.cross_thread_wakes) == (
+                theirs.iops,
+                theirs.latencies,
+                theirs.cross_thread_wakes,
+            )
 
 
 # -- the exercises ------------------------------------------------------------------------------
@@ -185,8 +203,12 @@ def test_7_1_accepts_an_even_mapping_and_refuses_lopsided_or_invalid_ones():
     even = [{"iothread": f"iothread{i}", "vqs": [i, i + 4]} for i in range(4)]
     assert _mapping_07(even)[0]
     assert _mapping_07([{"iothread": f"iothread{i}"} for i in range(4)])[0]
-    ok, msg = _mapping_07([{"iothread": "iothread0", "vqs": [0, 1, 2, 3, 4, 5]},
-                           {"iothread": "iothread1", "vqs": [6, 7]}])
+    ok, msg = _mapping_07(
+        [
+            {"iothread": "iothread0", "vqs": [0, 1, 2, 3, 4, 5]},
+            {"iothread": "iothread1", "vqs": [6, 7]},
+        ]
+    )
     assert not ok and "below 90%" in msg
     ok, msg = _mapping_07([{"iothread": "iothread0", "vqs": [0, 1]}])
     assert not ok and "this mapping is refused" in msg
@@ -238,8 +260,9 @@ def test_the_published_figure_is_labelled_as_qemus_and_quoted_raw_in_the_chapter
     plots = [c.source for c in nb.cells if c.cell_type == "code" and "PUBLISHED" in c.source]
     assert plots and "QEMU's measurement" in plots[0] and "This model" in plots[0]
     title = nb.cells[0].source.splitlines()[0]
-    assert title == ("# Chapter 7 — Removing the AioContext lock and the multi-queue block "
-                     "layer (QEMU 9.0)")
+    assert title == (
+        "# Chapter 7 — Removing the AioContext lock and the multi-queue block layer (QEMU 9.0)"
+    )
     assert "08-retrospective.ipynb" in prose[-1]
 
 

@@ -141,18 +141,24 @@ print("unlock(c) in a string")
 def _era_model_lines(stem: str) -> tuple[int, int]:
     (path,) = NOTEBOOKS.glob(f"{stem}-*.ipynb")
     nb = nbformat.read(path, as_version=4)
-    srcs = [c.source for c in nb.cells
-            if c.cell_type == "code" and "era-model" in c.metadata.get("tags", [])]
+    srcs = [
+        c.source
+        for c in nb.cells
+        if c.cell_type == "code" and "era-model" in c.metadata.get("tags", [])
+    ]
     return len(srcs), sum(locking_lines(s) for s in srcs)
 
 
 def _code_lines(stem: str) -> int:
     (path,) = NOTEBOOKS.glob(f"{stem}-*.ipynb")
     nb = nbformat.read(path, as_version=4)
-    return sum(1 for c in nb.cells if c.cell_type == "code"
-               and "era-model" in c.metadata.get("tags", [])
-               for line in c.source.splitlines()
-               if line.strip() and not line.strip().startswith("#"))
+    return sum(
+        1
+        for c in nb.cells
+        if c.cell_type == "code" and "era-model" in c.metadata.get("tags", [])
+        for line in c.source.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    )
 
 
 def test_the_one_thread_era_has_no_locking_code_and_the_lock_years_have_the_most():
@@ -190,8 +196,9 @@ def test_exercise_8_2_wants_the_first_grid_point_over_a_millisecond():
 
 
 def test_the_one_table_reads_as_the_chapter_says(rows, hunted):
-    locking = {int(stem): _era_model_lines(stem)[1] for stem in ("01", "02", "03", "04", "05",
-                                                                  "06", "07")}
+    locking = {
+        int(stem): _era_model_lines(stem)[1] for stem in ("01", "02", "03", "04", "05", "06", "07")
+    }
     table = {r.chapter: r for r in story(list(rows.values()), list(hunted.values()), locking)}
     assert list(table) == [1, 2, 3, 4, 5, 6, 7]
     assert table[1].deadlocks == table[1].other_bugs == table[1].locking_lines == 0

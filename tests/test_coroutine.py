@@ -20,6 +20,7 @@ def loop_forever(ctx):
     def body():
         while True:
             yield aio_poll(ctx, True)
+
     return body
 
 
@@ -44,8 +45,12 @@ def test_a_coroutine_yields_and_resumes_where_it_stopped():
         sim.spawn("t", t)
 
     assert run(prog).ok
-    assert log == [("first half", "t"), ("state", "yielded"), ("second half", "t"),
-                   ("returned", 7, "done")]
+    assert log == [
+        ("first half", "t"),
+        ("state", "yielded"),
+        ("second half", "t"),
+        ("returned", 7, "done"),
+    ]
 
 
 def test_aio_co_schedule_moves_a_coroutine_to_the_contexts_thread_and_twice_is_an_error():
@@ -64,6 +69,7 @@ def test_aio_co_schedule_moves_a_coroutine_to_the_contexts_thread_and_twice_is_a
                     yield aio_co_schedule(ctx, co)
 
             sim.spawn("main-loop", main)
+
         return p
 
     assert run(prog(False)).ok and ran_in == ["iothread0"]
@@ -133,6 +139,7 @@ def test_coqueue_waits_and_restarts():
             def body():
                 yield from q.wait()
                 order.append(i)
+
             return body
 
         def main():
@@ -189,8 +196,10 @@ def test_d1_aio_wait_while_releases_a_recursive_lock_only_once():
     r = run(d1_program(2), cpus=2)
     assert r.outcome == "deadlock"
     text = r.deadlock.text()
-    assert ("main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
-            "held by iothread0") in text
+    assert (
+        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
+        "held by iothread0"
+    ) in text
     assert "iothread0 waits for rec-mutex iothread0.ctx, held by main-loop" in text
 
 
@@ -212,6 +221,7 @@ def test_rfifolock_is_recursive_fifo_and_kicks_its_owner():
                 yield sleep(i)
                 yield lock.lock()
                 yield lock.unlock()
+
             return body
 
         sim.spawn("iothread", owner)
@@ -222,6 +232,7 @@ def test_rfifolock_is_recursive_fifo_and_kicks_its_owner():
     r = run(prog)
     assert r.ok and kicks == [("main", 1), ("monitor", 2)]
     from labsupport import metrics
+
     assert metrics(r).locks["ctx"].contended == 2
 
 

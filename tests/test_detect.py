@@ -60,6 +60,7 @@ def test_the_order_can_be_learned_across_runs():
                 yield locks[first].unlock()
 
             sim.spawn(name, body)
+
         return prog
 
     order = LockOrder()
@@ -81,6 +82,7 @@ def test_possible_becomes_seen_by_a_searched_schedule():
                 yield second.lock()
                 yield second.unlock()
                 yield first.unlock()
+
             return body
 
         sim.spawn("T1", one(a, b))
@@ -151,6 +153,7 @@ def test_atomic_variables_are_synchronisation_not_races():
 
             sim.spawn("writer", writer)
             sim.spawn("other-writer", other_writer)
+
         return build
 
     assert [r.variable for r in find_races(run(program(False)))] == ["flag"]

@@ -298,8 +298,9 @@ def test_nbval_runs_an_exercise_up_to_its_stubs(course, tmp_path):
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "<!-- BEGIN SOLUTION -->")
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "solutions").glob("*-exercises.ipynb")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "solutions").glob("*-exercises.ipynb")), ids=lambda p: p.name
+)
 def test_every_solutions_notebook_follows_nbgraders_rules(path):
     """What ``nbgrader generate_assignment`` and ``autograde`` need: answers only in solution
     cells, hidden tests only in locked grade cells with points, grade ids unique."""
@@ -308,11 +309,13 @@ def test_every_solutions_notebook_follows_nbgraders_rules(path):
     for i, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader", {})
         if any(m in cell.source for m in SOLUTION_MARKERS):
-            assert meta.get("solution") is True, \
+            assert meta.get("solution") is True, (
                 f"{path.name} cell {i}: a solution region outside a solution cell"
+            )
         if "### BEGIN HIDDEN TESTS" in cell.source:
-            assert meta.get("grade") is True and meta.get("locked") is True, \
+            assert meta.get("grade") is True and meta.get("locked") is True, (
                 f"{path.name} cell {i}: hidden tests outside a locked grade cell"
+            )
         if meta:
             assert meta.get("grade_id"), f"{path.name} cell {i}: nbgrader metadata needs a grade_id"
             ids.append(meta["grade_id"])

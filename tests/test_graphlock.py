@@ -23,12 +23,13 @@ from labsupport.scenarios_ch06 import GraphConfig, graph_program, run_graph
 
 def _world(extra):
     """graph_program with no guest reads and no graph change, plus ``extra(sim, m)``."""
+
     def program(sim):
-        m = graph_program(GraphConfig(requests=0),
-                          change_body=lambda blk, new: iter(()))(sim)
+        m = graph_program(GraphConfig(requests=0), change_body=lambda blk, new: iter(()))(sim)
         m.extra["wanted"] = ("done",)
         extra(sim, m)
         return m
+
     return program
 
 
@@ -117,6 +118,7 @@ def test_the_main_loop_placeholder_and_misuse():
     def outside(sim, m):
         def vcpu():
             yield from bdrv_graph_co_rdlock()
+
         sim.spawn("v", vcpu)
 
     with pytest.raises(MisuseError, match="outside a coroutine"):
@@ -129,10 +131,13 @@ def test_wrlock_outside_the_main_loop_is_a_global_state_violation():
 
         def vcpu():
             yield from bdrv_graph_wrlock()
+
         sim.spawn("v", vcpu)
 
-    with pytest.raises(TSAViolation, match="`bdrv_graph_wrlock` is GLOBAL_STATE_CODE but runs "
-                                           "in v: it is not the main loop") as e:
+    with pytest.raises(
+        TSAViolation,
+        match="`bdrv_graph_wrlock` is GLOBAL_STATE_CODE but runs in v: it is not the main loop",
+    ) as e:
         run(_world(extra), cpus=3)
     assert e.value.violation.kind == "GLOBAL_STATE_CODE"
 

@@ -63,11 +63,17 @@ def test_bad_durations_are_refused_at_once(bad):
         sleep(bad)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(cpus=0), "cpus"), (dict(cpus=1.5), "cpus"), (dict(seed="x"), "seed"),
-    (dict(policy="fastest"), "unknown policy"), (dict(schedule="0?1"), "not allowed"),
-    (dict(on_deadlock="explode"), "on_deadlock"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(cpus=0), "cpus"),
+        (dict(cpus=1.5), "cpus"),
+        (dict(seed="x"), "seed"),
+        (dict(policy="fastest"), "unknown policy"),
+        (dict(schedule="0?1"), "not allowed"),
+        (dict(on_deadlock="explode"), "on_deadlock"),
+    ],
+)
 def test_bad_simulation_parameters_say_what_is_allowed(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         Simulation(**kwargs)

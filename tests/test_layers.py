@@ -6,14 +6,24 @@ from pathlib import Path
 import labsupport
 
 LAYER = {
-    "tracebuf": 1, "kernel": 1,
-    "sync": 2, "shared": 2, "annotations": 2,
-    "loop": 3, "coroutine": 3,
-    "demos": 4, "models": 4, "graphlock": 4, "multiqueue": 4,
-    "analysis": 5, "detect": 5, "tsa": 5,
+    "tracebuf": 1,
+    "kernel": 1,
+    "sync": 2,
+    "shared": 2,
+    "annotations": 2,
+    "loop": 3,
+    "coroutine": 3,
+    "demos": 4,
+    "models": 4,
+    "graphlock": 4,
+    "multiqueue": 4,
+    "analysis": 5,
+    "detect": 5,
+    "tsa": 5,
     "present": 6,
     "widgets": 7,
-    "exercises": 8, "checks": 8,
+    "exercises": 8,
+    "checks": 8,
 }
 
 

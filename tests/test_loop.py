@@ -10,6 +10,7 @@ def loop_thread(ctx, passes):
     def body():
         for _ in range(passes):
             yield aio_poll(ctx, True)
+
     return body
 
 
@@ -63,8 +64,9 @@ def test_fd_handlers_respect_can_read_and_run_in_order():
         serial = EventNotifier(sim, "serial")
         disk = EventNotifier(sim, "disk")
         room = Shared(sim, "room", 0)
-        ctx.set_event_notifier(serial, lambda: log.append("serial"),
-                               can_read=lambda: room.value > 0)
+        ctx.set_event_notifier(
+            serial, lambda: log.append("serial"), can_read=lambda: room.value > 0
+        )
         ctx.set_event_notifier(disk, lambda: log.append("disk"))
         bh = ctx.bh_new(lambda: log.append("bh"), "bh")
 
@@ -116,6 +118,7 @@ def test_an_idle_daemon_loop_is_not_stuck_but_a_plain_thread_is():
             ctx = AioContext(sim, "main")
             sim.spawn("main-loop", loop_thread(ctx, 1), daemon=daemon)
             sim.spawn("guest", lambda: (yield compute(5)))
+
         return p
 
     assert run(prog(True)).outcome == "completed"
@@ -135,12 +138,12 @@ def lost_wakeup_program(handshake):
 
         sim.spawn("worker", worker)
         return done
+
     return prog
 
 
 def test_without_the_notify_me_handshake_a_wakeup_can_be_lost():
-    outcomes = {run(lost_wakeup_program(False), policy="random", seed=s).outcome
-                for s in range(40)}
+    outcomes = {run(lost_wakeup_program(False), policy="random", seed=s).outcome for s in range(40)}
     assert outcomes == {"completed", "stuck"}
     # the loop checked for work, the worker scheduled the BH, then the loop slept: lost
     r = run(lost_wakeup_program(False), schedule="01")

@@ -14,16 +14,19 @@ from labsupport.models import (
 BASE = Workload(duration_us=20_000)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("vcpus", 0, "vcpus must be a whole number from 1 to 32"),
-    ("host_cpus", 2.5, "host_cpus must be a whole number"),
-    ("guest_us", 0, "guest_us must be > 0"),
-    ("mmio_emulation_us", -1, "mmio_emulation_us must be >= 0"),
-    ("io_depth", -3, "io_depth must be a whole number from 0"),
-    ("slice_us", float("nan"), "slice_us must be a number"),
-    ("slow_syscall_prob", 1.5, "slow_syscall_prob is a probability from 0 to 1"),
-    ("monitor_per_s", -1, "monitor_per_s is a rate from 0 to 100000"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("vcpus", 0, "vcpus must be a whole number from 1 to 32"),
+        ("host_cpus", 2.5, "host_cpus must be a whole number"),
+        ("guest_us", 0, "guest_us must be > 0"),
+        ("mmio_emulation_us", -1, "mmio_emulation_us must be >= 0"),
+        ("io_depth", -3, "io_depth must be a whole number from 0"),
+        ("slice_us", float("nan"), "slice_us must be a number"),
+        ("slow_syscall_prob", 1.5, "slow_syscall_prob is a probability from 0 to 1"),
+        ("monitor_per_s", -1, "monitor_per_s is a rate from 0 to 100000"),
+    ],
+)
 def test_impossible_workloads_are_refused_with_what_is_allowed(field, value, message):
     with pytest.raises(ValueError, match=message):
         BASE.replace(**{field: value})
@@ -41,6 +44,7 @@ def test_same_seed_same_measurements():
 
 
 # Chapter 1: one thread for everything.
+
 
 def test_ch1_more_vcpus_add_no_speed_on_one_thread():
     busy = [run_era(BASE.replace(vcpus=n), "one-thread").guest_cpus_busy for n in (1, 2, 4, 8)]
@@ -63,6 +67,7 @@ def test_ch1_a_slow_handler_stalls_the_guest():
 
 
 # Chapter 2: vCPU threads and the BQL.
+
 
 def test_ch2_guest_compute_scales_with_vcpus_up_to_host_cpus():
     w = BASE.replace(host_cpus=4, guest_us=200)
@@ -127,6 +132,7 @@ def test_ch3_r2_two_threads_inside_one_handler_and_the_fix():
 
 # vCPU objects: kick and run_on_cpu.
 
+
 def _cpu_program(halted: bool, with_bql: bool = True):
     from labsupport import sleep
     from labsupport.models import BQL, CPUState, run_on_cpu, vcpu_thread_fn
@@ -175,6 +181,7 @@ def test_run_on_cpu_without_the_bql_is_refused():
 
 
 # IOThreads, the AioContext lock, info block, drained sections.
+
 
 def _iothread_program(slow_us: float, loop_holds_lock: bool = True):
     from labsupport import sleep
@@ -258,7 +265,8 @@ def test_ch4_io_leaves_the_bql_on_an_iothread():
     assert iothread.guest_cpus_busy > 3 * bql_path.guest_cpus_busy
     assert iothread.io_per_s >= bql_path.io_per_s
     assert "virtio" not in iothread.bql_profile and "iothread0" in [
-        t.name for t in iothread.result.sim.threads]
+        t.name for t in iothread.result.sim.threads
+    ]
 
 
 def test_qemu_get_aio_context_is_one_main_context_per_simulation():
@@ -274,8 +282,16 @@ def test_qemu_get_aio_context_is_one_main_context_per_simulation():
 
 # -- Every era on one workload: slow system calls and the monitor (the retrospective's columns) --
 
-SLOW = Workload(vcpus=4, host_cpus=8, io_depth=16, guest_us=20, io_service_us=20,
-                slow_syscall_prob=0.02, monitor_per_s=1000, duration_us=20_000)
+SLOW = Workload(
+    vcpus=4,
+    host_cpus=8,
+    io_depth=16,
+    guest_us=20,
+    io_service_us=20,
+    slow_syscall_prob=0.02,
+    monitor_per_s=1000,
+    duration_us=20_000,
+)
 
 
 def test_switching_the_monitor_and_slow_calls_off_leaves_a_run_as_it_was():
@@ -289,10 +305,13 @@ def test_switching_the_monitor_and_slow_calls_off_leaves_a_run_as_it_was():
     assert "monitor_per_s=1000" in repr(SLOW) and "slow_syscall_prob=0.02" in repr(SLOW)
 
 
-@pytest.mark.parametrize("era, sites", [
-    ("iothread", {"iothread: aio_poll", "monitor: info block"}),
-    ("iothread-2017", {"iothread: handle_vq", "iothread: complete", "monitor: info block"}),
-])
+@pytest.mark.parametrize(
+    "era, sites",
+    [
+        ("iothread", {"iothread: aio_poll", "monitor: info block"}),
+        ("iothread-2017", {"iothread: handle_vq", "iothread: complete", "monitor: info block"}),
+    ],
+)
 def test_until_9_0_info_block_waits_behind_a_slow_submit_under_the_context_lock(era, sites):
     r = run_era(SLOW, era)
     assert len(r.monitor_us) >= 5

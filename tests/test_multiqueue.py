@@ -25,34 +25,52 @@ NAMES = ["iothread0", "iothread1"]
 
 
 def test_round_robin_mapping_assigns_virtqueues_in_turn():
-    assert iothread_vq_mapping([{"iothread": n} for n in NAMES], NAMES, 5) == \
-        {0: "iothread0", 1: "iothread1", 2: "iothread0", 3: "iothread1", 4: "iothread0"}
+    assert iothread_vq_mapping([{"iothread": n} for n in NAMES], NAMES, 5) == {
+        0: "iothread0",
+        1: "iothread1",
+        2: "iothread0",
+        3: "iothread1",
+        4: "iothread0",
+    }
     # the order of the list is the order of the turns
     m = iothread_vq_mapping([{"iothread": "iothread1"}, {"iothread": "iothread0"}], NAMES, 2)
     assert m == {0: "iothread1", 1: "iothread0"}
 
 
 def test_explicit_mapping_is_taken_as_written():
-    m = iothread_vq_mapping([{"iothread": "iothread0", "vqs": [2, 0]},
-                             {"iothread": "iothread1", "vqs": [1]}], NAMES, 3)
+    m = iothread_vq_mapping(
+        [{"iothread": "iothread0", "vqs": [2, 0]}, {"iothread": "iothread1", "vqs": [1]}], NAMES, 3
+    )
     assert m == {0: "iothread0", 1: "iothread1", 2: "iothread0"}
 
 
-@pytest.mark.parametrize("mapping, message", [
-    ([{"iothread": "iothread0", "vqs": [0, 1]}, {"iothread": "iothread1", "vqs": [1, 2]}],
-     "virtqueue 1 is mapped more than once"),
-    ([{"iothread": "iothread0", "vqs": [0]}], r"virtqueue\(s\) \[1, 2\] are not mapped"),
-    ([{"iothread": "iothread7"}], "IOThread 'iothread7' does not exist; the VM has iothread0, "
-                                  "iothread1"),
-    ([{"iothread": "iothread0", "vqs": [0, 1, 2]}, {"iothread": "iothread1"}],
-     "cannot be mixed"),
-    ([{"iothread": "iothread0", "vqs": [0, 3]}], "virtqueue 3 does not exist: the device has 3"),
-    ([{"iothread": "iothread0"}, {"iothread": "iothread0"}], "appears twice"),
-    ([], "non-empty list"),
-    ("round-robin", "non-empty list"),
-    ([{"thread": "iothread0"}], "each entry is"),
-    ([{"iothread": "iothread0", "vqs": 0}], "list of virtqueue numbers"),
-])
+@pytest.mark.parametrize(
+    "mapping, message",
+    [
+        (
+            [{"iothread": "iothread0", "vqs": [0, 1]}, {"iothread": "iothread1", "vqs": [1, 2]}],
+            "virtqueue 1 is mapped more than once",
+        ),
+        ([{"iothread": "iothread0", "vqs": [0]}], r"virtqueue\(s\) \[1, 2\] are not mapped"),
+        (
+            [{"iothread": "iothread7"}],
+            "IOThread 'iothread7' does not exist; the VM has iothread0, iothread1",
+        ),
+        (
+            [{"iothread": "iothread0", "vqs": [0, 1, 2]}, {"iothread": "iothread1"}],
+            "cannot be mixed",
+        ),
+        (
+            [{"iothread": "iothread0", "vqs": [0, 3]}],
+            "virtqueue 3 does not exist: the device has 3",
+        ),
+        ([{"iothread": "iothread0"}, {"iothread": "iothread0"}], "appears twice"),
+        ([], "non-empty list"),
+        ("round-robin", "non-empty list"),
+        ([{"thread": "iothread0"}], "each entry is"),
+        ([{"iothread": "iothread0", "vqs": 0}], "list of virtqueue numbers"),
+    ],
+)
 def test_mappings_qemu_would_refuse_are_refused_with_the_reason(mapping, message):
     with pytest.raises(MappingError, match=message):
         iothread_vq_mapping(mapping, NAMES, 3)
@@ -60,18 +78,21 @@ def test_mappings_qemu_would_refuse_are_refused_with_the_reason(mapping, message
         VM(iothreads=2, num_queues=3, mapping=mapping)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("iothreads", 0, "iothreads is a whole number from 1 to 64"),
-    ("num_queues", 1.5, "num_queues is a whole number"),
-    ("vcpus", True, "vcpus is a whole number"),
-    ("host_cpus", 0, "host_cpus is a whole number"),
-    ("iodepth", 0, "iodepth is a whole number from 1 to 256"),
-    ("iodepth", 1024, "iodepth is a whole number from 1 to 256"),
-    ("reqs_lock", "spinlock", "reqs_lock is one of QemuMutex, CoMutex"),
-    ("monitor_rate_hz", -1, "monitor_rate_hz is a rate"),
-    ("duration_us", 250, "must exceed warmup_us by at least 100"),
-    ("warmup_us", -5, "warmup_us is None \\(automatic\\) or a time"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("iothreads", 0, "iothreads is a whole number from 1 to 64"),
+        ("num_queues", 1.5, "num_queues is a whole number"),
+        ("vcpus", True, "vcpus is a whole number"),
+        ("host_cpus", 0, "host_cpus is a whole number"),
+        ("iodepth", 0, "iodepth is a whole number from 1 to 256"),
+        ("iodepth", 1024, "iodepth is a whole number from 1 to 256"),
+        ("reqs_lock", "spinlock", "reqs_lock is one of QemuMutex, CoMutex"),
+        ("monitor_rate_hz", -1, "monitor_rate_hz is a rate"),
+        ("duration_us", 250, "must exceed warmup_us by at least 100"),
+        ("warmup_us", -5, "warmup_us is None \\(automatic\\) or a time"),
+    ],
+)
 def test_bad_vm_parameters_are_refused_with_what_is_allowed(field, value, message):
     with pytest.raises(ValueError, match=message):
         VM(**{field: value})
@@ -136,8 +157,7 @@ def test_the_rate_flattens_when_the_host_cpus_saturate():
 def test_qemumutex_gives_at_least_1_5x_the_comutex_rate_at_high_queue_depth():
     for seed in range(3):
         co = measure(VM(iothreads=4, num_queues=8, iodepth=64, reqs_lock="CoMutex"), seed=seed)
-        qm = measure(VM(iothreads=4, num_queues=8, iodepth=64, reqs_lock="QemuMutex"),
-                     seed=seed)
+        qm = measure(VM(iothreads=4, num_queues=8, iodepth=64, reqs_lock="QemuMutex"), seed=seed)
         assert qm.iops >= 1.5 * co.iops, (seed, co.iops, qm.iops)
         # two to two and a half times, as the chapter says: the trend of 254k -> 517k
         assert 1.9 <= qm.iops / co.iops <= 2.6

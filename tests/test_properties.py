@@ -119,6 +119,9 @@ def test_the_generated_programs_do_deadlock_sometimes():
     # Guards the property above against passing vacuously.
     from hypothesis import find
 
-    spec = find(PROGRAM, lambda sp: run(build(sp), cpus=2).outcome == "deadlock",
-                settings=settings(max_examples=2000, database=None))
+    spec = find(
+        PROGRAM,
+        lambda sp: run(build(sp), cpus=2).outcome == "deadlock",
+        settings=settings(max_examples=2000, database=None),
+    )
     assert run(build(spec), cpus=2).deadlock.kind == "cycle"

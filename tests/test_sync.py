@@ -151,8 +151,10 @@ def test_rec_mutex_counts_depth_and_frees_at_zero():
         reprs.append(repr(m))
 
     assert one(body).ok
-    assert reprs == ["<QemuRecMutex ctx [locked by t, depth:2, waiters:0]>",
-                     "<QemuRecMutex ctx [unlocked]>"]
+    assert reprs == [
+        "<QemuRecMutex ctx [locked by t, depth:2, waiters:0]>",
+        "<QemuRecMutex ctx [unlocked]>",
+    ]
 
 
 def test_rec_mutex_excludes_other_threads():

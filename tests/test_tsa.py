@@ -46,10 +46,10 @@ def reads_unguarded():
 
 def test_a_missing_lock_and_an_unguarded_access_are_warned_about():
     assert check(caller_ok, update).ok
-    assert check(caller_missing).messages() == ["calling `update` requires holding `m` "
-                                                "exclusively"]
-    assert check(reads_unguarded).messages() == ["reading `x` requires holding `m` (`x` is "
-                                                 "guarded by `m`)"]
+    assert check(caller_missing).messages() == ["calling `update` requires holding `m` exclusively"]
+    assert check(reads_unguarded).messages() == [
+        "reading `x` requires holding `m` (`x` is guarded by `m`)"
+    ]
     text = check(caller_missing).text()
     assert text.splitlines()[0] == "static TSA: 1 function(s) checked, 1 warning"
     assert "caller_missing, line 2: warning:" in text and "[-Wthread-safety]" in text
@@ -64,8 +64,7 @@ def test_callee_annotations_are_read_with_their_parameters_substituted():
         yield from take(node.lock)
 
     assert check(uses).ok
-    assert check(unbalanced).messages() == ["`node.lock` is still held at the end of "
-                                            "`unbalanced`"]
+    assert check(unbalanced).messages() == ["`node.lock` is still held at the end of `unbalanced`"]
 
 
 def test_no_aliasing_a_lock_reached_through_another_name_is_another_lock():
@@ -122,6 +121,7 @@ def test_nested_functions_are_other_functions():
     def outer():
         def inner():
             yield from update()
+
         yield from inner()
 
     assert check_function(outer) == []

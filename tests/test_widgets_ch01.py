@@ -27,9 +27,11 @@ def test_moving_each_slider_recomputes_through_the_pure_function():
     sliders = {c.description: c for c in w.children if hasattr(c, "description")}
     first = w.result
     assert first.summary() == _quiet(view, 3, 200, 0)[0].summary()
-    for name, value, args in (("vCPUs", 6, (6, 200, 0)),
-                              ("time slice (us)", 1000, (6, 1000, 0)),
-                              ("extra handler cost (us)", 250, (6, 1000, 250))):
+    for name, value, args in (
+        ("vCPUs", 6, (6, 200, 0)),
+        ("time slice (us)", 1000, (6, 1000, 0)),
+        ("extra handler cost (us)", 250, (6, 1000, 250)),
+    ):
         before = w.result.summary()
         _quiet(setattr, sliders[name], "value", value)
         expected, printed = _quiet(view, *args)

@@ -1,6 +1,5 @@
 """The chapter 2 widget, driven without a browser."""
 
-
 import ipywidgets
 import pytest
 from notebook_cells import quiet
@@ -26,8 +25,13 @@ def test_the_first_child_is_the_vcpu_slider_and_moving_it_recomputes():
 def test_every_control_reaches_the_pure_function():
     w, _ = quiet(lab)
     controls = {c.description: c for c in w.children if hasattr(c, "description")}
-    assert set(controls) >= {"vCPUs", "host CPUs", "guest us between exits",
-                             "emulation us per exit", "era"}
+    assert set(controls) >= {
+        "vCPUs",
+        "host CPUs",
+        "guest us between exits",
+        "emulation us per exit",
+        "era",
+    }
     quiet(setattr, controls["vCPUs"], "value", 4)
     quiet(setattr, controls["guest us between exits"], "value", 5)
     assert w.result.exits_per_s > 0.9 * 200_000

@@ -1,6 +1,5 @@
 """The chapter 4 widget, driven without a browser."""
 
-
 import ipywidgets
 import pytest
 from notebook_cells import quiet
@@ -25,8 +24,12 @@ def test_the_first_child_is_the_vcpu_slider_and_moving_it_recomputes():
 def test_every_control_reaches_the_pure_function():
     w, _ = quiet(lab)
     controls = {c.description: c for c in w.children if hasattr(c, "description")}
-    assert set(controls) >= {"vCPUs", "I/O depth", "slow io_submit per 1000",
-                             "info block per second"}
+    assert set(controls) >= {
+        "vCPUs",
+        "I/O depth",
+        "slow io_submit per 1000",
+        "info block per second",
+    }
     quiet(setattr, controls["slow io_submit per 1000"], "value", 0)
     assert w.result.monitor_p99_us < 100
     quiet(setattr, controls["slow io_submit per 1000"], "value", 50)

@@ -35,8 +35,7 @@ def test_the_first_child_is_the_iothreads_slider_and_moving_it_recomputes():
 def test_every_control_reaches_the_pure_function():
     w, _ = quiet(lab)
     c = controls(w)
-    assert set(c) >= {"IOThreads", "virtqueues", "iothread-vq-mapping", "reqs_lock",
-                      "I/O depth"}
+    assert set(c) >= {"IOThreads", "virtqueues", "iothread-vq-mapping", "reqs_lock", "I/O depth"}
     quiet(setattr, c["reqs_lock"], "value", "CoMutex")
     assert w.result.vm.reqs_lock == "CoMutex"
     assert w.result.iops < 0.7 * measure(VM(iothreads=4)).iops
@@ -66,8 +65,10 @@ def test_the_mapping_presets_are_valid_for_every_setting():
             for q in (1, 2, 5, 8, 16):
                 VM(iothreads=n, num_queues=q, mapping=mapping_for(choice, n, q))
     half = mapping_for("first half / second half", 4, 8)
-    assert half == [{"iothread": "iothread0", "vqs": [0, 1, 2, 3]},
-                    {"iothread": "iothread1", "vqs": [4, 5, 6, 7]}]
+    assert half == [
+        {"iothread": "iothread0", "vqs": [0, 1, 2, 3]},
+        {"iothread": "iothread1", "vqs": [4, 5, 6, 7]},
+    ]
 
 
 def test_bad_values_are_refused_with_what_is_allowed():

@@ -1,6 +1,5 @@
 """The chapter 8 widget, driven without a browser."""
 
-
 import ipywidgets
 import pytest
 from notebook_cells import quiet
