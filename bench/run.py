@@ -130,7 +130,7 @@ def widget_ms(factory, repeat: int) -> float:
 
 def chapter_widgets() -> list[tuple[str, object]]:
     """Every chapter's widget: ``counter_lab`` for chapter 0, ``lab`` in ``widgets_chNN``."""
-    from labsupport.widgets import counter_lab
+    from labsupport.chapters.ch00.widgets import counter_lab
 
     found = [("ch00", counter_lab)]
     for path in sorted((ROOT / "labsupport").glob("widgets_ch*.py")):

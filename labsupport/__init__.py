@@ -6,11 +6,7 @@ traces) that the notebooks show. Layers, bottom up: kernel, primitives, event lo
 models, analysis, presentation, widgets, exercises; each imports only the layers below it.
 """
 
-import importlib as _importlib
-import pkgutil as _pkgutil
-
-from . import checks as _checks  # noqa: F401  (registers the questions)
-from .analysis import Metrics, intervals, metrics, percentile
+from .analysis.metrics import Metrics, intervals, metrics, percentile
 from .exercises import check, hint, reset
 from .kernel import (
     DeadlockError,
@@ -66,8 +62,3 @@ __all__ = [
     "timeline_summary",
     "trace_table",
 ]
-
-# Every chapter's exercise checkers (checks_chNN.py) register their questions on import.
-for _module in _pkgutil.iter_modules(__path__):
-    if _module.name.startswith("checks_ch"):
-        _importlib.import_module(f"{__name__}.{_module.name}")

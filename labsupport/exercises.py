@@ -6,8 +6,10 @@ checker, a plain function that looks at an answer and returns ``(ok, message)``,
 ``check("2.3", answer)`` prints one line at once, ``hint("2.3")`` prints the hint, and
 ``reset(path)`` hands an exercise notebook out afresh, after keeping the learner's version.
 
-Chapter modules call ``register`` when they are imported; the same checkers run in the tests
-and in the graders' hidden-test cells, so a learner, the CI and an instructor agree.
+Each chapter's ``labsupport.chapters.chNN.checks`` calls ``register`` when it is imported, and
+``check("N.M", ...)`` imports chapter N's checkers the first time one of its questions is asked
+(so a broken chapter cannot break another); the same checkers run in the tests and in the
+graders' hidden-test cells, so a learner, the CI and an instructor agree.
 
 Where the pristine copy comes from: the exercise notebook as committed in the git checkout
 (``git cat-file --filters HEAD:<file>``), which is what every clone, Binder image and
@@ -17,6 +19,7 @@ folder of pristine copies as ``pristine_dir``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -30,7 +33,7 @@ from typing import Any
 
 from .kernel import RunResult, SimulationError, ThreadCrashed
 
-__all__ = ["backup", "check", "committed_copy", "hint", "register", "reset"]
+__all__ = ["backup", "check", "committed_copy", "hint", "load_chapter", "register", "reset"]
 
 Checker = Callable[[Any], tuple[bool, str]]
 
@@ -49,10 +52,39 @@ def _sort_key(qid: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.]", qid)]
 
 
+def load_chapter(number: int) -> None:
+    """Import chapter ``number``'s checkers (``labsupport.chapters.chNN.checks``), which
+    register its questions. Importing twice does nothing."""
+    from .chapters import CHAPTERS
+
+    name = f"ch{number:02d}"
+    if name not in CHAPTERS:
+        raise ValueError(f"there is no chapter {number}; the chapters are 0 to {len(CHAPTERS) - 1}")
+    importlib.import_module(f"{__package__}.chapters.{name}.checks")
+
+
+def _chapter_of(qid: str) -> int | None:
+    head = qid.split(".", 1)[0] if isinstance(qid, str) else ""
+    return int(head) if head.isdigit() else None
+
+
 def _lookup(qid: str) -> _Question:
+    if qid not in _REGISTRY:
+        number = _chapter_of(qid)
+        from .chapters import CHAPTERS
+
+        if number is not None and number < len(CHAPTERS):
+            load_chapter(number)
     try:
         return _REGISTRY[qid]
     except KeyError:
+        from .chapters import CHAPTERS
+
+        for number in range(len(CHAPTERS)):
+            try:
+                load_chapter(number)
+            except Exception:  # a broken chapter must not hide the others' questions
+                pass
         known = ", ".join(sorted(_REGISTRY, key=_sort_key)) or "none registered yet"
         raise ValueError(f"unknown question {qid!r}; known questions: {known}") from None
 

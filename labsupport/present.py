@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tracebuf as tb
-from .analysis import _sim, intervals
+from .analysis.metrics import _sim, intervals
 from .kernel import RunResult, Simulation
 
 #: Okabe and Ito's colour-blind-safe palette.

@@ -1,0 +1,21 @@
+"""Analyses over one run's event stream: what happened, and what could have happened.
+
+``metrics`` (CPU use, lock waits and holds, throughput and latency percentiles), ``lockdep``
+(lock order: a possible deadlock before it happens), ``races`` (Eraser's lockset), and ``tsa``
+(a static thread-safety pass with clang's limits), imported from its own module.
+
+Layer 5 (analysis): imports the kernel and the primitives.
+"""
+
+from .lockdep import Dependency, LockOrder, LockOrderReport, witness_deadlock
+from .metrics import Interval, LockStats, MarkStats, Metrics, intervals, metrics, percentile
+from .races import Access, RaceReport, find_races
+
+__all__ = [
+    # metrics
+    "Interval", "LockStats", "MarkStats", "Metrics", "intervals", "metrics", "percentile",
+    # lock order
+    "Dependency", "LockOrder", "LockOrderReport", "witness_deadlock",
+    # races
+    "Access", "RaceReport", "find_races",
+]  # fmt: skip

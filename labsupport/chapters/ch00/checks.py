@@ -1,0 +1,89 @@
+"""The checkers behind ``check("0.2", answer)``: each question's answer, judged by running it.
+
+A checker never compares with a stored answer when it can run the learner's: a schedule is
+replayed, a program is run over many seeds, a predicted value is compared with what the
+simulation does. So the same checker serves the self-paced learner, the hidden tests and CI.
+
+Layer 8 (exercises): imports the layers below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labsupport.exercises import register
+from labsupport.kernel import ScheduleDivergence, SimulationError, run
+from labsupport.shared import Shared
+
+from .scenarios import counter_program
+
+# -- Chapter 0 --------------------------------------------------------------------------------
+
+#: The run that exercise 0.1 asks the learner to predict.
+PREDICT_00 = dict(threads=2, increments=2, seed=5)
+
+
+def _predict_00(answer: Any) -> tuple[bool, str]:
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        return False, f"answer with a whole number (the counter's final value), not {answer!r}"
+    p = PREDICT_00
+    r = run(counter_program(p["threads"], p["increments"]), policy="random", seed=p["seed"])
+    final = r.sim.model.counter.value
+    if answer == final:
+        return True, f"the counter ends at {final}: {4 - final} update(s) lost"
+    return False, f"{answer} is not what this schedule produces"
+
+
+def _lose_one_00(answer: Any) -> tuple[bool, str]:
+    if not isinstance(answer, str):
+        return False, f"answer with a schedule string such as '0101', not {answer!r}"
+    try:
+        r = run(counter_program(threads=2, increments=1), schedule=answer)
+    except (ScheduleDivergence, ValueError) as e:
+        return False, f"that schedule cannot be followed: {e}"
+    final = r.sim.model.counter.value
+    if final == 1:
+        return True, f"schedule {answer!r} loses an update: both threads store 1"
+    return False, f"with schedule {answer!r} the counter ends at {final}, not 1"
+
+
+def _fixed_00(answer: Any) -> tuple[bool, str]:
+    if not callable(answer):
+        return False, "answer with a program: a function of sim that spawns the threads"
+    seeds = range(200)
+    for seed in seeds:
+        try:
+            r = run(answer, policy="random", seed=seed, cpus=2)
+        except SimulationError as e:
+            return False, f"seed {seed}: {type(e).__name__}: {e}"
+        model = r.sim.model
+        if not isinstance(model, Shared):
+            return False, "the program must return its counter (the Shared variable)"
+        if len(r.sim.threads) != 3:
+            return False, f"the program must spawn 3 threads, not {len(r.sim.threads)}"
+        if r.outcome != "completed":
+            return False, f"seed {seed}: the run ended in {r.outcome}"
+        if model.value != 9:
+            return False, (
+                f"seed {seed} (schedule {r.schedule!r}) ends with counter = {model.value}, not 9"
+            )
+    return True, f"counter = 9 on all {len(seeds)} random schedules"
+
+
+register(
+    "0.1",
+    _predict_00,
+    "read the table row by row: a store writes the value its own "
+    "thread loaded plus one, whatever happened in between",
+)
+register(
+    "0.2",
+    _lose_one_00,
+    "one character per choice point: '1' lets T1 take its first step (the load) before T0 runs",
+)
+register(
+    "0.3",
+    _fixed_00,
+    "take the QemuMutex before the increment and release it after, in "
+    "every thread; return the counter from the program",
+)

@@ -1,0 +1,5 @@
+"""Chapter 3: The dataplane (2012-2013).
+
+``scenarios`` (its programs), ``checks`` (its exercises' checkers) and ``widgets`` (its sliders),
+where the chapter has them.
+"""

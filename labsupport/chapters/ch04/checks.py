@@ -1,0 +1,347 @@
+"""Chapter 4's exercises: IOThreads and the AioContext lock, judged by running the answers.
+
+The machine of these exercises is chapter 4's: a disk served by an IOThread whose loop holds its
+AioContext lock (an RFifoLock) while it dispatches, a main loop that holds the BQL while it runs
+monitor commands, and vCPUs that need the BQL for MMIO exits. The rules of 2014: only a thread
+that holds the BQL may acquire another thread's AioContext, and the BQL comes before any other
+lock; an IOThread handler that takes the BQL while its loop holds the context breaks that order.
+
+Layer 8 (exercises): imports the layers below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labsupport.analysis.lockdep import LockOrder
+from labsupport.exercises import attempt, ended_badly, register
+from labsupport.kernel import RunResult, Simulation, compute, run, sleep
+from labsupport.loop import AioContext, aio_poll
+from labsupport.qemu.bql import BQL
+from labsupport.qemu.iothread import aio_context_acquire, aio_context_release
+
+from ... import tracebuf as tb
+from .scenarios import BqlAroundPoll, IOThread2013, IOThreadVM, d4_program, measure_vm
+
+# -- 4.1 Predict the trace ---------------------------------------------------------------------
+
+
+def predict_program(sim: Simulation) -> dict[str, Any]:
+    """Exercise 4.1: a slow request on the IOThread, ``info block`` and an MMIO exit.
+
+    vcpu0 kicks the disk at t=0: the IOThread's handler computes 4 us, then ``io_submit``
+    blocks 30 us in the host kernel. The monitor's ``info block`` arrives at t=6 (the main loop
+    runs it under the BQL; 3 us of work under the context lock). vcpu1 runs guest code for 8 us,
+    then an MMIO exit: 2 us under the BQL.
+    """
+    bql = BQL(sim)
+    main_ctx = AioContext(sim, "main")
+    io = IOThread2013(sim, "iothread0")
+    done: dict[str, float] = {}
+
+    def submit():
+        yield compute(4)
+        yield sleep(30)  # io_submit blocks in the host kernel
+        yield compute(1)
+
+    bh = io.ctx.bh_new(submit, "virtio_blk_handle_vq")
+
+    def info_block():
+        yield aio_context_acquire(io.ctx, "monitor: info block")
+        yield compute(3)
+        yield aio_context_release(io.ctx)
+        done["info_block_us"] = sim.now - 6
+
+    main_ctx.timer_new(info_block, "info block").arm(6)
+
+    def main_loop():
+        yield bql.lock("main loop")
+        while True:
+            yield aio_poll(main_ctx, True, drop=BqlAroundPoll(bql))
+
+    def vcpu0():
+        yield bh.schedule()
+
+    def vcpu1():
+        yield compute(8)
+        yield bql.lock("kvm: mmio exit")
+        yield compute(2)
+        yield bql.unlock()
+        done["vcpu1_exit_done_at"] = sim.now
+
+    sim.spawn("main-loop", main_loop, daemon=True)
+    sim.spawn("vcpu0", vcpu0)
+    sim.spawn("vcpu1", vcpu1)
+    return done
+
+
+def predict_run() -> RunResult:
+    """The run of exercise 4.1 (four host CPUs, first come first served)."""
+    return run(predict_program, cpus=4)
+
+
+def _predict_04(answer: Any) -> tuple[bool, str]:
+    keys = {"info_block_us", "vcpu1_exit_done_at"}
+    if not isinstance(answer, dict) or set(answer) != keys:
+        return False, (
+            "answer with a dict: {'info_block_us': ..., 'vcpu1_exit_done_at': ...} (microseconds)"
+        )
+    for k, v in answer.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False, f"{k} must be a number of microseconds, not {v!r}"
+    truth = predict_run().sim.model
+    wrong = sorted(k for k in keys if abs(answer[k] - truth[k]) > 1e-9)
+    if not wrong:
+        return True, (
+            f"info block took {truth['info_block_us']:g} us, all but 3 of them waiting "
+            f"for the IOThread's slow io_submit; vcpu1, which never touched the disk, "
+            f"finished its exit at t={truth['vcpu1_exit_done_at']:g} because the main "
+            f"loop held the BQL all that time"
+        )
+    return False, f"{' and '.join(wrong)}: not what this run produces"
+
+
+# -- 4.2 Find the seed that makes info block wait longest --------------------------------------
+
+#: Exercise 4.2's VM: 20 ms, info block 500 times a second, 2% of io_submit calls slow.
+SEED_VM_04 = IOThreadVM(
+    vcpus=2,
+    io_depth=4,
+    slow_syscall_prob=0.02,
+    slow_syscall_us=2_000,
+    monitor_per_s=500,
+    duration_us=20_000,
+)
+SEEDS_04 = range(40)
+
+
+def longest_info_block(seed: int) -> float:
+    """Exercise 4.2's measurement: the longest ``info block`` (us) of the VM run with ``seed``."""
+    return measure_vm(SEED_VM_04.replace(seed=seed), trace=False).monitor_max_us
+
+
+def _longest_04(answer: Any) -> tuple[bool, str]:
+    if isinstance(answer, bool) or not isinstance(answer, int) or answer not in SEEDS_04:
+        return False, f"answer with a seed from 0 to {SEEDS_04[-1]}, not {answer!r}"
+    mine = longest_info_block(answer)
+    bound = max(longest_info_block(s) for s in SEEDS_04)
+    if mine >= bound:
+        return True, (
+            f"seed {answer}: one info block waited {mine:,.0f} us, the longest of all "
+            f"{len(SEEDS_04)} seeds; more than one slow io_submit "
+            f"({SEED_VM_04.slow_syscall_us:,.0f} us) came between the command and "
+            f"the context lock"
+            if mine > SEED_VM_04.slow_syscall_us + 100
+            else f"seed {answer}: {mine:,.0f} us, the longest of all {len(SEEDS_04)} seeds"
+        )
+    return False, (
+        f"seed {answer}: the longest info block took {mine:,.0f} us; another seed does better"
+    )
+
+
+# -- 4.3 Read a lockdep report -----------------------------------------------------------------
+
+
+def report_program(sim: Simulation) -> dict[str, Any]:
+    """Exercise 4.3: two IOThreads, a main loop, two vCPUs; one run that does not deadlock.
+
+    Who does what is for the learner to read from the lock-order report.
+    """
+    bql = BQL(sim)
+    main_ctx = AioContext(sim, "main")
+    io0 = IOThread2013(sim, "iothread0")
+    io1 = IOThread2013(sim, "iothread1")
+
+    def request0():  # iothread0: plain requests
+        yield compute(6)
+
+    def request1():  # iothread1: the completion updates BQL-protected accounting
+        yield compute(4)
+        yield bql.lock("iothread: completion")
+        yield compute(1)
+        yield bql.unlock()
+
+    bh0 = io0.ctx.bh_new(request0, "request")
+    bh1 = io1.ctx.bh_new(request1, "request")
+
+    def stats():  # a main-loop timer that reads global state under the BQL only
+        yield compute(2)
+
+    main_ctx.timer_new(stats, "stats").arm(3)
+
+    def main_loop():
+        yield bql.lock("main loop")
+        while True:
+            yield aio_poll(main_ctx, True, drop=BqlAroundPoll(bql))
+
+    def vcpu0():
+        for _ in range(2):
+            yield bh0.schedule()
+            yield compute(5)
+            yield bql.lock("kvm: mmio exit")
+            yield compute(2)
+            yield bql.unlock()
+
+    def vcpu1():
+        yield bh1.schedule()
+        yield compute(40)
+        yield bql.lock("kvm: mmio exit")  # a register write that resets the disk on iothread1
+        yield aio_context_acquire(io1.ctx, "virtio: reset")
+        yield compute(3)
+        yield aio_context_release(io1.ctx)
+        yield bql.unlock()
+
+    sim.spawn("main-loop", main_loop, daemon=True)
+    sim.spawn("vcpu0", vcpu0)
+    sim.spawn("vcpu1", vcpu1)
+    return {"bql": bql}
+
+
+def report_run() -> RunResult:
+    """The run whose lock-order report exercise 4.3 prints."""
+    return run(report_program, cpus=4)
+
+
+def report_text() -> str:
+    """Exercise 4.3's lockdep-style report."""
+    return LockOrder().learn(report_run()).report()
+
+
+def _culprits_04() -> dict[str, str]:
+    order = LockOrder().learn(report_run())
+    return {
+        "holds AioContext, takes BQL": order.deps[("AioContext", "BQL")].thread,
+        "holds BQL, takes AioContext": order.deps[("BQL", "AioContext")].thread,
+    }
+
+
+def _report_04(answer: Any) -> tuple[bool, str]:
+    truth = _culprits_04()
+    if not isinstance(answer, dict) or set(answer) != set(truth):
+        return False, f"answer with a dict with the keys {sorted(truth)}, each a thread's name"
+    wrong = sorted(k for k in truth if answer[k] != truth[k])
+    if not wrong:
+        return True, (
+            f"{truth['holds AioContext, takes BQL']} took the BQL inside a handler "
+            f"that its loop ran under the context lock (against the order); "
+            f"{truth['holds BQL, takes AioContext']} took the context lock while it "
+            f"held the BQL (the documented order): together, an AB-BA"
+        )
+    return False, f"{' and '.join(repr(k) for k in wrong)}: not the thread the report names"
+
+
+# -- 4.4 Measure and explain -------------------------------------------------------------------
+
+#: Exercise 4.4's VM and grid: 100 ms, 1000 info block/s, p from 0 to 2% in steps of 0.1%.
+P99_VM_04 = IOThreadVM(
+    vcpus=2, io_depth=4, slow_syscall_us=2_000, monitor_per_s=1_000, duration_us=100_000
+)
+P99_LIMIT_US = 1_000
+P99_GRID = tuple(round(k * 0.001, 3) for k in range(21))
+
+
+def monitor_p99(prob: float) -> float:
+    """Exercise 4.4's measurement: p99 ``info block`` latency (us) at slow-call probability."""
+    return measure_vm(P99_VM_04.replace(slow_syscall_prob=prob), trace=False).monitor_p99_us
+
+
+def _p99_04(answer: Any) -> tuple[bool, str]:
+    if (
+        isinstance(answer, bool)
+        or not isinstance(answer, (int, float))
+        or round(answer, 3) not in P99_GRID
+    ):
+        return False, f"answer with a probability from the grid 0, 0.001, ..., 0.02; not {answer!r}"
+    answer = round(answer, 3)
+    first = next((p for p in P99_GRID if monitor_p99(p) > P99_LIMIT_US), None)
+    if answer == first:
+        return True, (
+            f"p={first}: p99 {monitor_p99(first):,.0f} us; once more than one command in "
+            f"a hundred arrives during a 2 ms stall, the stall is in the p99"
+        )
+    here = monitor_p99(answer)
+    if here <= P99_LIMIT_US:
+        return False, f"at p={answer} the p99 is {here:,.0f} us, not above {P99_LIMIT_US} us"
+    return False, f"at p={answer} the p99 is {here:,.0f} us, but a smaller p already crosses"
+
+
+# -- 4.5 Fix the AB-BA -------------------------------------------------------------------------
+
+FIX_SEEDS_04 = range(200)
+
+
+def _stats_writes_without_bql(r: RunResult) -> int:
+    """How many writes to ``blk.stats`` happened while the writer did not hold the BQL."""
+    sim = r.sim
+    dev = sim.model["dev"]
+    bql_oid, stats_oid = dev.bql.mutex.oid, dev.stats.oid
+    holder = None
+    bad = 0
+    for _t, k, tid, oid, a in zip(*sim.trace.columns(), strict=True):
+        if oid == bql_oid and k == tb.ACQUIRE:
+            holder = tid
+        elif oid == bql_oid and k == tb.RELEASE and a == 0:
+            holder = None
+        elif oid == stats_oid and k == tb.WRITE and holder != tid:
+            bad += 1
+    return bad
+
+
+def _fixed_04(answer: Any) -> tuple[bool, str]:
+    if not callable(answer):
+        return False, "answer with a completion handler: a generator function of (dev)"
+    program = d4_program(answer)
+    order = LockOrder()
+    for seed in FIX_SEEDS_04:
+        r, why = attempt(seed, lambda s=seed: run(program, policy="random", seed=s, cpus=2))
+        why = why or ended_badly(seed, r)
+        if why:
+            return False, why
+        m = r.sim.model
+        if m["dev"].stats.value != m["requests"]:
+            return False, (
+                f"seed {seed}: blk.stats = {m['dev'].stats.value} after "
+                f"{m['requests']} requests: every completion must count once"
+            )
+        if _stats_writes_without_bql(r):
+            return False, f"seed {seed}: blk.stats was written without the BQL held"
+        order.learn(r)
+    if order.reports():
+        return False, "no run deadlocked, but the lock order still has a cycle:\n" + order.report()
+    return True, (
+        f"all {len(FIX_SEEDS_04)} random schedules complete, every update under the "
+        f"BQL, and the lock order learned from them has no cycle"
+    )
+
+
+register(
+    "4.1",
+    _predict_04,
+    "the IOThread holds its context lock from t=0 until its handler "
+    "returns (compute 4, sleep 30, compute 1); the main loop takes the BQL when the "
+    "command arrives and then waits for that lock; vcpu1's exit waits for the BQL",
+)
+register(
+    "4.2",
+    _longest_04,
+    "loop over the seeds with longest_info_block(seed) and keep the one with the largest value",
+)
+register(
+    "4.3",
+    _report_04,
+    "each '-> #n (X): taken by T while holding (Y)' line names the "
+    "thread T that took lock class X while it held Y",
+)
+register(
+    "4.4",
+    _p99_04,
+    "compute monitor_p99(p) for each p in P99_GRID, in order, and stop "
+    "at the first above P99_LIMIT_US",
+)
+register(
+    "4.5",
+    _fixed_04,
+    "the BQL must come first: either let the main loop do the BQL work "
+    "(dev.main_ctx.bh_schedule_oneshot(...)), or release dev.ctx, take the BQL, then "
+    "take dev.ctx again",
+)

@@ -1,0 +1,103 @@
+"""Chapter 4's lab: a disk on an IOThread, a monitor that asks ``info block``, on sliders.
+
+From 2013 a virtio-blk device could run on an IOThread, outside the BQL; its AioContext lock was
+held by the IOThread's loop while it dispatched, and the main loop (holding the BQL) acquired it
+to answer ``info block``. The sliders set the vCPUs, the I/O depth, how often an ``io_submit``
+blocks in the host kernel and how often the monitor asks; ``view`` runs chapter 4's VM
+(``scenarios_ch04.measure_vm``) and prints what it measured. Nothing is computed in the widget.
+
+Layer 7 (widgets): imports the layers below; ipywidgets only when a widget is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labsupport.widgets import int_slider
+
+from .scenarios import IOThreadVM, VMResult, measure_vm
+
+#: Simulated time per slider move: enough for a few dozen monitor commands, short enough to feel
+#: instant.
+DURATION_US = 50_000
+BAR = 20
+
+
+def _bar(fraction: float) -> str:
+    filled = max(0, min(BAR, round(fraction * BAR)))
+    return "[" + "#" * filled + "." * (BAR - filled) + "]"
+
+
+def view(
+    vcpus: int = 2,
+    io_depth: int = 4,
+    slow_syscall_permille: int = 10,
+    monitor_per_s: int = 500,
+    host_cpus: int = 4,
+    seed: int = 0,
+) -> VMResult:
+    """Run chapter 4's VM for 50 ms of simulated time, print what it measured, and return it.
+
+    ``slow_syscall_permille``: how many ``io_submit`` calls in a thousand block in the host
+    kernel for 2 ms while the IOThread holds its context lock. The text: the one-line summary,
+    the monitor's latency (p50, p99, worst), and the context lock's and the BQL's profiles by call
+    site.
+    """
+    if (
+        isinstance(slow_syscall_permille, bool)
+        or not isinstance(slow_syscall_permille, int)
+        or not 0 <= slow_syscall_permille <= 1000
+    ):
+        raise ValueError(
+            f"slow_syscall_permille is a whole number from 0 to 1000; got {slow_syscall_permille!r}"
+        )
+    vm = IOThreadVM(
+        vcpus=vcpus,
+        host_cpus=host_cpus,
+        io_depth=io_depth,
+        slow_syscall_prob=slow_syscall_permille / 1000,
+        monitor_per_s=monitor_per_s,
+        duration_us=DURATION_US,
+        seed=seed,
+    )
+    r = measure_vm(vm, trace=False)
+    print(r.summary())
+    print(
+        f"guest work {_bar(r.guest_cpus_busy / host_cpus)} {r.guest_cpus_busy:.2f} of "
+        f"{host_cpus} host CPU(s)"
+    )
+    if r.monitor_us:
+        worst = r.monitor_max_us
+        print(
+            f"info block p50 {r.monitor_p50_us:>8,.0f} us   p99 {r.monitor_p99_us:>8,.0f} us   "
+            f"worst {worst:>8,.0f} us  ({len(r.monitor_us)} commands)"
+        )
+        print(f"           {_bar(min(1.0, worst / 5_000))} worst, on a 5 ms scale")
+    else:
+        print("no monitor commands (monitor_per_s = 0)")
+    print()
+    print(r.ctx_profile)
+    print()
+    print(r.bql_profile)
+    return r
+
+
+def lab(
+    vcpus: int = 2, io_depth: int = 4, slow_syscall_permille: int = 10, monitor_per_s: int = 500
+) -> Any:
+    """Sliders for vCPUs (the first), I/O depth, slow ``io_submit`` calls per thousand and
+    monitor commands per second, over ``view``; ``.result`` holds the last ``VMResult``."""
+    import ipywidgets as w
+
+    def slider(value: int, lo: int, hi: int, description: str, step: int = 1) -> Any:
+        return int_slider(value, lo, hi, description, step, label_width="200px")
+
+    return w.interactive(
+        view,
+        vcpus=slider(vcpus, 1, 8, "vCPUs"),
+        io_depth=slider(io_depth, 1, 32, "I/O depth"),
+        slow_syscall_permille=slider(slow_syscall_permille, 0, 100, "slow io_submit per 1000"),
+        monitor_per_s=slider(monitor_per_s, 0, 2000, "info block per second", 50),
+        host_cpus=w.fixed(4),
+        seed=w.fixed(0),
+    )

@@ -1,0 +1,124 @@
+"""Chapter 6's lab: a stream of guest reads, a graph change, and the graph lock's writer.
+
+The sliders set how many reads per millisecond the guest submits and over how many IOThreads;
+the toggles switch the writer's no-poll drain on or off and bring back D6 (the writer polls with
+``has_writer=1`` while a main-loop callback reads the graph) and D7 (the graph change drains
+while holding the write lock). ``view`` runs chapter 6's model (``scenarios_ch06.run_graph``),
+prints the writer's wait, the read throughput and the outcome (with the deadlock report when
+there is one), and draws the readers holding the lock over time. Nothing is computed here.
+
+Layer 7 (widgets): imports the layers below; ipywidgets only when a widget is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labsupport.present import PALETTE
+from labsupport.widgets import int_slider
+
+from .scenarios import GraphConfig, GraphRun, run_graph
+
+#: The lab's run: the graph change at 300 us, reads for 1.5 ms of simulated time.
+LAB = GraphConfig(
+    iothreads=2,
+    rate_per_ms=40.0,
+    duration_us=1_500.0,
+    change_at_us=300.0,
+    submit_us=2.0,
+    service_us=60.0,
+)
+
+
+def lab_config(
+    reader_rate: int, iothreads: int, drain_first: bool, d6: bool, d7: bool
+) -> GraphConfig:
+    """The ``GraphConfig`` that the controls describe."""
+    if (
+        isinstance(reader_rate, bool)
+        or not isinstance(reader_rate, int)
+        or not 0 <= reader_rate <= 400
+    ):
+        raise ValueError(
+            f"reader_rate is a whole number of reads per ms from 0 to 400; got {reader_rate!r}"
+        )
+    for name, v in (("drain_first", drain_first), ("d6", d6), ("d7", d7)):
+        if not isinstance(v, bool):
+            raise ValueError(f"{name} is True or False; got {v!r}")
+    return LAB.replace(
+        rate_per_ms=float(reader_rate),
+        iothreads=iothreads,
+        drain_first=drain_first,
+        d6_bug=d6,
+        sync_reader=d6,
+        drain="inside" if d7 else "none",
+    )
+
+
+def view(
+    reader_rate: int = 40,
+    iothreads: int = 2,
+    drain_first: bool = True,
+    d6: bool = False,
+    d7: bool = False,
+    seed: int = 0,
+    plot: bool = True,
+) -> GraphRun:
+    """Run the lab's model once, print what happened, draw the readers over time; return it."""
+    g = run_graph(lab_config(reader_rate, iothreads, drain_first, d6, d7), seed=seed, trace=False)
+    print(g.summary())
+    if g.result.deadlock is not None:
+        print()
+        print(g.result.deadlock.text())
+        print(g.diagnosis())
+    if plot:
+        _plot(g)
+    return g
+
+
+def _plot(g: GraphRun) -> None:
+    import matplotlib.pyplot as plt
+
+    hist = g.model.gl.history
+    xs = [t for t, _n, _w in hist] + [g.result.time]
+    ys = [n for _t, n, _w in hist] + [hist[-1][1]]
+    fig, ax = plt.subplots(figsize=(7, 2.6), facecolor="white")
+    ax.step(xs, ys, where="post", color=PALETTE[0], label="readers holding the graph lock")
+    start = g.cfg.change_at_us
+    ax.axvline(start, color=PALETTE[5], linestyle="--", label="writer asks (wrlock)")
+    wait = g.writer_wait_us
+    if wait is not None:
+        ax.axvline(
+            start + wait, color=PALETTE[2], linestyle=":", linewidth=2, label="writer gets the lock"
+        )
+    ax.set_xlabel("simulated time (us)")
+    ax.set_ylabel("readers")
+    ax.set_title(f"{g.outcome}: writer wait {'never' if wait is None else f'{wait:,.0f} us'}")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+
+def lab(reader_rate: int = 40, iothreads: int = 2) -> Any:
+    """Sliders for reads per ms (the first) and IOThreads, toggles for the writer's drain, D6
+    and D7, over ``view``; ``.result`` holds the last ``GraphRun``."""
+    import ipywidgets as w
+
+    def toggle(value: bool, description: str) -> Any:
+        return w.Checkbox(
+            value=value, description=description, style={"description_width": "initial"}
+        )
+
+    return w.interactive(
+        view,
+        reader_rate=int_slider(reader_rate, 0, 400, "reads per ms", 10, label_width="160px"),
+        iothreads=int_slider(iothreads, 1, 4, "IOThreads", label_width="160px"),
+        drain_first=toggle(True, "writer drains first (no-poll)"),
+        d6=toggle(False, "D6: writer polls with has_writer=1"),
+        d7=toggle(False, "D7: drain under the write lock"),
+        seed=w.fixed(0),
+        plot=w.fixed(True),
+    )
+
+
+__all__ = ["LAB", "lab", "lab_config", "view"]

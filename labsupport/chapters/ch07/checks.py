@@ -1,0 +1,180 @@
+"""Chapter 7's exercises: the multi-queue block layer of QEMU 9.0, judged by running the answers.
+
+The learner maps 8 virtqueues onto 4 IOThreads (the checker measures the mapping against the
+best one), moves a coroutine to another IOThread without letting that thread enter it too
+early (R6, over many seeds), says which request lock wins and why (the checker measures both),
+and finds the number of IOThreads after which the I/O rate stops growing on a host with a
+slower disk. Every checker runs the answer in ``multiqueue`` or ``scenarios_ch07``.
+
+Layer 8 (exercises): imports the layers below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labsupport.exercises import attempt, register
+from labsupport.qemu.multiqueue import VM, MappingError, MQCosts, measure, sweep
+
+from .scenarios import r6_program, run_scenario
+
+#: How many random schedules a "fix" answer must survive.
+SEEDS = 150
+
+# -- 7.1 Choose an iothread-vq-mapping --------------------------------------------------------
+
+#: The host of exercise 7.1: 4 IOThreads (one per host CPU set aside for them), 8 virtqueues.
+MAPPING_VM = VM(iothreads=4, num_queues=8, host_cpus=8, vcpus=8, iodepth=64)
+#: How close to the best mapping's rate an answer must come.
+MAPPING_SHARE = 0.9
+
+
+def best_mapping_rate() -> float:
+    """The rate of the best mapping we know for ``MAPPING_VM``: 2 virtqueues per IOThread."""
+    best = [{"iothread": f"iothread{i}", "vqs": [2 * i, 2 * i + 1]} for i in range(4)]
+    return max(
+        measure(MAPPING_VM.replace(mapping=best)).iops,
+        measure(MAPPING_VM.replace(mapping=None)).iops,
+    )
+
+
+def _mapping_07(answer: Any) -> tuple[bool, str]:
+    try:
+        vm = MAPPING_VM.replace(mapping=answer)
+    except MappingError as e:
+        return False, f"this mapping is refused: {e}"
+    except ValueError as e:
+        return False, str(e)
+    mine = measure(vm).iops
+    best = best_mapping_rate()
+    load = {}
+    for q, name in vm.vq_map.items():
+        load.setdefault(name, []).append(q)
+    if mine >= MAPPING_SHARE * best:
+        return True, (
+            f"valid, and {mine / 1000:,.0f}k IOPS against {best / 1000:,.0f}k for "
+            f"the best mapping known: every IOThread serves "
+            f"{sorted(len(v) for v in load.values())} virtqueues"
+        )
+    return False, (
+        f"valid, but {mine / 1000:,.0f}k IOPS is below {MAPPING_SHARE:.0%} of "
+        f"{best / 1000:,.0f}k: virtqueues per IOThread "
+        f"{ {n: len(v) for n, v in sorted(load.items())} }; spread them evenly"
+    )
+
+
+# -- 7.2 Fix R6: move a coroutine without being entered too early -----------------------------
+
+
+def _fix_r6(answer: Any) -> tuple[bool, str]:
+    if not callable(answer):
+        return False, f"answer with the function move(new_ctx, old_ctx) itself, not {answer!r}"
+    for seed in range(SEEDS):
+        run, why = attempt(
+            seed,
+            lambda s=seed: run_scenario(
+                "R6", True, seed=s, trace=False, program=r6_program(move=answer)
+            ),
+        )
+        if why:
+            return False, why
+        if run.outcome != "ok":
+            return False, f"seed {seed}: {run.outcome}: {'; '.join(run.findings)}"
+        where = run.result.sim.model["where"]
+        if where != ["iothread0"]:
+            return False, (
+                f"seed {seed}: the coroutine went on in {where or 'nowhere'}, not "
+                f"in iothread0: it must really move"
+            )
+    return True, (
+        f"no early entry in {SEEDS} seeded runs, and the coroutine always finished "
+        f"in iothread0: the BH in the old context runs only after the yield"
+    )
+
+
+# -- 7.3 Which request lock wins, and why ------------------------------------------------------
+
+RECALL_07 = {
+    "a": "the CoMutex does not win: a waiting coroutine does not block its thread, but each "
+    "hand-off to another IOThread costs a BH, an aio_notify and a wake-up",
+    "b": "",
+    "c": "the QemuMutex does win, but not because it is fair or FIFO; both hand over in order",
+    "d": "the QemuMutex is never held across a yield; that is the very reason it may block",
+}
+LOCK_VM = VM(iothreads=4, num_queues=8, iodepth=64)
+
+
+def _recall_07(answer: Any) -> tuple[bool, str]:
+    if not isinstance(answer, str) or answer.strip().lower() not in RECALL_07:
+        return False, f"answer with one letter, 'a' to 'd', not {answer!r}"
+    letter = answer.strip().lower()
+    if letter != "b":
+        return False, RECALL_07[letter]
+    co = measure(LOCK_VM.replace(reqs_lock="CoMutex"))
+    qm = measure(LOCK_VM.replace(reqs_lock="QemuMutex"))
+    return True, (
+        f"right: in the model {qm.iops / 1000:,.0f}k against {co.iops / 1000:,.0f}k "
+        f"IOPS ({qm.iops / co.iops:.1f}x); the CoMutex made {co.cross_thread_wakes} "
+        f"cross-thread hand-offs while the lock was already the next waiter's"
+    )
+
+
+# -- 7.4 Where the rate stops growing ----------------------------------------------------------
+
+#: The host of exercise 7.4: 8 host CPUs, a drive that serves only 4 requests at once.
+SATURATION_VM = VM(
+    iothreads=1, num_queues=8, host_cpus=8, iodepth=64, costs=MQCosts(disk_parallelism=4)
+)
+#: "Stops growing": one more IOThread adds less than this share.
+GROWTH = 0.05
+
+
+def saturation_point(vm: VM = SATURATION_VM, most: int = 8) -> int:
+    """The smallest IOThread count after which one more IOThread adds less than 5%."""
+    rates = [r.iops for r in sweep(vm, "iothreads", list(range(1, most + 1)))]
+    for n in range(1, most):
+        if rates[n] < (1 + GROWTH) * rates[n - 1]:
+            return n
+    return most
+
+
+def _saturation_07(answer: Any) -> tuple[bool, str]:
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 1 <= answer <= 8:
+        return False, f"answer with a whole number of IOThreads from 1 to 8, not {answer!r}"
+    want = saturation_point()
+    at = measure(SATURATION_VM.replace(iothreads=want))
+    if answer == want:
+        return True, (
+            f"right: from {want} IOThreads on the rate stays near "
+            f"{at.iops / 1000:,.0f}k IOPS; the {at.limit} is the limit (busy "
+            f"{at.disk_busy:.0%})"
+        )
+    return False, (
+        f"not {answer}: sweep iothreads from 1 to 8 and find the first count after "
+        f"which one more adds less than 5%"
+    )
+
+
+register(
+    "7.1",
+    _mapping_07,
+    "8 vCPUs use the 8 virtqueues evenly; give each of the 4 "
+    "IOThreads the same number of virtqueues, each virtqueue exactly once",
+)
+register(
+    "7.2",
+    _fix_r6,
+    "schedule a one-shot BH in old_ctx whose callback does "
+    "aio_co_schedule(new_ctx, co) (co = current_coroutine(old_ctx.sim)), then yield",
+)
+register(
+    "7.3",
+    _recall_07,
+    "which lock makes its waiter wait for another thread's event loop "
+    "while the lock is already handed over?",
+)
+register(
+    "7.4",
+    _saturation_07,
+    "use sweep(SATURATION_VM, 'iothreads', [1, ..., 8]) and compare each rate with the one before",
+)

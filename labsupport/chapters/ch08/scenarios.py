@@ -1,0 +1,377 @@
+"""Every era on one workload: chapter 8's retrospective.
+
+Chapters 1-7 each built one era of QEMU's concurrency model and measured it on a workload of its
+own. Here the eras run on one common workload, so that what each step bought (I/O rate, guest
+time, monitor latency) and what it cost (lines of locking code, bugs of a new kind) can be read
+off one table. ``measure_eras`` runs the eras that ``models.run_era`` knows; ``hunt`` runs every
+bug of the course's catalogue, buggy and fixed, on seeded schedules and counts what the
+detectors report; ``locking_lines`` counts the lines of an era model that take or drop a lock.
+
+Layer 4 (QEMU models): imports the kernel, the models and the chapters' scenario programs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import tokenize
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from labsupport.kernel import run
+from labsupport.qemu.dataplane import r2_program
+from labsupport.qemu.eras import run_era
+from labsupport.qemu.multiqueue import VM, MQResult, measure
+from labsupport.qemu.workload import Workload
+
+from ..ch04.scenarios import (
+    IOThreadVM,
+    complete_under_bql,
+    complete_via_main_loop,
+    measure_vm,
+    run_d4,
+)
+from ..ch05.scenarios import run_scenario
+from ..ch06.scenarios import classify as classify_ch06
+from ..ch06.scenarios import run_scenario as run_scenario_ch06
+from ..ch07.scenarios import run_scenario as run_scenario_ch07
+
+#: The one workload every era runs: four vCPUs on eight host CPUs, MMIO exits every 20 us of
+#: guest code on average, 32 disk requests kept in flight on a disk that serves 64 at once in
+#: 50 us each, one io_submit in 500 blocking for 2 ms, and 1000 ``info block`` per second.
+COMMON = Workload(
+    vcpus=4,
+    host_cpus=8,
+    guest_us=20,
+    mmio_emulation_us=5,
+    io_depth=32,
+    io_service_us=50,
+    disk_queue_depth=64,
+    slow_syscall_prob=0.002,
+    slow_syscall_us=2_000,
+    monitor_per_s=1_000,
+    duration_us=50_000,
+)
+
+
+@dataclass(frozen=True)
+class Era:
+    """One row of the retrospective: a chapter's era and how ``run_era`` runs it."""
+
+    chapter: int
+    name: str
+    years: str
+    run_era_name: str
+
+
+ERAS: tuple[Era, ...] = (
+    Era(1, "one thread for everything", "before 2009", "one-thread"),
+    Era(2, "vCPU threads and the BQL", "2009-2011", "kvm"),
+    Era(3, "the dataplane (raw images only)", "2012-2013", "dataplane"),
+    Era(4, "IOThread, the loop holds its context lock", "2013-2017", "iothread"),
+    Era(5, "IOThread, handlers take the context lock", "2017-2023", "iothread-2017"),
+    Era(7, "IOThread, no context lock (QEMU 9.0)", "2024-", "iothread-9.0"),
+)
+
+
+@dataclass
+class EraRow:
+    """What one era measured on the common workload (rates per simulated second, times in us)."""
+
+    era: Era
+    io_per_s: float
+    io_p99_us: float
+    guest_cpus_busy: float
+    monitor_p99_us: float
+    bql_wait_us: float
+
+    def cells(self) -> list[str]:
+        return [
+            f"{self.era.chapter}",
+            self.era.name,
+            f"{self.io_per_s:,.0f}",
+            f"{self.io_p99_us:,.0f}",
+            f"{self.guest_cpus_busy:.2f}",
+            f"{self.monitor_p99_us:,.0f}",
+        ]
+
+
+def measure_eras(w: Workload = COMMON, eras: tuple[Era, ...] = ERAS) -> list[EraRow]:
+    """Run each era on ``w`` (same seed, same workload) and measure it."""
+    if not isinstance(w, Workload):
+        raise TypeError(f"expected a Workload; got {type(w).__name__}")
+    rows = []
+    for era in eras:
+        r = run_era(w, era.run_era_name, trace=False)
+        rows.append(
+            EraRow(era, r.io_per_s, r.io_p99_us, r.guest_cpus_busy, r.monitor_p99_us, r.bql_wait_us)
+        )
+    return rows
+
+
+def format_rows(rows: list[EraRow]) -> str:
+    """The era table as text."""
+    head = ["ch", "era", "I/O per s", "I/O p99 us", "guest CPUs", "info block p99 us"]
+    table = [head] + [r.cells() for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines = []
+    for n, row in enumerate(table):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The catalogue: every deadlock, stall and race the course reproduced, buggy and fixed.
+
+
+@dataclass(frozen=True)
+class Bug:
+    """One catalogue item: ``found(fixed, seed)`` says whether the detector reported it."""
+
+    id: str
+    chapter: int
+    kind: str  # "deadlock", "hang", "stall", "race" or "freed"
+    what: str
+    found: Callable[[bool, int], bool]
+
+
+def _r2(fixed: bool, seed: int) -> bool:
+    r = run(r2_program(fixed=fixed), policy="random", seed=seed, cpus=2)
+    return bool(r.sim.model.reports)
+
+
+_D3_VM = IOThreadVM(
+    vcpus=2,
+    io_depth=4,
+    slow_syscall_prob=0.05,
+    slow_syscall_us=2_000,
+    monitor_per_s=1_000,
+    duration_us=10_000,
+)
+
+
+def _d3(fixed: bool, seed: int) -> bool:
+    r = measure_vm(_D3_VM.replace(seed=seed, monitor_takes_context_lock=not fixed), trace=False)
+    return bool(r.monitor_us) and max(r.monitor_us) > _D3_VM.slow_syscall_us / 2
+
+
+def _d4(fixed: bool, seed: int) -> bool:
+    handler = complete_via_main_loop if fixed else complete_under_bql
+    return run_d4(handler, seed=seed).outcome == "deadlock"
+
+
+def _ch05(name: str) -> Callable[[bool, int], bool]:
+    def found(fixed: bool, seed: int) -> bool:
+        return run_scenario(name, fixed, seed=seed).outcome in ("deadlock", "stuck")
+
+    return found
+
+
+def _ch06(name: str) -> Callable[[bool, int], bool]:
+    def found(fixed: bool, seed: int) -> bool:
+        return classify_ch06(run_scenario_ch06(name, fixed, seed=seed, trace=False)) != "completed"
+
+    return found
+
+
+def _ch07(name: str) -> Callable[[bool, int], bool]:
+    def found(fixed: bool, seed: int) -> bool:
+        return run_scenario_ch07(name, fixed, seed=seed, trace=name == "R7").detected
+
+    return found
+
+
+CATALOGUE: list[Bug] = [
+    Bug("R2", 3, "race", "one virtqueue handler entered from two threads", _r2),
+    Bug("D3", 4, "stall", "info block waits behind a slow io_submit", _d3),
+    Bug("D4", 4, "deadlock", "BQL and context lock in both orders (derived)", _d4),
+    Bug("D1", 5, "deadlock", "context held twice, released once by AIO_WAIT_WHILE", _ch05("D1")),
+    Bug("D2", 5, "hang", "context lock held across a coroutine yield", _ch05("D2")),
+    Bug("D5", 5, "deadlock", "two IOThreads waiting on each other", _ch05("D5")),
+    Bug("R3", 5, "hang", "the lost wake-up without the notify_me handshake", _ch05("R3")),
+    Bug(
+        "UAF", 6, "freed", "a graph change without the graph lock, I/O in flight", _ch06("unlocked")
+    ),
+    Bug("D6", 6, "deadlock", "the graph writer polls with has_writer set", _ch06("D6")),
+    Bug("D7", 6, "hang", "a drain (which polls) under the graph lock", _ch06("D7")),
+    Bug("R4", 7, "hang", "a kick before the IOThread listens: a request lost", _ch07("R4")),
+    Bug("R5", 7, "race", "a BH runs in the old context during a context change", _ch07("R5")),
+    Bug("R6", 7, "race", "a coroutine entered by another thread before it yielded", _ch07("R6")),
+    Bug("R7", 7, "race", "a monitor coroutine assumed the BQL across a yield", _ch07("R7")),
+]
+
+
+@dataclass
+class HuntResult:
+    """How many of ``seeds`` schedules the detector flagged, buggy and fixed."""
+
+    bug: Bug
+    seeds: int
+    buggy: int
+    fixed: int
+
+
+def hunt(seeds: int = 20, catalogue: list[Bug] | None = None) -> list[HuntResult]:
+    """Run every catalogue item on ``seeds`` seeded schedules, buggy and fixed."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
+        raise ValueError(f"seeds is a whole number from 1 to 1000; got {seeds!r}")
+    out = []
+    for bug in CATALOGUE if catalogue is None else catalogue:
+        buggy = sum(bug.found(False, s) for s in range(seeds))
+        fixed = sum(bug.found(True, s) for s in range(seeds))
+        out.append(HuntResult(bug, seeds, buggy, fixed))
+    return out
+
+
+def format_hunt(results: list[HuntResult]) -> str:
+    """The hunt as text: one row per catalogue item."""
+    lines = [
+        f"{'bug':<4} {'ch':>2}  {'kind':<8} {'buggy':>7} {'fixed':>7}  what",
+        f"{'-' * 4} {'-' * 2}  {'-' * 8} {'-' * 7} {'-' * 7}  {'-' * 4}",
+    ]
+    for h in results:
+        lines.append(
+            f"{h.bug.id:<4} {h.bug.chapter:>2}  {h.bug.kind:<8} "
+            f"{h.buggy:>3}/{h.seeds:<3} {h.fixed:>3}/{h.seeds:<3}  {h.bug.what}"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Lines of locking code.
+
+_LOCKING = re.compile(
+    r"\b(lock|unlock|acquire|release|aio_context_acquire|aio_context_release|bql_lock|"
+    r"bql_unlock|rdlock|rdunlock|wrlock|wrunlock|bdrv_graph_\w+|aio_context_new_lock)\s*\("
+    r"|\bdrop\s*=|\block_kind\s*=\s*\"s\""
+)
+
+
+def locking_lines(source: str) -> int:
+    """Lines of Python ``source`` that take, drop or create a lock (strings and comments do not
+    count: a docstring that talks about a lock is not locking code)."""
+    if not isinstance(source, str):
+        raise TypeError("locking_lines counts the lines of a source text (a str)")
+    code: dict[int, list[str]] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT or not tok.string.strip():
+                continue
+            text = '"s"' if tok.type == tokenize.STRING else tok.string  # no words from strings
+            code.setdefault(tok.start[0], []).append(text)
+    except (tokenize.TokenError, IndentationError, SyntaxError) as e:
+        raise ValueError(f"locking_lines needs Python source that tokenizes: {e}") from None
+    joined = (" ".join(toks).replace(" (", "(").replace(" = ", "=") for toks in code.values())
+    return sum(1 for line in joined if _LOCKING.search(line))
+
+
+# --------------------------------------------------------------------------------------------
+# What QEMU 9.0 added on top: one device's virtqueues on several IOThreads (chapter 7's model).
+
+#: Chapter 7's published-like configuration: 8 vCPUs, 8 host CPUs, 8 virtqueues, depth 64.
+MQ_BASE = VM(iothreads=1, num_queues=8, vcpus=8, host_cpus=8, iodepth=64)
+
+
+def multiqueue_rows(
+    iothreads: tuple[int, ...] = (1, 2, 4, 8), seed: int = 0
+) -> list[tuple[int, str, MQResult]]:
+    """``(IOThreads, reqs_lock kind, result)`` for each IOThread count and each lock kind."""
+    return [
+        (n, kind, measure(MQ_BASE.replace(iothreads=n, reqs_lock=kind), seed=seed))
+        for n in iothreads
+        for kind in ("CoMutex", "QemuMutex")
+    ]
+
+
+def format_multiqueue(rows: list[tuple[int, str, MQResult]]) -> str:
+    """The multi-queue rows as text."""
+    lines = [
+        f"{'IOThreads':>9}  {'reqs_lock':<9}  {'I/O per s':>9}  {'p99 us':>6}  limit",
+        f"{'-' * 9}  {'-' * 9}  {'-' * 9}  {'-' * 6}  {'-' * 9}",
+    ]
+    for n, kind, r in rows:
+        lines.append(f"{n:>9}  {kind:<9}  {r.iops:>9,.0f}  {r.p99_us:>6,.0f}  {r.limit}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole story in one table.
+
+
+@dataclass
+class StoryRow:
+    """One chapter's era in the summary: what it bought and what it cost."""
+
+    chapter: int
+    era: str
+    io_per_s: float  # NaN where the chapter has no row of its own in ``measure_eras``
+    io_p99_us: float
+    monitor_p99_us: float
+    deadlocks: int  # catalogue deadlocks and hangs of this chapter that the detectors caught
+    other_bugs: int  # races, stalls and freed reads of this chapter that they caught
+    locking_lines: int
+
+
+def story(rows: list[EraRow], hunted: list[HuntResult], locking: dict[int, int]) -> list[StoryRow]:
+    """One row per chapter 1-7: the era table's measurements (chapter 6 has none of its own),
+    the catalogue items caught under each chapter, and its era model's locking lines."""
+    by_chapter = {r.era.chapter: r for r in rows}
+    names = {
+        1: "one thread",
+        2: "vCPU threads + BQL",
+        3: "dataplane",
+        4: "IOThread, loop holds ctx lock",
+        5: "handlers take ctx lock",
+        6: "graph lock + annotations",
+        7: "no ctx lock (9.0)",
+    }
+    out = []
+    for ch in range(1, 8):
+        r = by_chapter.get(ch)
+        caught = [h.bug.kind for h in hunted if h.bug.chapter == ch and h.buggy > 0]
+        dead = sum(k in ("deadlock", "hang") for k in caught)
+        out.append(
+            StoryRow(
+                ch,
+                names[ch],
+                r.io_per_s if r else math.nan,
+                r.io_p99_us if r else math.nan,
+                r.monitor_p99_us if r else math.nan,
+                dead,
+                len(caught) - dead,
+                locking.get(ch, 0),
+            )
+        )
+    return out
+
+
+def format_story(story_rows: list[StoryRow]) -> str:
+    """The summary as text; a chapter without its own measurement shows "-"."""
+
+    def num(v: float) -> str:
+        return "-" if math.isnan(v) else f"{v:,.0f}"
+
+    lines = [
+        f"{'ch':>2}  {'era':<30} {'I/O per s':>9} {'I/O p99':>7} {'monitor p99':>11} "
+        f"{'deadlocks':>9} {'other bugs':>10} {'locking lines':>13}",
+        f"{'-' * 2}  {'-' * 30} {'-' * 9} {'-' * 7} {'-' * 11} {'-' * 9} {'-' * 10} {'-' * 13}",
+    ]
+    for r in story_rows:
+        lines.append(
+            f"{r.chapter:>2}  {r.era:<30} {num(r.io_per_s):>9} {num(r.io_p99_us):>7} "
+            f"{num(r.monitor_p99_us):>11} {r.deadlocks:>9} {r.other_bugs:>10} "
+            f"{r.locking_lines:>13}"
+        )
+    return "\n".join(lines)
+
+
+def ratio(a: float, b: float) -> float:
+    """``a / b``, NaN when ``b`` is 0."""
+    return a / b if b else math.nan

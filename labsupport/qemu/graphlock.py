@@ -1,0 +1,407 @@
+"""The block-graph reader/writer lock of QEMU 8.0, with its TSA annotations and API classes.
+
+From December 2022 only the main loop, holding the BQL, changes the block graph (which node is
+whose child); readers are I/O coroutines in any AioContext that walk ``bs->children``. The
+lock is built for cheap readers: each AioContext counts its own readers, and a reader only
+increments its counter and checks a global ``has_writer`` flag; if a writer is active it backs
+out, kicks the writer and sleeps in a ``CoQueue``. The writer (``bdrv_graph_wrlock``) first
+starts a no-poll drain of every node, so new I/O cannot starve it, then loops: clear
+``has_writer``, poll until no reader is left, set ``has_writer``, and check again in case a
+reader sneaked in. ``bdrv_graph_wrunlock`` wakes every sleeping reader first and only then runs
+the bottom halves scheduled meanwhile. ``bdrv_graph_rdlock_main_loop`` is a placeholder: the
+main loop is the only writer, so it needs no real read lock.
+
+Toggles bring back the bugs: ``d6_bug`` (the writer polls with ``has_writer=1``, D6) and
+``drain_first=False`` (no no-poll drain: a stream of readers can starve the writer).
+``GRAPH_RDLOCK``, ``GRAPH_WRLOCK`` and ``GRAPH_UNLOCKED`` are ``annotations`` decorators on
+``"graph_lock"``; ``GLOBAL_STATE_CODE()`` and ``IO_CODE()`` check, at run time, the thread a
+block-layer function runs in.
+
+Layer 4 (QEMU models): imports the kernel, the primitives, the event loop and ``models``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..annotations import (
+    acquires,
+    acquires_shared,
+    current_coroutine_of,
+    declare_capability,
+    excludes,
+    no_tsa,
+    record_violation,
+    releases,
+    releases_shared,
+    requires,
+    requires_shared,
+)
+from ..coroutine import CoQueue, current_coroutine, qemu_coroutine_yield
+from ..kernel import MisuseError, Note, Simulation, Thread
+from ..loop import AioContext, aio_poll, aio_wait_kick
+from .block import BlockDriverState
+from .bql import BQL
+
+#: ``GRAPH_RDLOCK`` (= ``TSA_REQUIRES_SHARED(graph_lock)``): the caller holds the graph lock,
+#: at least for reading.
+GRAPH_RDLOCK = requires_shared("graph_lock")
+#: ``GRAPH_WRLOCK`` (= ``TSA_REQUIRES(graph_lock)``): the caller holds it for writing.
+GRAPH_WRLOCK = requires("graph_lock")
+#: ``GRAPH_UNLOCKED``: the caller must not hold it (``bdrv_drained_begin`` is one such).
+GRAPH_UNLOCKED = excludes("graph_lock")
+
+
+class BdrvGraphLock:
+    """The graph lock's state: per-AioContext reader counts, ``has_writer``, sleeping readers.
+
+    ``nodes``: what the writer's no-poll drain quiesces (``BlockBackend``s of this model).
+    ``d6_bug``: keep ``has_writer=1`` while polling (D6). ``drain_first``: the no-poll drain.
+    ``history`` holds ``(time, total readers, has_writer)`` at every change, for plots.
+    """
+
+    kind = "graph lock"
+
+    def __init__(
+        self,
+        sim: Simulation,
+        main_ctx: AioContext,
+        bql: BQL,
+        d6_bug: bool = False,
+        drain_first: bool = True,
+    ):
+        self.sim = sim
+        self.name = "graph_lock"
+        self.main_ctx = main_ctx
+        self.bql = bql
+        self.d6_bug = d6_bug
+        self.drain_first = drain_first
+        self.has_writer = 0
+        self.reader_counts: dict[str, int] = {}
+        self.contexts: list[AioContext] = [main_ctx]
+        self.queue = CoQueue(sim, "graph_lock.readers")
+        self.writer: Thread | None = None
+        self.wants_write: Thread | None = None
+        self.nodes: list[Any] = []
+        self._co_readers: dict[int, int] = {}
+        self.writer_waits: list[float] = []
+        self.history: list[tuple[float, int, int]] = [(0.0, 0, 0)]
+        declare_capability(sim, "graph_lock", self)
+        declare_capability(sim, "bql", bql)
+        declare_capability(sim, "main_ctx", main_ctx)
+
+    def add_context(self, ctx: AioContext) -> None:
+        """Give an IOThread's context its reader counter."""
+        if ctx not in self.contexts:
+            self.contexts.append(ctx)
+
+    def reader_count(self) -> int:
+        """All readers, over every context's counter (what the writer waits to see at 0)."""
+        return sum(self.reader_counts.values())
+
+    def _log(self) -> None:
+        self.history.append((self.sim.now, self.reader_count(), self.has_writer))
+
+    def _ctx_of(self, co: Any) -> AioContext:
+        if co.ctx is not None:
+            return co.ctx
+        me = self.sim.current
+        return next((c for c in self.contexts if c.home is me), self.main_ctx)
+
+    def tsa_holds(self, thread: Thread) -> str | None:
+        """How ``thread`` (or the coroutine it runs) holds the lock, for the TSA checks."""
+        if self.writer is thread:
+            return "exclusive"
+        co = current_coroutine_of(thread)
+        if co is not None and self._co_readers.get(co.oid, 0) > 0:
+            return "shared"
+        if thread.local.get("graph_rdlock_main_loop", 0) > 0:
+            return "shared"
+        return None
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}:{v}" for k, v in self.reader_counts.items() if v)
+        who = f", writer {self.writer.name}" if self.writer else ""
+        return (
+            f"<BdrvGraphLock [has_writer={self.has_writer}, readers {{{counts}}}, "
+            f"sleeping {len(self.queue)}{who}]>"
+        )
+
+
+def get_graph_lock(sim: Simulation | None = None) -> BdrvGraphLock:
+    """This simulation's graph lock (the one global ``graph_lock`` of QEMU)."""
+    sim = sim or Simulation.active
+    gl = getattr(sim, "tsa_capabilities", {}).get("graph_lock") if sim else None
+    if gl is None:
+        raise MisuseError(
+            "this simulation has no block-graph lock; make one with "
+            "BdrvGraphLock(sim, main_ctx, bql)"
+        )
+    return gl
+
+
+# -- where code runs ---------------------------------------------------------------------------
+
+
+def qemu_in_main_thread(sim: Simulation | None = None) -> bool:
+    """Is the current thread the main loop, holding the BQL? (QEMU: ``qemu_in_main_thread``.)"""
+    gl = get_graph_lock(sim)
+    me = gl.sim.current
+    return me is not None and me is gl.main_ctx.home and gl.bql.mutex.owner is me
+
+
+def GLOBAL_STATE_CODE() -> None:  # noqa: N802  (QEMU's name)
+    """Mark a function as global-state API: main loop with the BQL only. QEMU asserts
+    ``qemu_in_main_thread()``; here a failure is a recorded TSA-style violation."""
+    gl = get_graph_lock()
+    if not qemu_in_main_thread(gl.sim):
+        fn = _caller_name()
+        me = gl.sim.current
+        why = "it does not hold the BQL" if me is gl.main_ctx.home else "it is not the main loop"
+        record_violation(
+            gl.sim,
+            fn,
+            "BQL",
+            "GLOBAL_STATE_CODE",
+            f"`{fn}` is GLOBAL_STATE_CODE but runs in {me.name if me else '?'}: {why}",
+        )
+
+
+def IO_CODE(bs: Any) -> None:  # noqa: N802  (QEMU's name)
+    """Mark a function as I/O API. QEMU has no assertion here (derived: I/O functions may be
+    called from several threads); this model checks that the current thread runs ``bs``'s
+    AioContext, its home thread."""
+    sim = bs.sim
+    me = sim.current
+    if me is None or bs.ctx.home is not me:
+        fn = _caller_name()
+        record_violation(
+            sim,
+            fn,
+            bs.ctx.name,
+            "IO_CODE",
+            f"`{fn}` is IO_CODE for node {bs.name}, whose AioContext {bs.ctx.name} runs "
+            f"in {bs.ctx.home.name if bs.ctx.home else '?'}, but it runs in "
+            f"{me.name if me else '?'}",
+        )
+
+
+def _caller_name() -> str:
+    import sys
+
+    frame = sys._getframe(2)
+    return frame.f_code.co_name
+
+
+# -- the read side -----------------------------------------------------------------------------
+
+
+@no_tsa
+@acquires_shared("graph_lock")
+def bdrv_graph_co_rdlock():
+    """``yield from bdrv_graph_co_rdlock()`` in a coroutine: take the graph lock to read."""
+    gl = get_graph_lock()
+    co = current_coroutine(gl.sim)
+    if co is None:
+        raise MisuseError(
+            f"{gl.sim.current.name} called bdrv_graph_co_rdlock outside a "
+            f"coroutine; in the main loop use bdrv_graph_rdlock_main_loop"
+        )
+    ctx = gl._ctx_of(co)
+    while True:
+        gl.reader_counts[ctx.name] = gl.reader_counts.get(ctx.name, 0) + 1
+        gl._log()
+        yield Note(f"graph reader_count[{ctx.name}]++")
+        if not gl.has_writer:  # the fast path: no writer, the lock is ours
+            gl._co_readers[co.oid] = gl._co_readers.get(co.oid, 0) + 1
+            return
+        # A writer is active: back out, kick it, and sleep until wrunlock wakes us.
+        gl.reader_counts[ctx.name] -= 1
+        gl._log()
+        yield Note(f"has_writer: {co.name} sleeps")
+        yield aio_wait_kick(gl.main_ctx)
+        gl.queue.waiters.append(co)
+        yield qemu_coroutine_yield()
+
+
+@no_tsa
+@releases_shared("graph_lock")
+def bdrv_graph_co_rdunlock():
+    """``yield from bdrv_graph_co_rdunlock()``: drop the read lock and kick the writer."""
+    gl = get_graph_lock()
+    co = current_coroutine(gl.sim)
+    if co is None or gl._co_readers.get(co.oid, 0) == 0:
+        raise MisuseError(
+            f"{gl.sim.current.name} unlocked the graph lock, which it does not hold for reading"
+        )
+    ctx = gl._ctx_of(co)
+    gl._co_readers[co.oid] -= 1
+    gl.reader_counts[ctx.name] -= 1
+    gl._log()
+    yield Note(f"graph reader_count[{ctx.name}]--")
+    yield aio_wait_kick(gl.main_ctx)  # unlock always kicks: a writer may be polling
+
+
+@no_tsa
+@acquires_shared("graph_lock")
+def bdrv_graph_rdlock_main_loop():
+    """The main loop's read "lock": it is the only writer, so nothing to take; it only
+    asserts that it runs in the main loop (here it also counts, for the TSA checks)."""
+    gl = get_graph_lock()
+    _main_loop_only(gl, "bdrv_graph_rdlock_main_loop")
+    me = gl.sim.current
+    if current_coroutine_of(me) is None:
+        me.local["graph_rdlock_main_loop"] = me.local.get("graph_rdlock_main_loop", 0) + 1
+    yield Note("bdrv_graph_rdlock_main_loop (no-op)")
+
+
+@no_tsa
+@releases_shared("graph_lock")
+def bdrv_graph_rdunlock_main_loop():
+    """The placeholder's unlock: a no-op. It releases nothing a coroutine holds."""
+    gl = get_graph_lock()
+    _main_loop_only(gl, "bdrv_graph_rdunlock_main_loop")
+    me = gl.sim.current
+    if current_coroutine_of(me) is None and me.local.get("graph_rdlock_main_loop", 0) > 0:
+        me.local["graph_rdlock_main_loop"] -= 1
+    yield Note("bdrv_graph_rdunlock_main_loop (no-op)")
+
+
+def _main_loop_only(gl: BdrvGraphLock, fn: str) -> None:
+    if gl.sim.current is not gl.main_ctx.home:
+        raise MisuseError(f"{fn} may only run in the main loop; {gl.sim.current.name} is not it")
+
+
+# -- the write side ----------------------------------------------------------------------------
+
+
+def poll_main_while(
+    gl: BdrvGraphLock, cond: Callable[[], bool], waiting_for: Callable[[], list[Thread]]
+):
+    """Poll the main loop while ``cond()``; ``waiting_for()`` tells the deadlock detector whose
+    work this thread waits for (saved and restored, so nested polls report their own)."""
+    ctx = gl.main_ctx
+    while cond():
+        saved = ctx.waiting_for
+        ctx.waiting_for = waiting_for()
+        try:
+            yield aio_poll(ctx, True)
+        finally:
+            ctx.waiting_for = saved
+
+
+def _reader_threads(gl: BdrvGraphLock) -> list[Thread]:
+    return [c.home for c in gl.contexts if gl.reader_counts.get(c.name, 0) > 0 and c.home]
+
+
+@no_tsa
+@acquires("graph_lock")
+def bdrv_graph_wrlock():
+    """``yield from bdrv_graph_wrlock()``: main loop + BQL only. Drain without polling, then
+    wait (polling) until no reader is left, with ``has_writer`` clear while it polls."""
+    GLOBAL_STATE_CODE()
+    gl = get_graph_lock()
+    me = gl.sim.current
+    start = gl.sim.now
+    gl.wants_write = me
+    if gl.drain_first:  # bdrv_drain_all_begin_nopoll: no new requests may start
+        for node in gl.nodes:
+            node.quiesce_counter += 1
+        yield Note("bdrv_drain_all_begin_nopoll")
+    while True:
+        gl.has_writer = 1 if gl.d6_bug else 0
+        gl._log()
+        yield Note(f"has_writer = {gl.has_writer}; poll until no readers")
+        yield from poll_main_while(gl, lambda: gl.reader_count() > 0, lambda: _reader_threads(gl))
+        gl.has_writer = 1
+        gl._log()
+        yield Note("has_writer = 1")
+        if gl.reader_count() == 0:  # nobody sneaked in between the poll and the flag
+            break
+    gl.writer = me
+    gl.wants_write = None
+    gl.writer_waits.append(gl.sim.now - start)
+    yield Note("graph write-locked")
+
+
+@no_tsa
+@releases("graph_lock")
+def bdrv_graph_wrunlock():
+    """Wake every sleeping reader first, end the no-poll drain, then run pending BHs."""
+    gl = get_graph_lock()
+    if gl.writer is not gl.sim.current:
+        raise MisuseError(
+            f"{gl.sim.current.name} called bdrv_graph_wrunlock without holding "
+            f"the graph lock for writing"
+        )
+    gl.has_writer = 0
+    gl.writer = None
+    gl._log()
+    yield Note("has_writer = 0; wake readers")
+    yield from gl.queue.restart_all()
+    if gl.drain_first:
+        for node in gl.nodes:
+            yield from node.drained_end()
+    yield aio_poll(gl.main_ctx, False)  # then the BHs scheduled during the write section
+
+
+# -- drained sections --------------------------------------------------------------------------
+
+
+class DrainableNode(BlockDriverState):
+    """A ``BlockDriverState`` whose requests, while it is drained, wait in a ``CoQueue`` and
+    are restarted when the last drained section ends (``blk_wait_while_drained``)."""
+
+    def __init__(self, sim: Simulation, name: str, ctx: AioContext):
+        super().__init__(sim, name, ctx)
+        self.queued = CoQueue(sim, f"{name}.queued_requests")
+
+    def wait_while_drained(self):
+        """``yield from bs.wait_while_drained()`` in a request coroutine."""
+        while self.quiesce_counter > 0:
+            yield from self.queued.wait()
+
+    def drained_end(self):
+        """``yield from bs.drained_end()``: end one drained section; restart queued requests."""
+        self.quiesce_counter -= 1
+        if self.quiesce_counter == 0:
+            yield from self.queued.restart_all()
+
+
+@GRAPH_UNLOCKED
+def bdrv_drained_begin(bs: DrainableNode):
+    """``yield from bdrv_drained_begin(bs)``: stop new requests, then poll until none is in
+    flight. It polls, so it is ``GRAPH_UNLOCKED``: never call it holding the graph lock (D7)."""
+    GLOBAL_STATE_CODE()
+    gl = get_graph_lock()
+    yield Note(f"bdrv_drained_begin({bs.name})")
+    yield from bs.drained_begin(gl.main_ctx)
+
+
+def bdrv_drained_end(bs: DrainableNode):
+    """``yield from bdrv_drained_end(bs)``."""
+    yield Note(f"bdrv_drained_end({bs.name})")
+    yield from bs.drained_end()
+
+
+__all__ = [
+    "GLOBAL_STATE_CODE",
+    "GRAPH_RDLOCK",
+    "GRAPH_UNLOCKED",
+    "GRAPH_WRLOCK",
+    "IO_CODE",
+    "BdrvGraphLock",
+    "DrainableNode",
+    "bdrv_drained_begin",
+    "bdrv_drained_end",
+    "bdrv_graph_co_rdlock",
+    "bdrv_graph_co_rdunlock",
+    "bdrv_graph_rdlock_main_loop",
+    "bdrv_graph_rdunlock_main_loop",
+    "bdrv_graph_wrlock",
+    "bdrv_graph_wrunlock",
+    "get_graph_lock",
+    "poll_main_while",
+    "qemu_in_main_thread",
+]

@@ -1,0 +1,367 @@
+"""What chapter 6 teaches, asserted: the notebook's era model is the library's; the static pass
+finds the missing lock and passes the fix; the graph lock keeps a graph change safe where the
+unlocked change reads a freed node; D6 and D7 hang under their bugs and never under the fixes;
+the writer starves without its no-poll drain; the blind spot passes the static pass and fails
+at run time; and the exercises' checkers accept the model answers and refuse the bugs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from notebook_cells import run_cells
+
+from labsupport import run, trace_table
+from labsupport.analysis.tsa import check
+from labsupport.annotations import no_tsa, tsa_report, tsa_violations
+from labsupport.chapters.ch06.checks import _annotate_61, _blind_spot_62, _d6_64, _fix_d7
+from labsupport.chapters.ch06.scenarios import (
+    SCENARIOS,
+    api_class_program,
+    bdrv_co_preadv,
+    bdrv_replace_child,
+    blind_spot_done,
+    call_as_reader,
+    change_filter,
+    classify,
+    outcome_table,
+    refresh_ineffective_unlock,
+    refresh_no_unlock,
+    refresh_real_unlock,
+    run_blind_spot,
+    run_graph,
+    run_scenario,
+    starvation_table,
+)
+from labsupport.qemu.graphlock import (
+    GRAPH_RDLOCK,
+    bdrv_drained_begin,
+    bdrv_drained_end,
+    bdrv_graph_co_rdlock,
+    bdrv_graph_co_rdunlock,
+    bdrv_graph_wrlock,
+    bdrv_graph_wrunlock,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "06-fine-grained-locks.ipynb"
+SEEDS = 200
+
+
+@pytest.fixture(scope="module")
+def era_model() -> dict:
+    """The notebook's "era-model" cells, run in order in a fresh namespace."""
+    return run_cells(NOTEBOOK, "era-model", minimum=5)
+
+
+@pytest.fixture(scope="module")
+def table() -> dict:
+    return outcome_table(SEEDS)
+
+
+def _same(mine, theirs) -> None:
+    a, b = mine.result, theirs.result
+    assert (a.outcome, a.schedule, a.steps, a.time) == (b.outcome, b.schedule, b.steps, b.time)
+    assert trace_table(a, width=40) == trace_table(b, width=40)
+    assert str(a.deadlock) == str(b.deadlock)
+    assert mine.model.uaf == theirs.model.uaf
+    assert tsa_report(a) == tsa_report(b)
+    assert mine.model.gl.writer_waits == theirs.model.gl.writer_waits
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+@pytest.mark.parametrize("fixed", [False, True])
+def test_the_notebooks_era_model_gives_the_librarys_runs(era_model, name, fixed):
+    from labsupport.chapters.ch06 import scenarios as scenarios_ch06
+    from labsupport.qemu import graphlock as graphlock
+
+    assert era_model["graph_program"] is not scenarios_ch06.graph_program
+    assert era_model["bdrv_graph_wrlock"] is not graphlock.bdrv_graph_wrlock
+    assert era_model["bdrv_graph_co_rdlock"] is not graphlock.bdrv_graph_co_rdlock
+    cfg = SCENARIOS[name][int(fixed)]
+    for seed in range(15):
+        _same(era_model["run_graph"](cfg, seed=seed), run_graph(cfg, seed=seed))
+
+
+def test_the_era_models_agree_on_a_stream_of_readers_too(era_model):
+    cfg = SCENARIOS["D7"][1].replace(
+        rate_per_ms=80.0, duration_us=600.0, iothreads=2, drain="none", drain_first=False
+    )
+    for seed in range(3):
+        _same(era_model["run_graph"](cfg, seed=seed), run_graph(cfg, seed=seed))
+
+
+# -- (a) annotations: the static pass before the run, the run-time check on the run ----------
+
+
+def read_without_lock(bs, req):
+    yield from bdrv_co_preadv(bs, req)
+
+
+def read_with_lock(bs, req):
+    yield from bdrv_graph_co_rdlock()
+    yield from bdrv_co_preadv(bs, req)
+    yield from bdrv_graph_co_rdunlock()
+
+
+def test_the_static_pass_flags_the_missing_lock_and_passes_the_fixed_code():
+    report = check(read_without_lock, read_with_lock, bdrv_co_preadv, bdrv_replace_child)
+    assert [f.function for f in report.findings] == ["read_without_lock"]
+    assert report.messages() == ["calling `bdrv_co_preadv` requires holding `graph_lock` (shared)"]
+    assert report.findings[0].line == 2
+    assert check(read_with_lock).ok
+
+
+def test_the_run_time_check_agrees_and_flags_every_access_on_the_way_down():
+    unlocked = call_as_reader(read_without_lock, locked=False)
+    texts = [v.text for v in tsa_violations(unlocked)]
+    assert unlocked.outcome == "completed"
+    assert len(texts) == 5
+    assert (
+        sum("calling `bdrv_co_preadv` requires holding `graph_lock` (shared)" in t for t in texts)
+        == 2
+    )
+    assert any("reading `filter0.children`" in t for t in texts)
+    assert all("[thread iothread0 (coroutine reader)]" in t for t in texts)
+    locked = call_as_reader(read_without_lock, locked=True)
+    assert locked.ok and tsa_violations(locked) == []
+
+
+# -- (b) the graph change with I/O in flight ---------------------------------------------------
+
+
+def test_an_unlocked_graph_change_reads_a_freed_node_and_the_lock_prevents_it(table):
+    assert table[("unlocked", "buggy")]["use-after-free"] >= SEEDS * 3 // 4
+    assert table[("unlocked", "fixed")] == {"completed": SEEDS}
+    g = run_scenario("unlocked", False, seed=0)
+    assert g.model.uaf == [
+        "request 0 read node 'filter0' after it was freed at t=50 us (now t=84.4 us)"
+    ]
+    texts = [v.text for v in g.violations()]
+    assert any(
+        "calling `bdrv_replace_child` requires holding `graph_lock` exclusively" in t for t in texts
+    )
+    assert any("writing `blk0.root` requires holding `graph_lock` exclusively" in t for t in texts)
+    # the prose: six reads in the first 100 us, the change at 50 us
+    cfg = SCENARIOS["unlocked"][0]
+    assert (cfg.requests, 2 * cfg.change_at_us, cfg.change_at_us) == (6, 100, 50)
+    for seed in range(SEEDS):
+        ok = run_scenario("unlocked", True, seed=seed, trace=False)
+        assert ok.model.change_done and ok.model.completed == ok.model.arrivals
+
+
+# -- (c) D6 ---------------------------------------------------------------------------------
+
+
+def test_d6_deadlocks_when_the_writer_polls_with_has_writer_set_and_never_when_clear(table):
+    assert table[("D6", "buggy")]["deadlock"] >= SEEDS // 2
+    assert table[("D6", "fixed")] == {"completed": SEEDS}
+    g = run_scenario("D6", False, seed=0)
+    assert g.result.deadlock.kind == "cycle" and g.result.deadlock.cycle == ["main-loop"]
+    assert (
+        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for main-loop's work), "
+        "held by main-loop"
+    ) in g.result.deadlock.text()
+    assert "has_writer=1" in g.diagnosis()
+    assert "sleeping in its CoQueue: bdrv_co_get_info" in g.diagnosis()
+    rows = trace_table(g.result, width=34).splitlines()
+    step = {r.split()[0]: r for r in rows[2:]}
+    assert "has_writer = 1; poll until no read" in step["22"]
+    assert "req1 yields" in step["29"] and "req2 yields" in step["36"]
+    assert "has_writer: bdrv_co_get_info sleep" in step["42"]
+    again = run_graph(SCENARIOS["D6"][0], schedule=g.result.schedule)
+    assert again.outcome == "deadlock" and again.result.schedule == g.result.schedule
+    fixed = run_scenario("D6", True, seed=0)
+    assert fixed.outcome == "completed"
+    assert fixed.model.extra["sync_reads"] == 1 and fixed.model.change_done
+
+
+# -- (d) D7 ---------------------------------------------------------------------------------
+
+
+def test_d7_hangs_when_draining_under_the_write_lock_and_never_when_draining_first(table):
+    assert table[("D7", "buggy")]["stuck"] >= SEEDS * 3 // 4
+    assert table[("D7", "fixed")] == {"completed": SEEDS}
+    g = run_scenario("D7", False, seed=0)
+    assert g.outcome == "stuck"
+    assert (
+        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
+        "held by iothread0"
+    ) in g.result.deadlock.text()
+    assert "has_writer=1, readers none, sleeping in its CoQueue: req1" in g.diagnosis()
+    assert [v.function for v in g.violations()] == ["bdrv_drained_begin"]
+    fixed = run_scenario("D7", True, seed=0)
+    assert fixed.outcome == "completed" and fixed.writer_wait_us == 0
+    for seed in range(50):
+        ch = run_scenario("D7", True, seed=seed, trace=False).model.extra["changes"]
+        assert ch[0]["in_flight"] == 0
+
+
+def test_the_static_pass_flags_the_drain_under_the_lock_once_drained_begin_is_annotated():
+    report = check(change_filter)
+    assert report.messages() == [
+        "calling `bdrv_drained_begin` requires NOT holding `graph_lock`, which is held (exclusive)"
+    ]
+
+
+# -- (e) writer starvation -------------------------------------------------------------------
+
+
+def test_the_writer_starves_without_the_nopoll_drain_and_waits_briefly_with_it():
+    rows = {r["rate_per_ms"]: r for r in starvation_table((10, 50, 100, 200), seeds=3)}
+    for rate in (10, 50, 100, 200):
+        assert rows[rate]["with drain"] < 130  # "under 130 us at every rate here"
+    for rate in (100, 200):  # the writer gets in only when the 2.5 ms stream thins out
+        assert rows[rate]["no drain"] >= 2_000
+    assert rows[200]["no drain"] > rows[50]["no drain"] > rows[10]["no drain"]
+    assert rows[200]["with drain"] < rows[200]["no drain"] / 10
+
+
+# -- (f) the blind spot ----------------------------------------------------------------------
+
+
+def test_the_blind_spot_passes_the_static_pass_and_fails_at_run_time():
+    assert not check(refresh_no_unlock).ok
+    assert check(refresh_ineffective_unlock).ok and check(refresh_real_unlock).ok
+    bad = run_blind_spot("ineffective unlock")
+    assert bad.outcome == "deadlock" and not blind_spot_done(bad)
+    first = tsa_violations(bad)[0]
+    assert first.function == "bdrv_graph_rdunlock_main_loop" and "had no effect" in first.text
+    assert tsa_violations(bad)[1].function == "bdrv_drained_begin"
+    none = run_blind_spot("no unlock")
+    assert none.outcome == "deadlock"
+    good = run_blind_spot("real unlock")
+    assert good.ok and blind_spot_done(good) and tsa_violations(good) == []
+    for seed in range(30):
+        assert run_blind_spot("ineffective unlock", seed).outcome == "deadlock"
+        assert blind_spot_done(run_blind_spot("real unlock", seed))
+
+
+# -- (g) GLOBAL_STATE_CODE / IO_CODE ---------------------------------------------------------
+
+
+def test_global_state_and_io_code_are_checked_at_run_time():
+    r = run(api_class_program(), policy="random", seed=0, cpus=3)
+    assert r.ok
+    kinds = [(v.kind, v.function, v.thread) for v in tsa_violations(r)]
+    assert kinds == [
+        ("GLOBAL_STATE_CODE", "bdrv_drained_begin", "vcpu1"),
+        ("IO_CODE", "blk_co_preadv", "main-loop"),
+    ]
+
+
+# -- predict, then reveal, and determinism ---------------------------------------------------
+
+
+def test_the_revealed_answers():
+    assert run_scenario("D7", True, seed=0).writer_wait_us == 0
+    rows = starvation_table((200,), seeds=3)
+    assert 60 < rows[0]["with drain"] < 130  # one or two 60-us reads
+
+
+def test_runs_are_the_same_for_the_same_seed():
+    for name in SCENARIOS:
+        a, b = run_scenario(name, False, seed=7), run_scenario(name, False, seed=7)
+        assert trace_table(a.result) == trace_table(b.result)
+        assert classify(a) == classify(b)
+
+
+def test_unknown_scenarios_and_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="unlocked, D6, D7"):
+        run_scenario("D9", False)
+    with pytest.raises(ValueError, match="drain is 'none', 'before' or 'inside'"):
+        SCENARIOS["D7"][0].replace(drain="sometimes")
+    with pytest.raises(ValueError, match="iothreads is a whole number from 1 to 8"):
+        SCENARIOS["D7"][0].replace(iothreads=0)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        run_blind_spot("maybe")
+
+
+# -- the exercises' checkers -----------------------------------------------------------------
+
+
+def test_6_1_accepts_the_annotation_and_refuses_no_annotation_or_no_tsa():
+    def unannotated(bs, req):
+        children = bs.children
+        if children:
+            yield from bdrv_co_preadv(children[0], req)
+
+    @GRAPH_RDLOCK
+    def annotated(bs, req):
+        children = bs.children
+        if children:
+            yield from bdrv_co_preadv(children[0], req)
+
+    @no_tsa
+    def switched_off(bs, req):
+        yield from bdrv_co_preadv(bs, req)
+
+    assert _annotate_61(annotated)[0]
+    ok, msg = _annotate_61(unannotated)
+    assert not ok and "requires holding `graph_lock` (shared)" in msg
+    ok, msg = _annotate_61(switched_off)
+    assert not ok and "no_tsa" in msg
+    assert not _annotate_61(None)[0]
+
+
+def test_6_2_names_the_ineffective_unlock():
+    assert _blind_spot_62("bdrv_graph_rdunlock_main_loop")[0]
+    assert _blind_spot_62(" bdrv_graph_rdunlock_main_loop() ")[0]
+    assert not _blind_spot_62("bdrv_drained_begin")[0]
+    assert not _blind_spot_62(3)[0]
+
+
+def test_6_3_accepts_drain_then_lock_and_refuses_the_bug_and_the_missing_drain():
+    def fixed(blk, new):
+        yield from bdrv_drained_begin(blk)
+        yield from bdrv_graph_wrlock()
+        yield from bdrv_replace_child(blk, new)
+        yield from bdrv_graph_wrunlock()
+        yield from bdrv_drained_end(blk)
+
+    def inside(blk, new):
+        yield from bdrv_graph_wrlock()
+        yield from bdrv_drained_begin(blk)
+        yield from bdrv_replace_child(blk, new)
+        yield from bdrv_drained_end(blk)
+        yield from bdrv_graph_wrunlock()
+
+    def no_drain(blk, new):
+        yield from bdrv_graph_wrlock()
+        yield from bdrv_replace_child(blk, new)
+        yield from bdrv_graph_wrunlock()
+
+    def unlocked(blk, new):
+        yield from bdrv_drained_begin(blk)
+        yield from bdrv_replace_child(blk, new)
+        yield from bdrv_drained_end(blk)
+
+    assert _fix_d7(fixed)[0]
+    ok, msg = _fix_d7(inside)
+    assert not ok and "requires NOT holding `graph_lock`" in msg
+    ok, msg = _fix_d7(no_drain)
+    assert not ok and "drained section" in msg
+    ok, msg = _fix_d7(unlocked)
+    assert not ok and "requires holding `graph_lock` exclusively" in msg
+
+
+def test_6_4_wants_the_callback_that_waits_for_the_writer():
+    ok, msg = _d6_64("b")
+    assert ok and "deadlocks with has_writer=1" in msg
+    assert not _d6_64("d")[0] and not _d6_64("z")[0]
+
+
+def test_the_settings_the_prose_quotes():
+    from labsupport.chapters.ch06.scenarios import STARVE
+    from labsupport.chapters.ch06.widgets import LAB
+
+    # "Two IOThreads, reads of 60 us each ... for 2.5 ms, the writer asking at 300 us"
+    assert (STARVE.iothreads, STARVE.service_us, STARVE.duration_us, STARVE.change_at_us) == (
+        2,
+        60,
+        2_500,
+        300,
+    )
+    assert STARVE.duration_us - STARVE.change_at_us == 2_200  # "2.2 ms after the writer asked"
+    # the lab "re-runs 1.5 ms of simulated time"
+    assert LAB.duration_us == 1_500

@@ -1,0 +1,221 @@
+"""Chapter 8, the retrospective: every claim its prose makes, on the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labsupport import check
+from labsupport.chapters.ch08.checks import (
+    SLOW_GRID,
+    THRESHOLD_US,
+    _order_81,
+    _threshold_82,
+    p99_2017,
+)
+from labsupport.chapters.ch08.scenarios import (
+    CATALOGUE,
+    COMMON,
+    ERAS,
+    format_hunt,
+    format_multiqueue,
+    format_rows,
+    format_story,
+    hunt,
+    locking_lines,
+    measure_eras,
+    multiqueue_rows,
+    story,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict:
+    return {r.era.run_era_name: r for r in measure_eras(COMMON)}
+
+
+@pytest.fixture(scope="module")
+def hunted() -> dict:
+    return {h.bug.id: h for h in hunt(20)}
+
+
+def test_every_era_ran_on_the_one_workload_and_the_table_names_them(rows):
+    assert list(rows) == [e.run_era_name for e in ERAS]
+    text = format_rows(list(rows.values()))
+    for era in ERAS:
+        assert era.name in text
+    assert measure_eras(COMMON)[2].io_per_s == rows["dataplane"].io_per_s  # same seed, same run
+
+
+def test_one_thread_is_slowest_at_io_and_worst_for_the_monitor(rows):
+    one = rows["one-thread"]
+    assert one.io_per_s == min(r.io_per_s for r in rows.values())
+    assert one.monitor_p99_us == max(r.monitor_p99_us for r in rows.values())
+    assert 0.3 < one.guest_cpus_busy < 0.5  # "0.39 vCPUs' worth"
+
+
+def test_under_heavy_io_the_bql_era_leaves_the_guest_less_than_one_thread(rows):
+    assert rows["kvm"].io_per_s > 1.5 * rows["one-thread"].io_per_s
+    assert rows["kvm"].guest_cpus_busy < rows["one-thread"].guest_cpus_busy
+
+
+def test_the_dataplane_is_the_fastest_single_thread_and_about_twice_the_iothread(rows):
+    dp = rows["dataplane"]
+    for name in ("kvm", "iothread", "iothread-2017", "iothread-9.0"):
+        assert dp.io_per_s > rows[name].io_per_s
+    assert 0.45 < rows["iothread-9.0"].io_per_s / dp.io_per_s < 0.6  # "about half"
+    assert dp.monitor_p99_us < 3 * COMMON.info_block_us
+
+
+def test_handlers_taking_the_lock_hold_it_less_than_a_loop_that_holds_it(rows):
+    a, b = rows["iothread"], rows["iothread-2017"]
+    assert a.io_per_s == b.io_per_s == rows["iothread-9.0"].io_per_s  # "the same I/O"
+    assert b.guest_cpus_busy > a.guest_cpus_busy > rows["kvm"].guest_cpus_busy
+    assert b.monitor_p99_us < a.monitor_p99_us
+    assert b.monitor_p99_us > COMMON.slow_syscall_us / 2  # not safe from the stall
+
+
+def test_without_the_context_lock_the_monitor_and_the_guest_stop_noticing_io(rows):
+    no_lock = rows["iothread-9.0"]
+    assert no_lock.monitor_p99_us < 3 * COMMON.info_block_us
+    assert no_lock.guest_cpus_busy == max(r.guest_cpus_busy for r in rows.values())
+
+
+def test_every_catalogue_bug_is_caught_and_never_under_its_fix(hunted):
+    assert set(hunted) == {b.id for b in CATALOGUE}
+    for h in hunted.values():
+        assert h.buggy > 0, h.bug.id
+        assert h.fixed == 0, h.bug.id
+    text = format_hunt(list(hunted.values()))
+    assert all(f"{b.id:<4}" in text for b in CATALOGUE)
+
+
+def test_some_bugs_hide_on_most_schedules(hunted):
+    hiding = {i for i, h in hunted.items() if h.buggy < h.seeds}
+    assert {"D1", "D2", "D4", "R3", "R4", "R7"} <= hiding
+    assert sum(h.buggy < h.seeds / 2 for h in hunted.values()) >= 4  # "most schedules"
+
+
+def test_the_kinds_of_bug_follow_the_locks(hunted):
+    kinds = {}
+    for h in hunted.values():
+        kinds.setdefault(h.bug.chapter, set()).add(h.bug.kind)
+    assert "deadlock" in kinds[4] and "deadlock" in kinds[5] and "deadlock" in kinds[6]
+    assert kinds[7] <= {"race", "hang"} and "deadlock" not in kinds[7]  # no deadlock at all
+    assert {h.bug.id for h in hunted.values() if h.bug.chapter == 7} == {"R4", "R5", "R6", "R7"}
+    assert hunted["UAF"].bug.kind == "freed"
+
+
+def test_several_iothreads_scale_with_a_plain_mutex_and_not_with_the_coroutine_mutex():
+    rows = multiqueue_rows((1, 2, 4, 8))
+    rate = {(n, kind): r.iops for n, kind, r in rows}
+    limit = {(n, kind): r.limit for n, kind, r in rows}
+    assert rate[(4, "QemuMutex")] >= 3 * rate[(1, "QemuMutex")]  # "several times"
+    assert limit[(8, "QemuMutex")] == "disk"  # "at eight the drive itself is the limit"
+    for n in (2, 4, 8):
+        assert limit[(n, "CoMutex")] == "reqs_lock"  # "the limit from two IOThreads on"
+        assert rate[(n, "QemuMutex")] > 1.5 * rate[(n, "CoMutex")]
+    assert rate[(1, "QemuMutex")] == rate[(1, "CoMutex")]
+    assert "QemuMutex" in format_multiqueue(rows)
+
+
+def test_hunt_refuses_a_silly_seed_count():
+    with pytest.raises(ValueError, match="seeds is a whole number from 1 to 1000"):
+        hunt(0)
+
+
+def test_locking_lines_counts_code_not_words():
+    src = '''
+x = 1
+"""lock(a) in a docstring"""
+# lock(b) in a comment
+yield bql.lock("main loop")
+io = IOThread(sim, "io", lock_kind="rec")
+yield aio_poll(ctx, True, drop=around)
+print("unlock(c) in a string")
+'''
+    assert locking_lines(src) == 3
+    with pytest.raises(TypeError):
+        locking_lines(None)
+
+
+def _era_model_lines(stem: str) -> tuple[int, int]:
+    (path,) = NOTEBOOKS.glob(f"{stem}-*.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    srcs = [
+        c.source
+        for c in nb.cells
+        if c.cell_type == "code" and "era-model" in c.metadata.get("tags", [])
+    ]
+    return len(srcs), sum(locking_lines(s) for s in srcs)
+
+
+def _code_lines(stem: str) -> int:
+    (path,) = NOTEBOOKS.glob(f"{stem}-*.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    return sum(
+        1
+        for c in nb.cells
+        if c.cell_type == "code" and "era-model" in c.metadata.get("tags", [])
+        for line in c.source.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    )
+
+
+def test_the_one_thread_era_has_no_locking_code_and_the_lock_years_have_the_most():
+    cells, one = _era_model_lines("01")
+    assert cells and one == 0
+    stems = ("02", "03", "04", "05", "06", "07")
+    counts = {stem: _era_model_lines(stem)[1] for stem in stems}
+    share = {stem: counts[stem] / _code_lines(stem) for stem in stems}
+    assert all(n > 0 for n in counts.values())
+    assert counts["05"] == max(counts.values()) and share["05"] == max(share.values())
+    assert _code_lines("06") > _code_lines("05") and _code_lines("07") > _code_lines("05")
+    assert share["06"] < share["05"] and share["07"] < share["05"]
+
+
+def test_exercise_8_1_takes_a_measured_order_and_refuses_a_wrong_one(rows):
+    good = [n for n, _r in sorted(rows.items(), key=lambda kv: -kv[1].guest_cpus_busy)]
+    assert _order_81(good)[0]
+    bad = list(reversed(good))
+    ok, msg = _order_81(bad)
+    assert not ok and "leaves the guest more time" in msg
+    assert not _order_81(good[:-1])[0]
+    assert not check("8.1", "kvm")
+
+
+def test_exercise_8_2_wants_the_first_grid_point_over_a_millisecond():
+    first = next(p for p in SLOW_GRID if p99_2017(p) > THRESHOLD_US)
+    assert p99_2017(0.0) > 10 * COMMON.info_block_us  # "far above the command's own 20 us"
+    assert _threshold_82(first)[0]
+    i = SLOW_GRID.index(first)
+    if i > 0:
+        assert not _threshold_82(SLOW_GRID[i - 1])[0]
+    if i + 1 < len(SLOW_GRID):
+        assert not _threshold_82(SLOW_GRID[i + 1])[0]
+    assert not _threshold_82(0.42)[0]
+
+
+def test_the_one_table_reads_as_the_chapter_says(rows, hunted):
+    locking = {
+        int(stem): _era_model_lines(stem)[1] for stem in ("01", "02", "03", "04", "05", "06", "07")
+    }
+    table = {r.chapter: r for r in story(list(rows.values()), list(hunted.values()), locking)}
+    assert list(table) == [1, 2, 3, 4, 5, 6, 7]
+    assert table[1].deadlocks == table[1].other_bugs == table[1].locking_lines == 0
+    assert table[6].io_per_s != table[6].io_per_s  # NaN: no row of its own
+    assert table[2].io_per_s > table[1].io_per_s and table[3].io_per_s > table[2].io_per_s
+    assert table[4].io_per_s < table[3].io_per_s  # the block layer came back
+    assert table[4].io_per_s == table[5].io_per_s == table[7].io_per_s  # then stayed put
+    fast = {ch for ch, r in table.items() if r.monitor_p99_us < 3 * COMMON.info_block_us}
+    assert fast == {3, 7}
+    assert table[5].deadlocks == max(r.deadlocks for r in table.values()) == 4
+    assert table[6].deadlocks == 2 and table[7].deadlocks == 1 and table[7].other_bugs == 3
+    assert table[5].locking_lines == max(r.locking_lines for r in table.values())
+    text = format_story(list(table.values()))
+    assert "graph lock + annotations" in text and " - " in text

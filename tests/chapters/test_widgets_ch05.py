@@ -1,0 +1,89 @@
+"""Chapter 5's stepper: the pure core and the widget, headless."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+
+from labsupport.chapters.ch05.widgets import RECORDED_D1, Stepper, lab
+
+
+def test_the_stepper_starts_at_a_choice_between_both_threads():
+    s = Stepper()
+    assert s.schedule == "" and s.view.status == "choose"
+    assert s.view.movable == [("0", "iothread0"), ("1", "main-loop")]
+
+
+def test_stepping_the_recorded_schedule_ends_in_the_d1_deadlock():
+    s = Stepper()
+    for c in RECORDED_D1:
+        view = s.step(c)
+    assert view.status == "DEADLOCK" and s.schedule == RECORDED_D1
+    assert "iothread0 waits for rec-mutex iothread0.ctx, held by main-loop" in view.report
+    assert view.announcement().startswith("DEADLOCK with schedule '110111'")
+    with pytest.raises(ValueError, match="has ended"):
+        s.step("0")
+
+
+def test_letting_the_iothread_finish_first_completes():
+    s = Stepper()
+    view = s.view
+    while view.status == "choose":
+        view = s.step("0")
+    assert view.status == "COMPLETED" and "store in_flight = 0" in view.trace
+
+
+def test_undo_reset_load_and_refusals():
+    s = Stepper()
+    s.step("1")
+    s.step("1")
+    assert s.undo().schedule == "1" and s.schedule == "1"
+    assert s.reset().schedule == "" and s.view.status == "choose"
+    assert s.load("1101").schedule == "1101"
+    with pytest.raises(ValueError, match="cannot move now"):
+        s.step("7")
+    with pytest.raises(ValueError, match="cannot move here"):
+        s.load("9")
+    assert s.schedule == "1101"  # a refused load keeps the old state
+
+
+def test_the_trace_grows_with_each_step():
+    s = Stepper()
+    lengths = [len(s.step(c).trace.splitlines()) for c in "110"]
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1]
+
+
+def test_the_widget_first_child_is_the_slider_and_it_replays_the_recording():
+    box = lab()
+    slider = box.children[0]
+    assert type(slider).__name__ == "IntSlider" and slider.max == len(RECORDED_D1)
+    slider.value = slider.max
+    assert box.stepper.schedule == RECORDED_D1
+    assert "DEADLOCK" in box.output.value
+    assert all(b.disabled for b in box.buttons.values())
+    slider.value = 2
+    assert box.stepper.schedule == "11" and "choose who moves next" in box.output.value
+
+
+def test_the_buttons_step_undo_and_reset():
+    box = lab()
+    box.buttons["1"].click()
+    box.buttons["1"].click()
+    assert box.stepper.schedule == "11"
+    box.undo_button.click()
+    assert box.stepper.schedule == "1"
+    box.reset_button.click()
+    assert box.stepper.schedule == "" and box.undo_button.disabled
+
+
+def test_a_slider_move_is_fast():
+    box = lab()
+    slider = box.children[0]
+    times = []
+    for i in range(9):
+        t0 = time.perf_counter()
+        slider.value = (i % slider.max) + 1 if slider.value != (i % slider.max) + 1 else 0
+        times.append(time.perf_counter() - t0)
+    assert statistics.median(times) < 0.2
