@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import tracebuf as tb
-from .kernel import MisuseError, Simulation, Step, Thread
+from .kernel import MisuseError, Simulation, Step, Thread, state_repr
 from .shared import Shared
 
 #: The kinds of promise, in the words of clang's attributes.
@@ -62,6 +62,19 @@ class Violation:
     coroutine: str | None
     kind: str
     text: str
+
+
+@dataclass
+class _TSAState:
+    """What the run-time checker keeps per simulation (in ``sim.extension``)."""
+
+    mode: str = "record"
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+
+
+def _tsa(sim: Simulation) -> _TSAState:
+    return sim.extension("annotations.tsa", _TSAState)
 
 
 @dataclass
@@ -187,9 +200,13 @@ def tsa_spec(fn: Any) -> TSASpec | None:
 def declare_capability(sim: Simulation, name: str, lock: Any) -> Any:
     """Give ``lock`` a global name in ``sim`` (as ``graph_lock`` is one global in QEMU), so an
     annotation can say ``"graph_lock"`` without the lock being an argument."""
-    caps = sim.__dict__.setdefault("tsa_capabilities", {})
-    caps[name] = lock
+    _tsa(sim).capabilities[name] = lock
     return lock
+
+
+def declared_capability(sim: Simulation, name: str) -> Any:
+    """The lock ``declare_capability`` named ``name`` in ``sim``, or None."""
+    return _tsa(sim).capabilities.get(name)
 
 
 def _sim_of(values: list[Any]) -> Simulation | None:
@@ -219,7 +236,7 @@ def _resolve(fn: Callable[..., Any], expr: Any, bound: dict[str, Any]) -> Any:
         obj = fn.__globals__[first]
     else:
         sim = _sim_of(list(bound.values()) + list(scope.values())) or Simulation.active
-        caps = getattr(sim, "tsa_capabilities", {}) if sim is not None else {}
+        caps = _tsa(sim).capabilities if sim is not None else {}
         if first not in caps:
             raise MisuseError(
                 f"{fn.__name__}: cannot tell which lock {expr!r} is: name an argument, a "
@@ -253,7 +270,7 @@ def current_coroutine_of(thread: Thread | None) -> Any:
     return stack[-1] if stack else None
 
 
-def holds(lock: Any, thread: Thread | None) -> str | None:
+def held_mode(lock: Any, thread: Thread | None) -> str | None:
     """How ``thread`` (or the coroutine it runs) holds ``lock``: "exclusive", "shared" or None.
 
     A lock can answer for itself with a ``tsa_holds(thread)`` method (the graph lock does);
@@ -264,7 +281,7 @@ def holds(lock: Any, thread: Thread | None) -> str | None:
     if hasattr(lock, "tsa_holds"):
         return lock.tsa_holds(thread)
     if hasattr(lock, "mutex"):  # a ProfiledLock (the BQL, an AioContext lock)
-        return holds(lock.mutex, thread)
+        return held_mode(lock.mutex, thread)
     if hasattr(lock, "writer") and hasattr(lock, "readers"):  # RWLock
         if lock.writer is thread:
             return "exclusive"
@@ -289,14 +306,15 @@ def record_violation(sim: Simulation, function: str, lock: str, kind: str, what:
     where = f"thread {tname}" + (f" (coroutine {coname})" if coname else "")
     text = f"TSA at t={sim.now:g} us: {what} [{where}]"
     v = Violation(sim.now, function, lock, tname, coname, kind, text)
-    sim.__dict__.setdefault("tsa_violations", []).append(v)
-    sim._record(
+    state = _tsa(sim)
+    state.violations.append(v)
+    sim.record(
         tb.OP,
         t.tid if t is not None else -1,
-        sim._label("note", f"TSA: {function} {kind} {lock}"),
+        sim.label("note", f"TSA: {function} {kind} {lock}"),
         None,
     )
-    if getattr(sim, "tsa_mode", "record") == "raise":
+    if state.mode == "raise":
         raise TSAViolation(v)
 
 
@@ -312,7 +330,7 @@ def _check_entry(fn: Callable[..., Any], resolved: list[tuple[str, str, Any]]) -
     me = sim.current
     name = fn.__name__
     for kind, text, lock in resolved:
-        mode = holds(lock, me)
+        mode = held_mode(lock, me)
         if kind == "requires" and mode != "exclusive":
             record_violation(
                 sim,
@@ -349,7 +367,7 @@ def _check_exit(fn: Callable[..., Any], resolved: list[tuple[str, str, Any]]) ->
     me = sim.current
     name = fn.__name__
     for kind, text, lock in resolved:
-        mode = holds(lock, me)
+        mode = held_mode(lock, me)
         if kind in ("acquires", "acquires_shared") and mode is None:
             record_violation(sim, name, text, kind, f"`{name}` returned without acquiring `{text}`")
         elif kind in ("releases", "releases_shared") and mode is not None:
@@ -378,12 +396,17 @@ class GuardedShared(Shared):
     def store(self, value: Any):
         return _guarded_step(self, Shared.store(self, value), write=True)
 
+    def __repr__(self) -> str:
+        return state_repr(
+            self, f"guarded_by {lock_text(self.guard)}", name=f"{self.name} = {self._value!r}"
+        )
+
     def qatomic_add(self, n: int = 1):
         return _guarded_step(self, Shared.qatomic_add(self, n), write=True)
 
     def _check(self, write: bool) -> None:
         sim = self.sim
-        mode = holds(self.guard, sim.current)
+        mode = held_mode(self.guard, sim.current)
         text = lock_text(self.guard)
         if write and mode != "exclusive":
             record_violation(
@@ -428,12 +451,15 @@ class GuardedAttr:
     def __set_name__(self, owner: type, name: str) -> None:
         self.attr = name
 
+    def __repr__(self) -> str:
+        return state_repr(self, f"guarded_by {self.lock}", name=self.attr)
+
     def _lock(self, obj: Any) -> Any:
         first, *rest = self.lock.split(".")
         if first == "self":
             target = obj
         else:
-            caps = getattr(obj.sim, "tsa_capabilities", {})
+            caps = _tsa(obj.sim).capabilities
             if first not in caps:
                 raise MisuseError(
                     f"{type(obj).__name__}.{self.attr} is guarded by "
@@ -448,7 +474,7 @@ class GuardedAttr:
         sim = obj.sim
         if sim.current is None:
             return
-        mode = holds(self._lock(obj), sim.current)
+        mode = held_mode(self._lock(obj), sim.current)
         what = f"{getattr(obj, 'name', type(obj).__name__)}.{self.attr}"
         if write and mode != "exclusive":
             record_violation(
@@ -501,13 +527,13 @@ def set_tsa_mode(sim: Simulation, mode: str) -> None:
     ``TSAViolation``, which ``run`` passes up)."""
     if mode not in ("record", "raise"):
         raise ValueError(f"the TSA mode is 'record' or 'raise'; got {mode!r}")
-    sim.tsa_mode = mode
+    _tsa(sim).mode = mode
 
 
 def tsa_violations(where: Any) -> list[Violation]:
     """The violations recorded in a ``Simulation`` or a ``RunResult``'s simulation."""
     sim = where if isinstance(where, Simulation) else getattr(where, "sim", None)
-    return list(getattr(sim, "tsa_violations", []))
+    return list(_tsa(sim).violations) if isinstance(sim, Simulation) else []
 
 
 def tsa_report(where: Any) -> str:
@@ -528,9 +554,10 @@ __all__ = [
     "acquires",
     "acquires_shared",
     "declare_capability",
+    "declared_capability",
     "excludes",
     "guarded_by",
-    "holds",
+    "held_mode",
     "lock_text",
     "no_tsa",
     "record_violation",

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import tracebuf as tb
-from .kernel import MisuseError, Op, Simulation, Step, Thread
+from .kernel import MisuseError, Op, Simulation, Step, Thread, state_repr
 from .loop import AioContext
 
 _YIELD = object()
@@ -51,11 +51,16 @@ class Coroutine:
         self.scheduled = False
         self.result: Any = None
         self._value: Any = None
-        self.oid = sim._register(self)
+        self.oid = sim.register(self)
 
     def __repr__(self) -> str:
         where = f" in {self.thread.name}" if self.thread is not None else ""
-        return f"<Coroutine {self.name} [{self.state}{where}]>"
+        return state_repr(
+            self,
+            f"{self.state}{where}",
+            f"ctx {self.ctx.name}" if self.ctx is not None else "",
+            "scheduled" if self.scheduled else "",
+        )
 
 
 def current_coroutine(sim: Simulation) -> Coroutine | None:
@@ -80,7 +85,7 @@ def qemu_coroutine_enter(co: Coroutine):
     co.thread = me
     stack = me.local.setdefault("coroutines", [])
     stack.append(co)
-    sim._record(tb.OP, me.tid, sim._label("note", f"enter {co.name}"), None)
+    sim.record(tb.OP, me.tid, sim.label("note", f"enter {co.name}"), None)
     value, exc = co._value, None
     try:
         while True:
@@ -106,7 +111,7 @@ def qemu_coroutine_enter(co: Coroutine):
             if item is _YIELD:
                 co.state = "yielded"
                 co._value = None
-                sim._record(tb.OP, me.tid, sim._label("note", f"{co.name} yields"), None)
+                sim.record(tb.OP, me.tid, sim.label("note", f"{co.name} yields"), None)
                 return None
             if hasattr(item, "send") and hasattr(item, "throw"):
                 co._stack.append(item)
@@ -176,7 +181,7 @@ class CoMutex:
         self.name = name
         self.holder: Coroutine | None = None
         self.waiters: deque[Coroutine] = deque()
-        self.oid = sim._register(self)
+        self.oid = sim.register(self)
 
     def lock(self):
         """``yield mutex.lock()`` in a coroutine (``qemu_co_mutex_lock``)."""
@@ -188,13 +193,13 @@ class CoMutex:
             raise MisuseError(f"coroutine {me.name} took CoMutex {self.name} twice")
         if self.holder is None:
             self.holder = me
-            sim._record(tb.ACQUIRE, sim.current.tid, self.oid, 1)
+            sim.record(tb.ACQUIRE, sim.current.tid, self.oid, 1)
             return
         self.waiters.append(me)
-        sim._record(tb.BLOCK, sim.current.tid, self.oid, -1)
+        sim.record(tb.BLOCK, sim.current.tid, self.oid, -1)
         yield qemu_coroutine_yield()
         # unlock() made us the holder before waking us
-        sim._record(tb.ACQUIRE, sim.current.tid, self.oid, 1)
+        sim.record(tb.ACQUIRE, sim.current.tid, self.oid, 1)
 
     def unlock(self):
         """``yield mutex.unlock()`` (``qemu_co_mutex_unlock``): wake the next waiter, if any."""
@@ -206,7 +211,7 @@ class CoMutex:
                 f"{me.name if me else sim.current.name} unlocked CoMutex {self.name}, which "
                 f"{who} holds"
             )
-        sim._record(tb.RELEASE, sim.current.tid, self.oid, 0)
+        sim.record(tb.RELEASE, sim.current.tid, self.oid, 0)
         if self.waiters:
             self.holder = self.waiters.popleft()
             yield from aio_co_wake(self.holder)
@@ -214,8 +219,7 @@ class CoMutex:
             self.holder = None
 
     def __repr__(self) -> str:
-        who = self.holder.name if self.holder else "unlocked"
-        return f"<CoMutex {self.name} [{who}, waiters:{len(self.waiters)}]>"
+        return state_repr(self, co_mutex_state(self))
 
 
 class CoQueue:
@@ -256,6 +260,19 @@ class CoQueue:
 
     def __len__(self) -> int:
         return len(self.waiters)
+
+    def __repr__(self) -> str:
+        return state_repr(self, f"waiters:{len(self.waiters)}")
+
+
+def co_mutex_state(lock: Any) -> str:
+    """A coroutine mutex's state for its repr (anything with ``holder`` and ``waiters``):
+    ``locked by req0 in iothread0, waiters:1`` or ``unlocked``, as a thread mutex says it."""
+    co, n = lock.holder, len(lock.waiters)
+    if co is None:
+        return f"unlocked, waiters:{n}" if n else "unlocked"
+    where = f" in {co.thread.name}" if co.thread is not None else ""
+    return f"locked by {co.name}{where}, waiters:{n}"
 
 
 __all__ = [

@@ -142,17 +142,19 @@ def ended_badly(seed: int, r: RunResult) -> str:
     return f"seed {seed}: the run ended in {r.outcome}{why}"
 
 
-def check(qid: str, answer: Any) -> bool:
+def check(qid: str, answer: Any, *, quiet: bool = False) -> bool:
     """Check ``answer`` to question ``qid``, print one verdict line, and return whether it passed.
 
     An answer still raising ``NotImplementedError`` (the exercise's stub) counts as "not
-    answered yet". Unknown ids raise ``ValueError`` listing the known ones.
+    answered yet". Unknown ids raise ``ValueError`` listing the known ones. ``quiet=True``
+    prints nothing (a grader's hidden test: ``assert check("2.3", answer, quiet=True)``).
     """
     question = _lookup(qid)
     try:
         result = question.checker(answer)
     except NotImplementedError:
-        print(f"✘ {qid}: not answered yet — replace the `raise NotImplementedError` line")
+        if not quiet:
+            print(f"✘ {qid}: not answered yet — replace the `raise NotImplementedError` line")
         return False
     if not (isinstance(result, tuple) and len(result) == 2):
         raise TypeError(
@@ -161,6 +163,8 @@ def check(qid: str, answer: Any) -> bool:
         )
     ok, message = bool(result[0]), str(result[1])
     detail = f" — {message}" if message else ""
+    if quiet:
+        return ok
     if ok:
         print(f"✔ {qid}: correct{detail}")
     else:

@@ -9,6 +9,27 @@ which one goes. Each choice is written down as one character of a schedule strin
 string back and the run happens again, event for event. A wait-for graph is checked every time a
 thread blocks, so a deadlock stops the run with a report instead of hanging the notebook.
 
+The interface for primitive authors. A primitive (a mutex, an event, an AioContext, a model's
+lock) is a ``Waitable`` whose operations are ``Step(fn)``s: ``fn(thread)`` changes the
+primitive's state and returns True to let the thread go on, or False once it is parked. It
+talks to its ``Simulation`` through these methods only, never through underscore names:
+
+- ``sim.register(obj)``: the object id (``oid``) a new shared object is named by in the trace.
+- ``sim.label(kind, name)``: the id of a named string, for a note in the trace.
+- ``sim.record(kind, tid, oid, arg)``: append one trace event at the current time (nothing
+  with ``trace=False``); record every change of state.
+- ``sim.block(thread, on)`` / ``sim.block_for(thread, on, us)``: park a thread already put on
+  ``on.waiters`` (for at most ``us``); checks for deadlock; return its False from ``fn``.
+- ``sim.wake(thread, on, value)``: make a waiter ready again (records a ``WAKE``).
+- ``sim.make_ready(thread, value)``: the same without the ``WAKE``, when the primitive
+  records the hand-off itself (a mutex's ``ACQUIRE`` for its next owner).
+- ``sim.extension(key, factory)``: the simulation's store for state of layers above the
+  kernel, made on first use; nothing else is set on a ``Simulation`` from outside.
+- ``simulation_of(x)``: the ``Simulation`` behind a ``Simulation`` or a ``RunResult``.
+
+They also read ``sim.now``, ``sim.current`` (the thread taking a step), ``sim.env`` (SimPy's
+clock, for their own time-outs) and ``sim.rng``.
+
 Time is in microseconds. Layer 1 (kernel): imports only SimPy and ``tracebuf``.
 """
 
@@ -19,12 +40,15 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import simpy
 
 from . import tracebuf as tb
+from . import validate
 from .tracebuf import TraceBuffer
+
+_T = TypeVar("_T")
 
 #: Characters that name threads in a schedule string, in spawn order.
 SCHEDULE_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -70,12 +94,22 @@ class DeadlockError(SimulationError):
 
 
 def check_duration(what: str, us: Any) -> float:
-    """Return ``us`` if it is a finite, non-negative number of microseconds; else explain."""
-    if isinstance(us, bool) or not isinstance(us, (int, float)):
-        raise TypeError(f"{what} takes a duration in microseconds (a number >= 0); got {us!r}")
-    if not math.isfinite(us) or us < 0:
-        raise ValueError(f"{what} takes a duration in microseconds (a number >= 0); got {us!r}")
-    return us
+    """Return ``us`` if it is a finite, non-negative number of microseconds; else explain
+    (``TypeError`` for a value that is not a number, ``ValueError`` for one out of range)."""
+    says = "takes a duration in microseconds (a number >= 0)"
+    return validate.duration(what, us, says=says, type_error=TypeError)
+
+
+def state_repr(obj: Any, *state: str, name: str | None = None) -> str:
+    """How every primitive and model prints itself: ``<QemuMutex BQL [locked by vcpu0,
+    waiters:1]>``, its class, its name (``obj.name`` unless given) and its state in brackets.
+
+    Empty parts of ``state`` are left out, so a caller can pass ``"depth:2" if deep else ""``.
+    """
+    name = getattr(obj, "name", "") if name is None else name
+    head = type(obj).__name__ + (f" {name}" if name else "")
+    body = ", ".join(s for s in state if s)
+    return f"<{head} [{body}]>" if body else f"<{head}>"
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,7 +168,7 @@ class Sleep(Op):
         self.us = check_duration("sleep()", us)
 
     def _execute(self, sim, thread):
-        sim._record(tb.SLEEP, thread.tid, -1, self.us)
+        sim.record(tb.SLEEP, thread.tid, -1, self.us)
         thread.state = SLEEPING
         sim.env.timeout(self.us).callbacks.append(thread._on_timer)
         return False
@@ -152,7 +186,7 @@ class Note(Op):
         self.text, self.value = text, value
 
     def _execute(self, sim, thread):
-        sim._record(tb.OP, thread.tid, sim._label("note", self.text), self.value)
+        sim.record(tb.OP, thread.tid, sim.label("note", self.text), self.value)
         return True
 
 
@@ -187,7 +221,7 @@ class Waitable:
         self.sim = sim
         self.name = name
         self.waiters: deque[Thread] = deque()
-        self.oid = sim._register(self)
+        self.oid = sim.register(self)
 
     def holders(self) -> list[Thread]:
         """Threads that must act before a waiter can go on (edges of the wait-for graph)."""
@@ -199,6 +233,12 @@ class Waitable:
 
     def label(self) -> str:
         return f"{self.kind} {self.name}"
+
+    def __repr__(self) -> str:
+        held = [h.name for h in self.holders()]
+        return state_repr(
+            self, f"held by {','.join(held)}" if held else "", f"waiters:{len(self.waiters)}"
+        )
 
 
 class HostCPUs(Waitable):
@@ -220,13 +260,13 @@ class HostCPUs(Waitable):
             self.waiters.append(thread)
             thread.state = BLOCKED
             thread.blocked_on = self
-            self.sim._record(tb.BLOCK, thread.tid, self.oid, -1)
+            self.sim.record(tb.BLOCK, thread.tid, self.oid, -1)
 
     def _start(self, thread: Thread, us: float) -> None:
         sim = self.sim
         thread.state = COMPUTING
         thread.blocked_on = None
-        sim._record(tb.RUN, thread.tid, self.oid, us)
+        sim.record(tb.RUN, thread.tid, self.oid, us)
         sim.env.timeout(us).callbacks.append(thread._on_cpu_done)
 
     def _finish(self, thread: Thread) -> None:
@@ -236,7 +276,7 @@ class HostCPUs(Waitable):
             self._start(nxt, nxt._pending_us)  # its RUN is the wake-up
         else:
             self.busy -= 1
-        sim._make_ready(thread)
+        sim.make_ready(thread)
 
     def __repr__(self) -> str:
         return f"<HostCPUs [{self.busy}/{self.n} busy, waiters:{len(self.waiters)}]>"
@@ -255,7 +295,7 @@ class _Join(Op):
         if target.state == DONE:
             return True
         target.joiners.append(thread)
-        return sim._block(thread, target)
+        return sim.block(thread, target)
 
 
 class Thread(Waitable):
@@ -278,7 +318,7 @@ class Thread(Waitable):
         self.local: dict[str, Any] = {}
         self.daemon = False
         self._episode = 0  # counts blocking episodes, so a stale time-out cannot wake a thread
-        self._on_timer = lambda _ev: sim._make_ready(self)
+        self._on_timer = lambda _ev: sim.make_ready(self)
         self._on_cpu_done = lambda _ev: sim.cpus._finish(self)
 
     def holders(self) -> list[Thread]:
@@ -316,6 +356,9 @@ class Policy:
 
     def finish(self, sim: Simulation) -> None:
         """Called when a run ends normally; a replay checks it used its whole schedule."""
+
+    def __repr__(self) -> str:
+        return state_repr(self, name="")
 
 
 class FirstCome(Policy):
@@ -373,6 +416,11 @@ class Replay(Policy):
         raise ScheduleDivergence(
             f"the replay diverged at choice {self.pos + 1} (t={sim.now:g} us): the schedule says "
             f"{c!r} but {why}; the threads that could move were {names}"
+        )
+
+    def __repr__(self) -> str:
+        return state_repr(
+            self, f"at {self.pos}/{len(self.schedule)}", f"then {self.then.name}", name=""
         )
 
     def finish(self, sim):
@@ -481,6 +529,26 @@ class RunResult:
         return s
 
 
+def simulation_of(
+    x: Simulation | RunResult,
+    *,
+    needs_trace: bool = False,
+    untraced: str = "this simulation ran with trace=False, so there is nothing to measure",
+) -> Simulation:
+    """The simulation behind ``x``, a ``Simulation`` or a ``RunResult`` (its ``sim``).
+
+    Anything that takes either uses it; a TypeError names what it got instead. With
+    ``needs_trace=True`` a simulation that ran with ``trace=False`` is a ValueError whose
+    message is ``untraced`` (an analysis says why it needs the trace).
+    """
+    sim = x.sim if isinstance(x, RunResult) else x
+    if not isinstance(sim, Simulation):
+        raise TypeError(f"expected a Simulation or a RunResult; got {type(x).__name__}")
+    if needs_trace and not sim.tracing and len(sim.trace) == 0:
+        raise ValueError(untraced)
+    return sim
+
+
 # --------------------------------------------------------------------------------------------
 # The simulation.
 
@@ -507,27 +575,28 @@ class Simulation:
         on_deadlock: str = "return",
         on_crash: str = "raise",
     ):
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be a whole number; got {seed!r}")
-        if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
-            raise ValueError(f"cpus is the number of host CPUs, a whole number >= 1; got {cpus!r}")
-        if on_deadlock not in ("return", "raise"):
-            raise ValueError(f"on_deadlock must be 'return' or 'raise'; got {on_deadlock!r}")
-        if on_crash not in ("return", "raise"):
-            raise ValueError(f"on_crash must be 'return' or 'raise'; got {on_crash!r}")
+        validate.whole("seed", seed, error=TypeError)
+        validate.whole("cpus", cpus, 1, kind="the number of host CPUs, a whole number", verb="is")
+        validate.choice("on_deadlock", on_deadlock, ("return", "raise"))
+        validate.choice("on_crash", on_crash, ("return", "raise"))
         self.seed = seed
         self.env = simpy.Environment()
         self.rng = random.Random(seed * 7919 + 17)  # for the models' own randomness
         self.policy = make_policy(policy, seed, schedule)
         self.tracing = bool(trace)
         self.trace = TraceBuffer()
-        # self._record(kind, tid, oid, arg) appends one event at the current time; with
-        # tracing off it does nothing.
+        # self.record(kind, tid, oid, arg) appends one event at the current time; with
+        # tracing off it does nothing. It is bound here, per simulation, to a plain function
+        # (no method call, no tracing test) because every primitive calls it on every step.
+        # It reads SimPy's private Environment._now, not the public env.now property: that is
+        # 22 ns against 55 ns a read, measured as 2.5-6% more traced mutex hand-offs per
+        # second (bench/run.py's mutex_pingpong). pyproject.toml keeps simpy below 5, and
+        # tests/engine/test_kernel.py checks that _now still exists.
         if self.tracing:
             add, env = self.trace.record, self.env  # extends a flat list by five fields
-            self._record = lambda kind, tid, oid, arg: add((env._now, kind, tid, oid, arg))
+            self.record = lambda kind, tid, oid, arg: add((env._now, kind, tid, oid, arg))
         else:
-            self._record = self._record_nothing
+            self.record = self._record_nothing
         self.expand = expand
         self.max_steps = max_steps
         self.max_steps_per_instant = max_steps_per_instant
@@ -543,9 +612,10 @@ class Simulation:
         self._instant_steps = 0
         self._stop: tuple[str, Any] | None = None
         self._result: RunResult | None = None
-        self.current: Thread | None = None
+        self.current: Thread | None = None  # the thread taking a step; None outside run()
         self._labels: dict[tuple[str, str], int] = {}
-        self.model: Any = None  # what the program that built this simulation returned
+        self._extensions: dict[str, Any] = {}  # see extension()
+        self.model: Any = None  # what the program returned (it may set it first, for callbacks)
         self.cpus = HostCPUs(self, cpus)
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -560,26 +630,62 @@ class Simulation:
         """The choices made so far, one character per choice point."""
         return "".join(self._choices)
 
-    def _register(self, obj: Any) -> int:
+    # -- the interface for primitive authors ---------------------------------------------------
+    # register, label, record, make_ready, block, block_for, wake (and extension): see the
+    # module docstring. Nothing outside this module touches a Simulation's underscore names.
+
+    def register(self, obj: Any) -> int:
+        """Give a new shared object its object id (``oid``), the number trace events name it by.
+
+        Call it once, in the object's constructor (``Waitable`` does it for you); the object
+        is kept in ``sim.objects`` at that index, so the trace table can print its name.
+        """
         self.objects.append(obj)
         return len(self.objects) - 1
+
+    def record(self, kind: int, tid: int, oid: int, arg: Any) -> None:
+        """Append one trace event at the current time: what happened (``kind``, a
+        ``tracebuf`` constant such as ``tb.ACQUIRE``), by which thread (``tid``, -1 for none),
+        to which object (``oid``, from ``register`` or ``label``) and a kind-specific ``arg``.
+
+        A primitive records every change of state it makes, so the trace, the analyses and the
+        widgets see it. With ``trace=False`` it does nothing. It is not a step: nobody else
+        gets a turn. ``__init__`` replaces this method, per simulation, by a plain function
+        that does the same without a method call (it is on the hot path).
+        """
 
     @staticmethod
     def _record_nothing(kind: int, tid: int, oid: int, arg: Any) -> None:
         pass
 
-    def _label(self, kind: str, name: str) -> int:
-        """The object id of a named label (a note's text, a mark's name), made on first use."""
+    def label(self, kind: str, name: str) -> int:
+        """The object id of a named label, for an event about a string rather than an object:
+        ``sim.record(tb.OP, t.tid, sim.label("note", "enter handler"), None)`` shows a note in
+        the trace. Made on first use; the same ``(kind, name)`` always gives the same id."""
         oid = self._labels.get((kind, name))
         if oid is None:
-            oid = self._labels[(kind, name)] = self._register(_Label(kind, name))
+            oid = self._labels[(kind, name)] = self.register(_Label(kind, name))
         return oid
+
+    def extension(self, key: str, factory: Callable[[], _T]) -> _T:
+        """This simulation's own object for a layer above the kernel: the one kept under
+        ``key``, made by ``factory()`` on first use and kept for the simulation's life.
+
+        Layers above the kernel keep their per-simulation state here instead of setting
+        attributes on the ``Simulation`` (the thread-safety annotations keep their mode,
+        capabilities and violations; ``qemu_get_aio_context`` its main AioContext). Name the
+        key after your module, e.g. ``"annotations.tsa"``.
+        """
+        store = self._extensions
+        if key not in store:
+            store[key] = factory()
+        return store[key]
 
     def mark(self, name: str, since: float | None = None) -> None:
         """Record that something finished (a request, a guest operation), for throughput and,
         with ``since=start_time``, latency. Not a step: it does not give others a turn."""
-        oid = self._label("mark", name)
-        self._record(
+        oid = self.label("mark", name)
+        self.record(
             tb.MARK,
             self.current.tid if self.current else -1,
             oid,
@@ -613,11 +719,17 @@ class Simulation:
         t.daemon = daemon
         self.threads.append(t)
         self._thread_by_char[t.char] = t
-        self._record(tb.SPAWN, t.tid, t.oid, -1)
-        self._make_ready(t)
+        self.record(tb.SPAWN, t.tid, t.oid, -1)
+        self.make_ready(t)
         return t
 
-    def _make_ready(self, thread: Thread, value: Any = None) -> None:
+    def make_ready(self, thread: Thread, value: Any = None) -> None:
+        """Put ``thread`` on the ready list; its ``yield`` returns ``value``. Records nothing.
+
+        A primitive that hands itself straight to a waiter uses it and records the hand-off
+        itself (a mutex records the new owner's ``ACQUIRE``, which is the wake-up); otherwise
+        use ``wake``, which records a ``WAKE``.
+        """
         thread.state = READY
         thread.blocked_on = None
         thread._value = value
@@ -627,20 +739,28 @@ class Simulation:
 
     # -- blocking and waking (used by the primitives) ------------------------------------------
 
-    def _block(self, thread: Thread, on: Waitable) -> bool:
-        """Park ``thread`` on ``on``; check the wait-for graph for a cycle. Returns False."""
+    def block(self, thread: Thread, on: Waitable) -> bool:
+        """Park ``thread`` on ``on``; check the wait-for graph for a cycle. Returns False.
+
+        A primitive's step that must wait puts the thread on ``on.waiters`` and ends with
+        ``return sim.block(thread, self)``: the thread is parked until ``wake`` or
+        ``make_ready``, the trace gets a ``BLOCK`` naming ``on``'s first holder, and a
+        deadlock through ``on.holders()`` stops the run with a report.
+        """
         thread.state = BLOCKED
         thread.blocked_on = on
         holders = on.holders()
-        self._record(tb.BLOCK, thread.tid, on.oid, holders[0].tid if holders else -1)
+        self.record(tb.BLOCK, thread.tid, on.oid, holders[0].tid if holders else -1)
         if holders:
             cycle = self._find_cycle(thread)
             if cycle:
                 self._stop = ("deadlock", self._report("cycle", cycle))
         return False
 
-    def _block_for(self, thread: Thread, on: Waitable, us: float | None) -> bool:
-        """Park ``thread`` on ``on`` for at most ``us`` microseconds (None: no limit).
+    def block_for(self, thread: Thread, on: Waitable, us: float | None) -> bool:
+        """Park ``thread`` on ``on`` for at most ``us`` microseconds (None: no limit), for a
+        timed wait (``qemu_cond_timedwait``, a poll with a deadline). Returns False, like
+        ``block``.
 
         If the time runs out first the thread is taken off ``on.waiters`` and goes on with the
         value ``TIMED_OUT``.
@@ -653,15 +773,17 @@ class Simulation:
                 still = thread.state == BLOCKED and thread.blocked_on is on
                 if still and thread._episode == episode:
                     on.waiters.remove(thread)
-                    self._wake(thread, on, TIMED_OUT)
+                    self.wake(thread, on, TIMED_OUT)
 
             self.env.timeout(us).callbacks.append(expire)
-        return self._block(thread, on)
+        return self.block(thread, on)
 
-    def _wake(self, thread: Thread, on: Waitable, value: Any = None) -> None:
-        """Make a blocked thread ready again (it continues with ``value``)."""
-        self._record(tb.WAKE, thread.tid, on.oid, -1)
-        self._make_ready(thread, value)
+    def wake(self, thread: Thread, on: Waitable, value: Any = None) -> None:
+        """Make a thread blocked on ``on`` ready again (its ``yield`` returns ``value``) and
+        record a ``WAKE``. The primitive takes it off ``on.waiters`` first (an event's ``set``,
+        a semaphore's ``post``)."""
+        self.record(tb.WAKE, thread.tid, on.oid, -1)
+        self.make_ready(thread, value)
 
     def _find_cycle(self, start: Thread) -> list[Thread] | None:
         """Depth-first search of the wait-for graph from ``start``; the cycle through it, if any."""
@@ -712,7 +834,7 @@ class Simulation:
                 t = policy.choose(self, ready)
                 self._choices.append(t.char)
                 if trace is not None:
-                    trace.record((self.env._now, tb.CHOICE, t.tid, -1, len(ready)))
+                    trace.record((self.env._now, tb.CHOICE, t.tid, -1, len(ready)))  # see record
             else:
                 t = ready[0]
             n += 1
@@ -760,9 +882,9 @@ class Simulation:
                     value = stop.value
                     continue
                 t.state = DONE
-                self._record(tb.EXIT, t.tid, t.oid, -1)
+                self.record(tb.EXIT, t.tid, t.oid, -1)
                 for j in t.joiners:
-                    self._wake(j, t)
+                    self.wake(j, t)
                 t.joiners.clear()
                 return False
             except SimulationError:
@@ -802,7 +924,11 @@ class Simulation:
     active: Simulation | None = None
 
     def run(self, until: float | None = None) -> RunResult:
-        """Run until every thread has finished, a deadlock is found, or time ``until`` (us)."""
+        """Run until every thread has finished, a deadlock is found, or time ``until`` (us).
+
+        However the run ends, even by an exception (a policy may raise one to pause it),
+        ``current`` is None afterwards: no thread is taking a step outside ``run``.
+        """
         if self._result is not None and self._result.outcome != "time limit":
             return self._result
         previous, Simulation.active = Simulation.active, self
@@ -810,6 +936,7 @@ class Simulation:
             return self._run(until)
         finally:
             Simulation.active = previous
+            self.current = None
 
     def _run(self, until: float | None) -> RunResult:
         env = self.env

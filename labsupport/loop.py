@@ -20,7 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 from . import tracebuf as tb
-from .kernel import TIMED_OUT, MisuseError, Note, Op, Simulation, Step, Thread, Waitable
+from .kernel import (
+    TIMED_OUT,
+    MisuseError,
+    Note,
+    Op,
+    Simulation,
+    Step,
+    Thread,
+    Waitable,
+    state_repr,
+)
 
 #: The order in which ``aio_poll`` dispatches what is ready. QEMU's AioContext runs bottom
 #: halves first; the 2008 ``main_loop_wait`` ran fd handlers, then timers, then BHs *last*.
@@ -52,14 +62,14 @@ class EventNotifier:
         self.name = name
         self.is_set = False
         self.ctx: AioContext | None = None
-        self.oid = sim._register(self)
+        self.oid = sim.register(self)
         self._set_op = Step(self._do_set)
 
     def set(self) -> Op:
         return self._set_op
 
     def _do_set(self, t: Thread) -> bool:
-        self.sim._record(tb.SIGNAL, t.tid, self.oid, 1)
+        self.sim.record(tb.SIGNAL, t.tid, self.oid, 1)
         self.is_set = True
         if self.ctx is not None:
             self.ctx._wake_poller()
@@ -85,7 +95,7 @@ class QEMUBH:
         self.name = name
         self.scheduled = False
         self.oneshot = oneshot
-        self.oid = ctx.sim._register(self)
+        self.oid = ctx.sim.register(self)
         self._schedule_op = Step(self._do_schedule)
 
     def schedule(self) -> Op:
@@ -94,11 +104,11 @@ class QEMUBH:
 
     def _do_schedule(self, t: Thread | None) -> bool:
         if t is not None:
-            self.ctx.sim._record(tb.SIGNAL, t.tid, self.oid, 1)
+            self.ctx.sim.record(tb.SIGNAL, t.tid, self.oid, 1)
         if not self.scheduled:  # scheduling twice before it runs runs it once
             self.scheduled = True
             self.ctx.bh_queue.append(self)
-            self.ctx._notify()
+            self.ctx.notify_now()
         return True
 
     def __repr__(self) -> str:
@@ -115,7 +125,7 @@ class QEMUTimer:
         self.cb = cb
         self.name = name
         self.deadline: float | None = None
-        self.oid = ctx.sim._register(self)
+        self.oid = ctx.sim.register(self)
 
     def mod(self, when_us: float) -> Op:
         """``yield timer.mod(t)``: fire at absolute simulated time ``t`` (us)."""
@@ -127,11 +137,15 @@ class QEMUTimer:
 
     def _arm(self, when_us: float) -> bool:
         self.deadline = when_us
-        self.ctx._notify()  # the loop may need to wake earlier than it planned
+        self.ctx.notify_now()  # the loop may need to wake earlier than it planned
         return True
 
     def delete(self) -> None:
         self.deadline = None
+
+    def __repr__(self) -> str:
+        armed = f"armed for t={self.deadline:g}us" if self.deadline is not None else "idle"
+        return state_repr(self, armed, f"ctx {self.ctx.name}")
 
 
 class _Poll(Op):
@@ -147,7 +161,7 @@ class _Poll(Op):
         if ctx.notified or ctx._fds_ready():
             return True
         ctx.waiters.append(thread)
-        return sim._block_for(thread, ctx, self.timeout)
+        return sim.block_for(thread, ctx, self.timeout)
 
 
 class AioContext(Waitable):
@@ -182,6 +196,9 @@ class AioContext(Waitable):
         #: threads whose work a poller of this context is waiting for (set by aio_wait_while),
         #: so the wait-for graph can see that wait
         self.waiting_for: list[Thread] = []
+        #: the context's lock, in the years contexts had one (2013-2023): None here; the QEMU
+        #: models give it one (``labsupport.qemu.iothread.aio_context_new_lock``)
+        self.lock: Any = None
 
     # Registering work (set-up code; not steps).
     def bh_new(self, cb: Callable[..., Any], name: str = "bh") -> QEMUBH:
@@ -218,10 +235,12 @@ class AioContext(Waitable):
 
     def notify(self) -> Op:
         """``yield ctx.notify()`` (QEMU: ``aio_notify``): wake the loop if it sleeps."""
-        return Step(lambda t: self._notify() or True)
+        return Step(lambda t: self.notify_now() or True)
 
     # The mechanism.
-    def _notify(self) -> None:
+    def notify_now(self) -> None:
+        """``aio_notify`` as a plain call, for code that already runs inside a step (a lock's
+        contention callback, a bottom half being scheduled); a thread yields ``notify()``."""
         if self.notify_me or not self.notify_me_handshake:
             # With the handshake, aio_notify only writes the notifier when the poller said it
             # may sleep; without it, the write happens only if the poller is asleep right now.
@@ -231,7 +250,7 @@ class AioContext(Waitable):
 
     def _wake_poller(self) -> None:
         while self.waiters:
-            self.sim._wake(self.waiters.popleft(), self)
+            self.sim.wake(self.waiters.popleft(), self)
 
     def _fds_ready(self) -> bool:
         return any(n.is_set for n, _io, _can in self.handlers)

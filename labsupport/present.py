@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import tracebuf as tb
-from .analysis.metrics import _sim, intervals
-from .kernel import RunResult, Simulation
+from .analysis.metrics import intervals
+from .kernel import RunResult, Simulation, simulation_of
 
 #: Okabe and Ito's colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -70,7 +70,7 @@ def _step_text(sim: Simulation, i: int, reveal: bool, got: bool) -> str | None:
 
 def trace_rows(x: Simulation | RunResult, reveal: bool = True) -> list[dict[str, Any]]:
     """The rows of the trace table as data: step, time, thread, text, choice, variables."""
-    sim = _sim(x)
+    sim = simulation_of(x, needs_trace=True)
     tr = sim.trace
     variables = [o for o in sim.objects if getattr(o, "kind", "") == "variable"]
     values = {v.oid: v.initial for v in variables}
@@ -122,7 +122,7 @@ def trace_table(
     ``choice`` column shows, at each choice point, the character the schedule string recorded
     and how many threads could have moved (``1/2``: thread 1 went, 2 were ready).
     """
-    sim = _sim(x)
+    sim = simulation_of(x, needs_trace=True)
     rows = trace_rows(sim, reveal)
     threads = [t.name for t in sim.threads]
     varnames = [o.name for o in sim.objects if getattr(o, "kind", "") == "variable"]
@@ -152,7 +152,7 @@ def trace_table(
 
 def timeline_summary(x: Simulation | RunResult) -> str:
     """The timeline in words: for each thread, time running, blocked, and holding each lock."""
-    sim = _sim(x)
+    sim = simulation_of(x, needs_trace=True)
     per: dict[str, dict[str, float]] = {t.name: {} for t in sim.threads}
     for iv in intervals(sim):
         key = {"run": "ran", "blocked": f"waited for {iv.obj}", "hold": f"held {iv.obj}"}[iv.what]
@@ -169,7 +169,7 @@ def timeline(x: Simulation | RunResult, title: str | None = None, ax: Any = None
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    sim = _sim(x)
+    sim = simulation_of(x, needs_trace=True)
     ivs = intervals(sim)
     threads = [t.name for t in sim.threads]
     row = {n: len(threads) - 1 - i for i, n in enumerate(threads)}
@@ -262,7 +262,7 @@ def chrome_trace(x: Simulation | RunResult) -> dict[str, Any]:
     Running and waiting are complete ("X") slices on each thread's track; lock holding is an
     async slice, since holds of two locks need not nest; reads, writes and signals are instants.
     """
-    sim = _sim(x)
+    sim = simulation_of(x, needs_trace=True)
     tr = sim.trace
     events: list[dict[str, Any]] = [
         {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "simulation"}}

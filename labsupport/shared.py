@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import tracebuf as tb
+from . import validate
 from .kernel import Note, Op, Simulation, Step, Thread
 
 
@@ -32,14 +33,13 @@ class Shared:
     def __init__(self, sim: Simulation, name: str, value: Any = 0, atomic: bool = False):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a shared variable needs a non-empty name; got {name!r}")
-        if not isinstance(atomic, bool):
-            raise ValueError(f"atomic is True or False; got {atomic!r}")
+        validate.flag("atomic", atomic, verb="is")
         self.sim = sim
         self.name = name
         self.atomic = atomic
         self._value = value
         self.initial = value
-        self.oid = sim._register(self)
+        self.oid = sim.register(self)
         self._load_op = Step(self._do_load)
 
     @property
@@ -75,20 +75,20 @@ class Shared:
         yield self.store(v + n)
 
     def _do_load(self, t: Thread) -> bool:
-        self.sim._record(tb.READ, t.tid, self.oid, self._value)
+        self.sim.record(tb.READ, t.tid, self.oid, self._value)
         t._value = self._value
         return True
 
     def _do_store(self, t: Thread, value: Any) -> bool:
         self._value = value
-        self.sim._record(tb.WRITE, t.tid, self.oid, value)
+        self.sim.record(tb.WRITE, t.tid, self.oid, value)
         return True
 
     def _do_rmw(self, t: Thread, n: int) -> bool:
         sim = self.sim
-        sim._record(tb.READ, t.tid, self.oid, self._value)
+        sim.record(tb.READ, t.tid, self.oid, self._value)
         self._value = self._value + n
-        sim._record(tb.WRITE, t.tid, self.oid, self._value)
+        sim.record(tb.WRITE, t.tid, self.oid, self._value)
         t._value = self._value
         return True
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import tracebuf as tb
-from .kernel import MisuseError, Op, Simulation, Step, Thread, Waitable
+from . import validate
+from .kernel import MisuseError, Op, Simulation, Step, Thread, Waitable, state_repr
 
 
 def _state(owner: Thread | None, depth: int, waiters: int) -> str:
@@ -70,7 +71,7 @@ class _OwnedLock(Waitable):
         self.owner = thread
         self.depth = 1
         thread.held.append(self)
-        self.sim._record(tb.ACQUIRE, thread.tid, self.oid, 1)
+        self.sim.record(tb.ACQUIRE, thread.tid, self.oid, 1)
 
     def _do_lock(self, t: Thread) -> bool:
         if self.owner is None:
@@ -79,7 +80,7 @@ class _OwnedLock(Waitable):
         if self.owner is t:
             if self.recursive:
                 self.depth += 1
-                self.sim._record(tb.ACQUIRE, t.tid, self.oid, self.depth)
+                self.sim.record(tb.ACQUIRE, t.tid, self.oid, self.depth)
                 return True
             raise MisuseError(
                 f"{t.name} locked {self.kind} {self.name}, which it already holds: a "
@@ -88,7 +89,7 @@ class _OwnedLock(Waitable):
             )
         self.waiters.append(t)
         self._contended(t)
-        return self.sim._block(t, self)
+        return self.sim.block(t, self)
 
     def _contended(self, t: Thread) -> None:
         """Called when ``t`` has to wait; RFifoLock uses it to kick the owner."""
@@ -108,7 +109,7 @@ class _OwnedLock(Waitable):
                 f"{t.name} unlocked {self.kind} {self.name}, {holder}: only the owner may unlock"
             )
         self.depth -= 1
-        self.sim._record(tb.RELEASE, t.tid, self.oid, self.depth)
+        self.sim.record(tb.RELEASE, t.tid, self.oid, self.depth)
         if self.depth == 0:
             t.held.remove(self)
             self.owner = None
@@ -118,12 +119,15 @@ class _OwnedLock(Waitable):
     def _hand_over(self) -> None:
         if self.waiters:
             w = self.waiters.popleft()
-            self.sim._make_ready(w)  # its ACQUIRE is the wake-up
+            self.sim.make_ready(w)  # its ACQUIRE is the wake-up
             self._grant(w)
 
+    def state_text(self) -> str:
+        """``locked by vcpu0, depth:2, waiters:1`` or ``unlocked``: the bracket of the repr."""
+        return _state(self.owner, self.depth, len(self.waiters))
+
     def __repr__(self) -> str:
-        state = _state(self.owner, self.depth, len(self.waiters))
-        return f"<{type(self).__name__} {self.name} [{state}]>"
+        return state_repr(self, self.state_text())
 
 
 class QemuMutex(_OwnedLock):
@@ -205,20 +209,20 @@ class QemuCond(Waitable):
         mutex._do_unlock(t)
         self._mutex_of[t.tid] = mutex
         self.waiters.append(t)
-        return self.sim._block(t, self)
+        return self.sim.block(t, self)
 
     def _do_signal(self, t: Thread, n: int | None) -> bool:
-        self.sim._record(tb.SIGNAL, t.tid, self.oid, len(self.waiters))
+        self.sim.record(tb.SIGNAL, t.tid, self.oid, len(self.waiters))
         count = len(self.waiters) if n is None else min(n, len(self.waiters))
         for _ in range(count):
             w = self.waiters.popleft()
             mutex = self._mutex_of.pop(w.tid)
             if mutex.owner is None:  # its ACQUIRE, or its BLOCK on the mutex, is the wake-up
-                self.sim._make_ready(w)
+                self.sim.make_ready(w)
                 mutex._grant(w)
             else:
                 mutex.waiters.append(w)
-                self.sim._block(w, mutex)
+                self.sim.block(w, mutex)
         return True
 
     def __repr__(self) -> str:
@@ -250,14 +254,14 @@ class QemuEvent(Waitable):
         return self._wait_op
 
     def _do_set(self, t: Thread) -> bool:
-        self.sim._record(tb.SIGNAL, t.tid, self.oid, len(self.waiters))
+        self.sim.record(tb.SIGNAL, t.tid, self.oid, len(self.waiters))
         self.is_set = True
         while self.waiters:
-            self.sim._wake(self.waiters.popleft(), self)
+            self.sim.wake(self.waiters.popleft(), self)
         return True
 
     def _do_reset(self, t: Thread) -> bool:
-        self.sim._record(tb.SIGNAL, t.tid, self.oid, -1)
+        self.sim.record(tb.SIGNAL, t.tid, self.oid, -1)
         self.is_set = False
         return True
 
@@ -265,7 +269,7 @@ class QemuEvent(Waitable):
         if self.is_set:
             return True
         self.waiters.append(t)
-        return self.sim._block(t, self)
+        return self.sim.block(t, self)
 
     def wait_reason(self) -> str:
         return "nobody is left to set it"
@@ -281,8 +285,7 @@ class QemuSemaphore(Waitable):
     kind = "semaphore"
 
     def __init__(self, sim: Simulation, name: str, count: int = 0):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"a semaphore's count is a whole number >= 0; got {count!r}")
+        validate.whole("a semaphore's count", count, 0, verb="is")
         super().__init__(sim, name)
         self.count = count
         self._post_op = Step(self._do_post)
@@ -295,9 +298,9 @@ class QemuSemaphore(Waitable):
         return self._wait_op
 
     def _do_post(self, t: Thread) -> bool:
-        self.sim._record(tb.SIGNAL, t.tid, self.oid, self.count)
+        self.sim.record(tb.SIGNAL, t.tid, self.oid, self.count)
         if self.waiters:
-            self.sim._wake(self.waiters.popleft(), self)
+            self.sim.wake(self.waiters.popleft(), self)
         else:
             self.count += 1
         return True
@@ -307,7 +310,7 @@ class QemuSemaphore(Waitable):
             self.count -= 1
             return True
         self.waiters.append(t)
-        return self.sim._block(t, self)
+        return self.sim.block(t, self)
 
     def wait_reason(self) -> str:
         return "nobody is left to post it"
@@ -357,7 +360,7 @@ class RWLock(Waitable):
         else:
             self.writer = t
         t.held.append(self)
-        self.sim._record(tb.ACQUIRE, t.tid, self.oid, 1 if mode == "read" else -1)
+        self.sim.record(tb.ACQUIRE, t.tid, self.oid, 1 if mode == "read" else -1)
 
     def _do_lock(self, t: Thread, mode: str) -> bool:
         if self.writer is t or t in self.readers:
@@ -370,7 +373,7 @@ class RWLock(Waitable):
             return True
         self._mode[t.tid] = mode
         self.waiters.append(t)
-        return self.sim._block(t, self)
+        return self.sim.block(t, self)
 
     def _do_unlock(self, t: Thread) -> bool:
         if self.writer is t:
@@ -380,7 +383,7 @@ class RWLock(Waitable):
         else:
             raise MisuseError(f"{t.name} unlocked rwlock {self.name}, which it does not hold")
         t.held.remove(self)
-        self.sim._record(tb.RELEASE, t.tid, self.oid, 0)
+        self.sim.record(tb.RELEASE, t.tid, self.oid, 0)
         while self.waiters:
             w = self.waiters[0]
             mode = self._mode[w.tid]
@@ -388,7 +391,7 @@ class RWLock(Waitable):
                 break
             self.waiters.popleft()
             del self._mode[w.tid]
-            self.sim._make_ready(w)  # its ACQUIRE is the wake-up
+            self.sim.make_ready(w)  # its ACQUIRE is the wake-up
             self._grant(w, mode)
             if mode == "write":
                 break

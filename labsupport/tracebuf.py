@@ -140,6 +140,9 @@ class TraceBuffer:
     def __len__(self) -> int:
         return len(self._kind) + len(self._batch) // 5
 
+    def __repr__(self) -> str:
+        return f"<TraceBuffer [events:{len(self)}]>"
+
     def encode(self, value: Any) -> int:
         """Store a small int as itself; anything else as an index into a table of values."""
         if type(value) is int and -_OBJ_BASE < value < _OBJ_BASE:

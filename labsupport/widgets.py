@@ -14,11 +14,24 @@ from typing import Any
 
 
 def int_slider(
-    value: int, lo: int, hi: int, description: str, step: int = 1, label_width: str = "200px"
+    value: int,
+    lo: int,
+    hi: int,
+    description: str,
+    step: int = 1,
+    label_width: str | None = "200px",
+    width: str | None = "500px",
 ) -> Any:
-    """The course's slider: updates on release (a run per drag would flood the kernel)."""
+    """The course's slider: updates on release (a run per drag would flood the kernel).
+    ``label_width`` and ``width`` size the label and the whole slider (None: ipywidgets'
+    default; ``label_width="initial"``: as wide as the label)."""
     import ipywidgets as w
 
+    extra: dict[str, Any] = {}
+    if label_width is not None:
+        extra["style"] = {"description_width": label_width}
+    if width is not None:
+        extra["layout"] = w.Layout(width=width)
     return w.IntSlider(
         value=value,
         min=lo,
@@ -26,6 +39,11 @@ def int_slider(
         step=step,
         description=description,
         continuous_update=False,
-        layout=w.Layout(width="500px"),
-        style={"description_width": label_width},
+        **extra,
     )
+
+
+def text_bar(fraction: float, width: int = 20) -> str:
+    """``fraction`` (0 to 1) as a bar of ``width`` characters: ``[#####...............]``."""
+    filled = max(0, min(width, round(fraction * width)))
+    return "[" + "#" * filled + "." * (width - filled) + "]"

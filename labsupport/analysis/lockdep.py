@@ -17,16 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import tracebuf as tb
-from ..kernel import RunResult, Simulation, run
+from ..kernel import RunResult, Simulation, run, simulation_of, state_repr
 
-_LOCK_KINDS = {"mutex", "rec-mutex", "rfifolock", "rwlock", "co-mutex"}
-
-
-def _sim(x: Simulation | RunResult) -> Simulation:
-    sim = x.sim if isinstance(x, RunResult) else x
-    if not sim.tracing:
-        raise ValueError("this simulation ran with trace=False: the detectors read the trace")
-    return sim
+#: The kinds of object (``obj.kind``) that are locks, for the detectors.
+LOCK_KINDS = frozenset({"mutex", "rec-mutex", "rfifolock", "rwlock", "co-mutex"})
 
 
 def _class_of(obj: Any) -> str:
@@ -111,9 +105,23 @@ class LockOrder:
         self.deps: dict[tuple[str, str], Dependency] = {}
         self.runs = 0
 
+    def __repr__(self) -> str:
+        order = ", ".join(f"{a} -> {b}" for a, b in list(self.deps)[:4])
+        more = f", +{len(self.deps) - 4} more" if len(self.deps) > 4 else ""
+        return state_repr(
+            self,
+            f"runs:{self.runs}",
+            f"dependencies:{len(self.deps)}" + (f" ({order}{more})" if order else ""),
+            f"cycles:{len(self.reports())}",
+        )
+
     def learn(self, x: Simulation | RunResult) -> LockOrder:
         """Add what one run did: for each lock taken (or waited for), the locks then held."""
-        sim = _sim(x)
+        sim = simulation_of(
+            x,
+            needs_trace=True,
+            untraced="this simulation ran with trace=False: the detectors read the trace",
+        )
         self.runs += 1
         objs = sim.objects
         names = [t.name for t in sim.threads]
@@ -122,7 +130,7 @@ class LockOrder:
             if k not in (tb.ACQUIRE, tb.RELEASE, tb.BLOCK) or oid < 0:
                 continue
             obj = objs[oid]
-            if getattr(obj, "kind", "") not in _LOCK_KINDS:
+            if getattr(obj, "kind", "") not in LOCK_KINDS:
                 continue
             cls = _class_of(obj)
             mine = held.setdefault(tid, [])

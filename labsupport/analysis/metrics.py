@@ -16,25 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import tracebuf as tb
-from ..kernel import RunResult, Simulation
-
-
-def _sim(x: Simulation | RunResult) -> Simulation:
-    sim = x.sim if isinstance(x, RunResult) else x
-    if not isinstance(sim, Simulation):
-        raise TypeError(f"expected a Simulation or a RunResult; got {type(x).__name__}")
-    if not sim.tracing and len(sim.trace) == 0:
-        raise ValueError("this simulation ran with trace=False, so there is nothing to measure")
-    return sim
-
-
-def percentile(values: list[float], p: float) -> float:
-    """The nearest-rank ``p``-th percentile (0 < p <= 100) of ``values``; NaN if empty."""
-    if not values:
-        return math.nan
-    s = sorted(values)
-    k = max(1, math.ceil(p / 100 * len(s)))
-    return s[k - 1]
+from ..kernel import RunResult, Simulation, simulation_of
+from ..stats import percentile  # the one definition (nearest rank); re-exported here
 
 
 @dataclass
@@ -121,7 +104,7 @@ def _walk(sim: Simulation) -> _Walk:
 
 def intervals(x: Simulation | RunResult) -> list[Interval]:
     """Running, blocked and lock-holding intervals of every thread, in start order."""
-    sim = _sim(x)
+    sim = simulation_of(x, needs_trace=True)
     w = _walk(sim)
     names = [t.name for t in sim.threads]
     objs = sim.objects
@@ -211,7 +194,7 @@ class Metrics:
 
 def metrics(x: Simulation | RunResult) -> Metrics:
     """Compute the run's metrics from its event stream."""
-    sim = _sim(x)
+    sim = simulation_of(x, needs_trace=True)
     objs = sim.objects
     end = sim.now
     w = _walk(sim)

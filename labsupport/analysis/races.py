@@ -10,24 +10,10 @@ Layer 5 (analysis): imports the kernel and the primitives.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import tracebuf as tb
-from ..kernel import RunResult, Simulation
-
-_LOCK_KINDS = {"mutex", "rec-mutex", "rfifolock", "rwlock", "co-mutex"}
-
-
-def _sim(x: Simulation | RunResult) -> Simulation:
-    sim = x.sim if isinstance(x, RunResult) else x
-    if not sim.tracing:
-        raise ValueError("this simulation ran with trace=False: the detectors read the trace")
-    return sim
-
-
-def _class_of(obj: Any) -> str:
-    return getattr(obj, "lock_class", None) or obj.name
-
+from ..kernel import RunResult, Simulation, simulation_of
+from .lockdep import LOCK_KINDS
 
 # --------------------------------------------------------------------------------------------
 # Data races (Eraser's lockset)
@@ -75,7 +61,11 @@ def find_races(x: Simulation | RunResult) -> list[RaceReport]:
     One report per variable, at the first access that empties its set. Variables declared
     ``atomic`` (accessed only atomically, with barriers) are synchronisation, not data: skipped.
     """
-    sim = _sim(x)
+    sim = simulation_of(
+        x,
+        needs_trace=True,
+        untraced="this simulation ran with trace=False: the detectors read the trace",
+    )
     objs = sim.objects
     names = [t.name for t in sim.threads]
     held: dict[int, list[str]] = {}
@@ -87,7 +77,7 @@ def find_races(x: Simulation | RunResult) -> list[RaceReport]:
     for i, (t, k, tid, oid, a) in enumerate(zip(*sim.trace.columns(), strict=True)):
         if k in (tb.ACQUIRE, tb.RELEASE) and oid >= 0:
             obj = objs[oid]
-            if getattr(obj, "kind", "") not in _LOCK_KINDS:
+            if getattr(obj, "kind", "") not in LOCK_KINDS:
                 continue
             mine = held.setdefault(tid, [])
             if k == tb.ACQUIRE and obj.name not in mine:

@@ -263,12 +263,12 @@ def check_function(fn: Callable[..., Any]) -> list[Finding]:
     return checker.findings
 
 
-def check(*fns: Callable[..., Any]) -> StaticReport:
+def static_check(*fns: Callable[..., Any]) -> StaticReport:
     """Run the static pass over ``fns`` (one at a time, as clang does) and collect warnings."""
     report = StaticReport()
     for fn in fns:
         if not callable(fn):
-            raise TypeError(f"check() takes functions; got {fn!r}")
+            raise TypeError(f"static_check() takes functions; got {fn!r}")
         spec = tsa_spec(fn)
         name = getattr(inspect.unwrap(fn), "__name__", repr(fn))
         if spec is not None and spec.no_tsa:
@@ -279,4 +279,4 @@ def check(*fns: Callable[..., Any]) -> StaticReport:
     return report
 
 
-__all__ = ["Finding", "StaticReport", "check", "check_function"]
+__all__ = ["Finding", "StaticReport", "check_function", "static_check"]

@@ -13,7 +13,7 @@ import random
 from collections import deque
 from typing import Any
 
-from ..kernel import Simulation, Step, compute, sleep
+from ..kernel import Simulation, Step, compute, sleep, state_repr
 from ..loop import (
     AioContext,
     EventNotifier,
@@ -42,6 +42,15 @@ class Disk:
         self.waiting: deque[Any] = deque()
         self.completed: deque[Any] = deque()
         self.completion = EventNotifier(sim, "disk-completion")
+
+    def __repr__(self) -> str:
+        return state_repr(
+            self,
+            f"active:{self.active}/{self.queue_depth}",
+            f"queued:{len(self.waiting)}",
+            f"completed:{len(self.completed)}",
+            f"service {self.service_us:g}us",
+        )
 
     def submit(self, request: Any) -> Step:
         """``yield disk.submit(req)``: hand a request to the disk (``io_submit``); never waits."""
@@ -91,6 +100,15 @@ class VirtioBlk:
         # Which io_submit calls block in the host kernel: a stream of its own (see Workload).
         self.slow_rng = random.Random(w.seed * 1_000_003 + 1) if w.slow_syscall_prob else None
 
+    def __repr__(self) -> str:
+        return state_repr(
+            self,
+            f"avail:{len(self.avail)}",
+            f"submitted:{self.submitted}",
+            f"completed:{self.completed}",
+            f"irq pending:{self.irq.count}",
+        )
+
     def handle_vq(self):
         while self.avail:
             start = self.avail.popleft()
@@ -124,6 +142,16 @@ class BlockDriverState:
         self.ctx = ctx
         self.in_flight = Shared(sim, f"{name}.in_flight", 0)
         self.quiesce_counter = 0
+
+    def _repr_state(self) -> list[str]:
+        return [
+            f"in_flight:{self.in_flight.value}",
+            f"drained:{self.quiesce_counter}" if self.quiesce_counter else "not drained",
+            f"ctx {self.ctx.name}",
+        ]
+
+    def __repr__(self) -> str:
+        return state_repr(self, *self._repr_state())
 
     def inc_in_flight(self):
         """``yield bs.inc_in_flight()`` (``bdrv_inc_in_flight``)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..kernel import Simulation
+from ..kernel import Simulation, state_repr
 from ..sync import QemuMutex
 
 # --------------------------------------------------------------------------------------------
@@ -39,10 +39,12 @@ class ProfiledLock:
     acquisition is timed.
     """
 
-    def __init__(self, mutex: Any):
+    def __init__(self, mutex: Any, ctx: Any = None):
         self.mutex = mutex
         self.sim = mutex.sim
         self.name = mutex.name
+        #: the AioContext whose lock this is (None for the BQL)
+        self.ctx = ctx
         self.sites: dict[str, SiteStats] = {}
         self._since: dict[int, tuple[str, float]] = {}
 
@@ -93,6 +95,14 @@ class ProfiledLock:
             )
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return state_repr(
+            self,
+            type(self.mutex).__name__,
+            self.mutex.state_text(),
+            f"ctx {self.ctx.name}" if self.ctx is not None else "",
+        )
+
 
 class BQL(ProfiledLock):
     """The Big QEMU Lock: one non-recursive ``QemuMutex`` that every device emulation needs.
@@ -117,6 +127,9 @@ class BQL(ProfiledLock):
         """``bql_locked()``: does the current thread hold the BQL?"""
         return self.held()
 
+    def __repr__(self) -> str:
+        return state_repr(self, type(self.mutex).__name__, self.mutex.state_text(), name="")
+
 
 class RetakeAt:
     """Lets ``aio_poll(..., drop=...)`` release a profiled lock around its sleep and take it
@@ -130,3 +143,6 @@ class RetakeAt:
 
     def lock(self):
         return self.lock_.lock(self.site)
+
+    def __repr__(self) -> str:
+        return state_repr(self, f"retake at {self.site!r}", name=self.lock_.name)

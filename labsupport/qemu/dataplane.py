@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import tracebuf as tb
-from ..kernel import Simulation, Step, compute
+from ..kernel import Simulation, Step, compute, state_repr
 from ..loop import (
     AioContext,
     EventNotifier,
@@ -41,6 +41,14 @@ class Dataplane:
         self.image_format = image_format
         self.throttling = throttling
         self.running = False
+
+    def __repr__(self) -> str:
+        return state_repr(
+            self,
+            "running" if self.running else "stopped",
+            f"format={self.image_format}",
+            "throttling" if self.throttling else "",
+        )
 
     def start(self) -> Dataplane:
         if self.image_format != "raw":
@@ -97,6 +105,12 @@ class HandlerGuard:
         self.inside: list[Any] = []
         self.reports: list[str] = []
 
+    def __repr__(self) -> str:
+        inside = ",".join(t.name for t in self.inside) or "nobody"
+        return state_repr(
+            self, f"inside: {inside}", f"reports:{len(self.reports)}", name=self.handler
+        )
+
     def enter(self) -> Step:
         def do(t: Any) -> bool:
             for other in self.inside:
@@ -105,7 +119,7 @@ class HandlerGuard:
                     f"{other.name} was still inside it"
                 )
             self.inside.append(t)
-            self.sim._record(tb.OP, t.tid, self.sim._label("note", f"enter {self.handler}"), None)
+            self.sim.record(tb.OP, t.tid, self.sim.label("note", f"enter {self.handler}"), None)
             return True
 
         return Step(do)
@@ -113,7 +127,7 @@ class HandlerGuard:
     def leave(self) -> Step:
         def do(t: Any) -> bool:
             self.inside.remove(t)
-            self.sim._record(tb.OP, t.tid, self.sim._label("note", f"leave {self.handler}"), None)
+            self.sim.record(tb.OP, t.tid, self.sim.label("note", f"leave {self.handler}"), None)
             return True
 
         return Step(do)

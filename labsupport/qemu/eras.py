@@ -30,10 +30,11 @@ from ..loop import (
     AioContext,
     aio_poll,
 )
+from ..stats import percentile
 from .block import Disk, VirtioBlk
 from .bql import BQL, RetakeAt
 from .dataplane import Dataplane
-from .iothread import IOThread, aio_context_acquire, aio_context_release
+from .iothread import IOThread, aio_context_acquire, aio_context_release, qemu_get_aio_context
 from .workload import ERAS, Workload
 
 # --------------------------------------------------------------------------------------------
@@ -55,11 +56,22 @@ class EraResult:
     bql_profile: str = ""
     result: RunResult | None = field(default=None, repr=False)
     monitor_us: list[float] = field(default_factory=list, repr=False)  # info block latencies
+    ctx_profile: str = ""  # the IOThread's context-lock profile, in the eras that have one
+
+    @property
+    def monitor_p50_us(self) -> float:
+        """Median ``info block`` latency (NaN without a monitor)."""
+        return percentile(self.monitor_us, 50)
 
     @property
     def monitor_p99_us(self) -> float:
         """99th percentile of ``info block`` latency (NaN without a monitor)."""
-        return _pct(self.monitor_us, 99)
+        return percentile(self.monitor_us, 99)
+
+    @property
+    def monitor_max_us(self) -> float:
+        """The slowest ``info block`` (NaN without a monitor)."""
+        return max(self.monitor_us) if self.monitor_us else math.nan
 
     def summary(self) -> str:
         w = self.workload
@@ -112,17 +124,21 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
     io_vcpu = w.io_depth > 0
 
     order = MAIN_LOOP_2008_ORDER if era == "one-thread" else AIO_ORDER
-    main_ctx = AioContext(sim, "main", order=order)
+    main_ctx = qemu_get_aio_context(sim)
+    main_ctx.order = order
+    iothread = None
     if era == "dataplane":
         io_ctx = AioContext(sim, "dataplane")
     elif era == "iothread":  # 2013-2017: the device's own loop, its handlers under the ctx lock
-        io_ctx = IOThread(sim, "iothread0", lock_kind="rfifo").ctx
+        iothread = IOThread(sim, "iothread0", lock_kind="rfifo")
     elif era == "iothread-2017":  # 2017-2023: the loop runs unlocked, each handler locks
-        io_ctx = IOThread(sim, "iothread0", lock_kind="rec", loop_holds_lock=False).ctx
+        iothread = IOThread(sim, "iothread0", lock_kind="rec", loop_holds_lock=False)
     elif era == "iothread-9.0":  # 2024: no AioContext lock at all
-        io_ctx = IOThread(sim, "iothread0", lock_kind=None).ctx
+        iothread = IOThread(sim, "iothread0", lock_kind=None)
     else:
         io_ctx = main_ctx
+    if iothread is not None:
+        io_ctx = iothread.ctx
     if era == "iothread-2017":
         io_ctx.set_event_notifier(
             dev.kick, _under_context_lock(io_ctx, dev.handle_vq, "iothread: handle_vq")
@@ -201,12 +217,19 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
         return body
 
     threads: dict[str, Any] = {}
+    model = dict(
+        counters=c,
+        dev=dev,
+        bql=bql,
+        threads=threads,
+        monitor=monitor_us,
+        io_ctx=io_ctx,
+        iothread=iothread,
+    )
 
     if era == "one-thread":
         threads["qemu"] = sim.spawn("qemu", round_robin("-", main_loop_wait=True))
-        return dict(
-            counters=c, dev=dev, bql=bql, threads=threads, monitor=monitor_us, io_ctx=io_ctx
-        )
+        return model
 
     # From 2009 on: a main-loop thread that holds the BQL except while it sleeps.
     def main_loop():
@@ -250,7 +273,7 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
         threads["tcg-rr"] = sim.spawn("tcg-rr", round_robin("tcg: mmio", main_loop_wait=False))
     else:
         raise ValueError(f"unknown era {era!r}; choose one of {ERAS}")
-    return dict(counters=c, dev=dev, bql=bql, threads=threads, monitor=monitor_us, io_ctx=io_ctx)
+    return model
 
 
 def _under_context_lock(ctx: AioContext, handler: Any, site: str):
@@ -278,7 +301,7 @@ def _monitor(
     rng = random.Random(w.seed * 1_000_003 + 2)  # when commands arrive: a stream of its own
     mean_gap = 1e6 / w.monitor_per_s
     arrival = [rng.expovariate(1 / mean_gap)]
-    locked = io_ctx is not None and getattr(io_ctx, "lock", None) is not None
+    locked = io_ctx is not None and io_ctx.lock is not None and w.monitor_takes_context_lock
 
     def info_block():
         if locked:
@@ -330,23 +353,18 @@ def run_era(
     d = w.duration_us
     io_lat = dev.latencies
     wait = sum(s.wait_us for s in bql.sites.values()) if bql else 0.0
+    ctx_lock = model["iothread"].lock if model["iothread"] is not None else None
     return EraResult(
         era=era,
         workload=w,
         guest_cpus_busy=c.guest_us / d,
         exits_per_s=c.exits / (d / 1e6),
         io_per_s=dev.completed / (d / 1e6),
-        io_p50_us=_pct(io_lat, 50),
-        io_p99_us=_pct(io_lat, 99),
+        io_p50_us=percentile(io_lat, 50),
+        io_p99_us=percentile(io_lat, 99),
         bql_wait_us=wait,
         bql_profile=bql.profile() if bql else "(no BQL in this era)",
         result=r,
         monitor_us=list(model["monitor"]),
+        ctx_profile=ctx_lock.profile() if ctx_lock is not None else "",
     )
-
-
-def _pct(values: list[float], p: float) -> float:
-    if not values:
-        return math.nan
-    s = sorted(values)
-    return s[max(1, math.ceil(p / 100 * len(s))) - 1]

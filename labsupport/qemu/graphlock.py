@@ -17,7 +17,8 @@ Toggles bring back the bugs: ``d6_bug`` (the writer polls with ``has_writer=1``,
 ``"graph_lock"``; ``GLOBAL_STATE_CODE()`` and ``IO_CODE()`` check, at run time, the thread a
 block-layer function runs in.
 
-Layer 4 (QEMU models): imports the kernel, the primitives, the event loop and ``models``.
+Layer 4 (QEMU models): imports the kernel, the primitives, the event loop and the other QEMU
+models.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..annotations import (
     acquires_shared,
     current_coroutine_of,
     declare_capability,
+    declared_capability,
     excludes,
     no_tsa,
     record_violation,
@@ -132,7 +134,7 @@ class BdrvGraphLock:
 def get_graph_lock(sim: Simulation | None = None) -> BdrvGraphLock:
     """This simulation's graph lock (the one global ``graph_lock`` of QEMU)."""
     sim = sim or Simulation.active
-    gl = getattr(sim, "tsa_capabilities", {}).get("graph_lock") if sim else None
+    gl = declared_capability(sim, "graph_lock") if sim else None
     if gl is None:
         raise MisuseError(
             "this simulation has no block-graph lock; make one with "
@@ -356,6 +358,9 @@ class DrainableNode(BlockDriverState):
     def __init__(self, sim: Simulation, name: str, ctx: AioContext):
         super().__init__(sim, name, ctx)
         self.queued = CoQueue(sim, f"{name}.queued_requests")
+
+    def _repr_state(self) -> list[str]:
+        return [*super()._repr_state(), f"queued:{len(self.queued)}"]
 
     def wait_while_drained(self):
         """``yield from bs.wait_while_drained()`` in a request coroutine."""

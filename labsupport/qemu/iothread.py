@@ -2,14 +2,18 @@
 
 An IOThread runs its own ``AioContext``; until QEMU 9.0 every context had a lock that handlers
 (and the monitor's ``info block``) took before touching the block nodes of that context
-(``aio_context_acquire``/``aio_context_release``). ``qemu_get_aio_context`` is the main loop's.
+(``aio_context_acquire``/``aio_context_release``). This module is the one home of that lock in
+every era (``CONTEXT_LOCK_KINDS``): the 2013 recursive FIFO lock that kicks its owner out of
+``aio_poll`` (``"rfifo"``), the 2017 recursive mutex (``"rec"``), the empty functions of late
+2023 (``"noop"``), and no lock at all in QEMU 9.0 (``None``). ``qemu_get_aio_context`` is the one
+way to get the main loop's context.
 
 Layer 4 (QEMU models).
 """
 
 from __future__ import annotations
 
-from ..kernel import MisuseError, Simulation, compute
+from ..kernel import BLOCKED, MisuseError, Note, Simulation, compute, state_repr
 from ..loop import (
     AioContext,
     aio_poll,
@@ -21,47 +25,83 @@ from .bql import BQL, ProfiledLock, RetakeAt
 # IOThreads and the AioContext lock (2013-2023), block nodes and drained sections.
 
 
-def aio_context_new_lock(ctx: AioContext, kind: str = "rfifo") -> ProfiledLock:
+#: The AioContext lock of each era, for ``aio_context_new_lock`` and ``IOThread(lock_kind=)``:
+#: "rfifo" (2013), "rec" (2017), "noop" (November 2023: the calls kept, the bodies empty);
+#: ``None`` is QEMU 9.0, where contexts have no lock and the calls are gone.
+CONTEXT_LOCK_KINDS = ("rfifo", "rec", "noop")
+
+
+class NoopContextLock:
+    """The AioContext lock after November 2023: ``aio_context_acquire`` and
+    ``aio_context_release`` were still called but did nothing, one step before their callers
+    were deleted. Each call leaves a note in the trace, so it stays visible."""
+
+    kind = "noop"
+
+    def __init__(self, ctx: AioContext):
+        self.ctx = ctx
+
+    def lock(self, site: str = "?") -> Note:
+        return Note(f"aio_context_acquire({self.ctx.name}): no-op")
+
+    def unlock(self) -> Note:
+        return Note(f"aio_context_release({self.ctx.name}): no-op")
+
+    def __repr__(self) -> str:
+        return state_repr(self, "no-op", f"ctx {self.ctx.name}", name=f"{self.ctx.name}.ctx")
+
+
+def aio_context_new_lock(ctx: AioContext, kind: str = "rfifo") -> ProfiledLock | NoopContextLock:
     """Give ``ctx`` its lock: ``"rfifo"`` (2013: recursive, FIFO, kicks the owner out of
-    ``aio_poll``) or ``"rec"`` (2017: a plain ``QemuRecMutex``). Every context's lock is one
-    lock class, ``AioContext``, for the lock-order validator."""
+    ``aio_poll``), ``"rec"`` (2017: a plain ``QemuRecMutex``) or ``"noop"`` (late 2023: empty
+    calls). Every real context lock is one lock class, ``AioContext``, for the lock-order
+    validator."""
     if kind == "rfifo":
         mutex = RFifoLock(
             ctx.sim,
             f"{ctx.name}.ctx",
             lock_class="AioContext",
-            on_contention=lambda t: ctx._notify(),
+            on_contention=lambda t: ctx.notify_now(),
         )
     elif kind == "rec":
         mutex = QemuRecMutex(ctx.sim, f"{ctx.name}.ctx", lock_class="AioContext")
+    elif kind == "noop":
+        ctx.lock = NoopContextLock(ctx)
+        return ctx.lock
     else:
-        raise ValueError(f"an AioContext lock is 'rfifo' (2013) or 'rec' (2017); got {kind!r}")
-    ctx.lock = ProfiledLock(mutex)
+        raise ValueError(
+            f"an AioContext lock is 'rfifo' (2013), 'rec' (2017) or 'noop' (2023); got {kind!r}"
+        )
+    ctx.lock = ProfiledLock(mutex, ctx)
     return ctx.lock
 
 
 def aio_context_acquire(ctx: AioContext, site: str = "?"):
-    """``yield aio_context_acquire(ctx, site)``: take the context's (recursive) lock."""
-    lock = getattr(ctx, "lock", None)
-    if lock is None:
+    """``yield aio_context_acquire(ctx, site)``: take the context's (recursive) lock; in late
+    2023 an empty call. A context without a lock (QEMU 9.0) refuses: the call is gone."""
+    if ctx.lock is None:
         raise MisuseError(
             f"AioContext {ctx.name} has no lock (give it one with "
             f"aio_context_new_lock, or this era has none)"
         )
-    return lock.lock(site)
+    return ctx.lock.lock(site)
 
 
 def aio_context_release(ctx: AioContext):
     """``yield aio_context_release(ctx)``."""
+    if ctx.lock is None:
+        raise MisuseError(f"AioContext {ctx.name} has no lock to release (this era has none)")
     return ctx.lock.unlock()
 
 
 class IOThread:
     """``-object iothread,id=NAME``: a thread that runs its own AioContext's loop.
 
+    ``lock_kind`` is the context lock of the era (``CONTEXT_LOCK_KINDS``, or None for none).
     ``loop_holds_lock=True`` is the 2013 design: ``aio_poll`` holds the context lock while it
     dispatches and lets go only around the blocking wait, so every handler runs under it. With
-    ``False`` (2017) the loop takes no lock and each handler takes it itself.
+    ``False`` (2017) the loop takes no lock and each handler takes it itself. A loop never
+    holds an empty ("noop") lock.
     """
 
     def __init__(
@@ -75,9 +115,25 @@ class IOThread:
         self.name = name
         self.ctx = AioContext(sim, name)
         self.lock = aio_context_new_lock(self.ctx, lock_kind) if lock_kind else None
-        self.loop_holds_lock = loop_holds_lock and self.lock is not None
+        self.loop_holds_lock = loop_holds_lock and isinstance(self.lock, ProfiledLock)
         self.thread = sim.spawn(name, self._run, daemon=True)
         self.ctx.home = self.thread
+
+    def __repr__(self) -> str:
+        t = self.thread
+        if t.state == BLOCKED and t.blocked_on is self.ctx:
+            doing = "asleep in aio_poll"
+        elif t.state == BLOCKED and t.blocked_on is not None:
+            doing = f"blocked on {t.blocked_on.name}"
+        else:
+            doing = t.state
+        if self.lock is None:
+            lock = "no lock"
+        elif isinstance(self.lock, NoopContextLock):
+            lock = "no-op lock"
+        else:
+            lock = f"{type(self.lock.mutex).__name__} {self.lock.mutex.state_text()}"
+        return state_repr(self, doing, f"ctx {self.ctx.name}", lock)
 
     def _run(self):
         while True:
@@ -97,10 +153,7 @@ def iothread_get_aio_context(iothread: IOThread) -> AioContext:
 def qemu_get_aio_context(sim: Simulation) -> AioContext:
     """The main loop's AioContext (QEMU: ``qemu_get_aio_context``), made on first use; its home
     thread is whichever thread polls it first."""
-    ctx = getattr(sim, "_main_aio_context", None)
-    if ctx is None:
-        ctx = sim._main_aio_context = AioContext(sim, "main")
-    return ctx
+    return sim.extension("qemu.main_aio_context", lambda: AioContext(sim, "main"))
 
 
 def info_block(bql: BQL, contexts: list[AioContext], cost_us: float = 20.0):

@@ -13,7 +13,7 @@ a ``QemuMutex`` held for a few instructions and never across a yield.
 short stretch of simulated time and returns an ``MQResult`` (I/O rate, latency percentiles,
 per-IOThread load, host CPU use, request-lock waits, ``info block`` latency). All costs are
 model parameters (``MQCosts``), not QEMU measurements. Layer 4 (QEMU models): imports the
-kernel, the primitives, the event loop, coroutines and ``models``.
+kernel, the primitives, the event loop, coroutines and the other QEMU models.
 """
 
 from __future__ import annotations
@@ -23,15 +23,18 @@ from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from .. import validate
 from ..coroutine import (
     Coroutine,
     aio_co_wake,
+    co_mutex_state,
     current_coroutine,
     qemu_coroutine_enter,
     qemu_coroutine_yield,
 )
-from ..kernel import Note, Simulation, Step, compute, run, sleep
+from ..kernel import Simulation, Step, compute, run, sleep, state_repr
 from ..loop import AioContext, EventNotifier, aio_wait_while
+from ..stats import percentile
 from ..sync import QemuMutex, QemuSemaphore
 from .bql import BQL
 from .iothread import IOThread
@@ -40,18 +43,8 @@ REQS_LOCK_KINDS = ("QemuMutex", "CoMutex")
 
 
 # --------------------------------------------------------------------------------------------
-# Step one of the removal: the lock calls still exist, but they do nothing.
-
-
-def aio_context_acquire(ctx: AioContext, site: str = "?") -> Note:
-    """``yield aio_context_acquire(ctx)`` after November 2023: an empty function (a note in
-    the trace, so the call stays visible). Callers were deleted afterwards."""
-    return Note(f"aio_context_acquire({ctx.name}): no-op")
-
-
-def aio_context_release(ctx: AioContext) -> Note:
-    """``yield aio_context_release(ctx)``: an empty function too."""
-    return Note(f"aio_context_release({ctx.name}): no-op")
+# QEMU 9.0: no context lock (its empty calls of late 2023 are ``aio_context_new_lock(ctx,
+# "noop")`` in ``labsupport.qemu.iothread``), and an AIO_WAIT_WHILE with nothing to release.
 
 
 def AIO_WAIT_WHILE(ctx: AioContext, cond: Any, main_ctx: AioContext | None = None):  # noqa: N802
@@ -86,26 +79,12 @@ class MQCosts:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name == "disk_parallelism":
-                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                    raise ValueError(f"disk_parallelism is a whole number >= 1; got {v!r}")
-            elif (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float))
-                or v < 0
-                or math.isnan(v)
-                or (f.name == "disk_service_us" and v <= 0)
-            ):
-                raise ValueError(
-                    f"{f.name} is a time in microseconds >= 0"
-                    f"{' (and > 0)' if f.name == 'disk_service_us' else ''}; "
-                    f"got {v!r}"
+                validate.whole(f.name, v, 1, verb="is")
+            else:
+                positive = f.name == "disk_service_us"
+                validate.duration(
+                    f.name, v, positive=positive, kind="a time in microseconds", verb="is"
                 )
-
-
-def _whole(name: str, v: Any, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"{name} is a whole number from {lo} to {hi}; got {v!r}")
-    return v
 
 
 class MappingError(ValueError):
@@ -163,11 +142,10 @@ def iothread_vq_mapping(mapping: Any, iothreads: list[str], num_queues: int) -> 
         if not isinstance(vqs, (list, tuple)):
             raise MappingError(f'"vqs" is a list of virtqueue numbers; got {vqs!r}')
         for vq in vqs:
-            if isinstance(vq, bool) or not isinstance(vq, int) or not 0 <= vq < num_queues:
-                raise MappingError(
-                    f"virtqueue {vq!r} does not exist: the device has "
-                    f"{num_queues} (0 to {num_queues - 1})"
-                )
+            says = f"does not exist: the device has {num_queues} (0 to {num_queues - 1})"
+            validate.whole(
+                f"virtqueue {vq!r}", vq, 0, num_queues - 1, says=says, error=MappingError
+            )
             if vq in result:
                 raise MappingError(f"virtqueue {vq} is mapped more than once")
             result[vq] = entry["iothread"]
@@ -211,26 +189,23 @@ class VM:
     costs: MQCosts = field(default_factory=MQCosts)
 
     def __post_init__(self) -> None:
-        _whole("iothreads", self.iothreads, 1, 64)
-        _whole("num_queues", self.num_queues, 1, 64)
-        _whole("vcpus", self.vcpus, 1, 64)
-        _whole("host_cpus", self.host_cpus, 1, 128)
-        _whole("iodepth", self.iodepth, 1, 256)
+        validate.whole("iothreads", self.iothreads, 1, 64, verb="is")
+        validate.whole("num_queues", self.num_queues, 1, 64, verb="is")
+        validate.whole("vcpus", self.vcpus, 1, 64, verb="is")
+        validate.whole("host_cpus", self.host_cpus, 1, 128, verb="is")
+        validate.whole("iodepth", self.iodepth, 1, 256, verb="is")
         if self.reqs_lock not in REQS_LOCK_KINDS:
             raise ValueError(
                 f"reqs_lock is one of {', '.join(REQS_LOCK_KINDS)}; got {self.reqs_lock!r}"
             )
-        m = self.monitor_rate_hz
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m <= 100_000:
-            raise ValueError(f"monitor_rate_hz is a rate from 0 to 100000; got {m!r}")
+        validate.number(
+            "monitor_rate_hz", self.monitor_rate_hz, low=0, high=100_000, kind="a rate", verb="is"
+        )
         for name in ("duration_us", "warmup_us"):
             v = getattr(self, name)
-            if v is not None and (
-                isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100_000
-            ):
-                raise ValueError(
-                    f"{name} is None (automatic) or a time from 0 to 100000 us; got {v!r}"
-                )
+            if v is not None:
+                verb = "is None (automatic) or"
+                validate.duration(name, v, high=100_000, kind="a time", unit="us", verb=verb)
         if not isinstance(self.costs, MQCosts):
             raise ValueError(f"costs is an MQCosts; got {self.costs!r}")
         self.vq_map = iothread_vq_mapping(
@@ -314,6 +289,14 @@ class ReqsCoMutex:
         self.handoffs = 0
         self.cross_thread_wakes = 0
 
+    def __repr__(self) -> str:
+        return state_repr(
+            self,
+            co_mutex_state(self),
+            f"handoffs:{self.handoffs}",
+            f"cross-thread wakes:{self.cross_thread_wakes}",
+        )
+
     def lock(self):
         me = current_coroutine(self.sim)
         if self.holder is None:
@@ -358,12 +341,21 @@ class ReqsQemuMutex:
     def unlock(self):
         yield self.mutex.unlock()
 
+    def __repr__(self) -> str:
+        return state_repr(self, self.mutex.state_text())
+
 
 class Request:
     __slots__ = ("start", "vcpu", "vq", "co")
 
     def __init__(self, start: float, vcpu: int, vq: int):
         self.start, self.vcpu, self.vq, self.co = start, vcpu, vq, None
+
+    def __repr__(self) -> str:
+        co = f"{self.co.name} {self.co.state}" if self.co is not None else "no coroutine yet"
+        return state_repr(
+            self, f"vcpu{self.vcpu}", f"vq{self.vq}", f"since t={self.start:g}us", co, name=""
+        )
 
 
 class NVMeDisk:
@@ -379,6 +371,14 @@ class NVMeDisk:
         self.waiting: deque[tuple[Request, Any]] = deque()
         self.busy_since = 0.0
         self.busy_area = 0.0  # integral of active requests over time
+
+    def __repr__(self) -> str:
+        return state_repr(
+            self,
+            f"active:{self.active}/{self.parallelism}",
+            f"queued:{len(self.waiting)}",
+            f"service {self.service_us:g}us",
+        )
 
     def _account(self) -> None:
         now = self.sim.now
@@ -422,6 +422,9 @@ class _Port:
         self.completed: deque[Request] = deque()
         self.completion = EventNotifier(sim, f"{io.name}-aio-completion")
         self.busy_us = 0.0
+
+    def __repr__(self) -> str:
+        return state_repr(self, f"completed:{len(self.completed)}", name=self.io.name)
 
 
 @dataclass
@@ -470,16 +473,6 @@ class MQResult:
 
     def __str__(self) -> str:
         return self.summary()
-
-
-def _pct(values: list[float], p: float) -> float:
-    if not values:
-        return math.nan
-    s = sorted(values)
-    k = (len(s) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def mq_program(vm: VM, locks: dict[str, Any] | None = None):
@@ -605,8 +598,7 @@ def measure(vm: VM, seed: int = 0, locks: dict[str, Any] | None = None) -> MQRes
     ``locks`` as for ``mq_program``."""
     if not isinstance(vm, VM):
         raise TypeError(f"measure() takes a VM(...); got {vm!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed is a whole number; got {seed!r}")
+    validate.whole("seed", seed, verb="is")
     r = run(
         mq_program(vm, locks),
         until=vm.duration,
@@ -629,13 +621,13 @@ def measure(vm: VM, seed: int = 0, locks: dict[str, Any] | None = None) -> MQRes
         vm=vm,
         seed=seed,
         iops=len(lat) / window * 1e6,
-        p50_us=_pct(lat, 50),
-        p99_us=_pct(lat, 99),
+        p50_us=percentile(lat, 50),
+        p99_us=percentile(lat, 99),
         iothread_busy=busy,
         host_cpu_use=(sum(p.busy_us for p in parts["ports"].values()) + stats["vcpu_us"]) / window,
         disk_busy=disk.busy_area / (disk.sim.now * disk.parallelism) if disk.sim.now else 0.0,
         reqs_lock_wait_us=stats["wait"] / max(1, len(lat)),
-        monitor_p99_us=_pct(stats["monitor"], 99),
+        monitor_p99_us=percentile(stats["monitor"], 99),
         completed=len(lat),
         lock_handoffs=getattr(lock, "handoffs", 0),
         cross_thread_wakes=getattr(lock, "cross_thread_wakes", 0),
@@ -691,8 +683,6 @@ __all__ = [
     "ReqsCoMutex",
     "ReqsQemuMutex",
     "VM",
-    "aio_context_acquire",
-    "aio_context_release",
     "format_sweep",
     "iothread_vq_mapping",
     "measure",

@@ -9,9 +9,10 @@ Layer 4 (QEMU models).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any
+
+from .. import validate
 
 ERAS = (
     "one-thread",
@@ -48,6 +49,8 @@ class Workload:
     monitor_per_s, info_block_us: ``info block`` commands per second, arriving at random in the
     main loop (0: no monitor), and the command's own work. Both draw from their own seeded
     streams, so switching them on leaves the rest of a run's randomness as it was.
+    monitor_takes_context_lock: whether ``info block`` takes the context lock of a disk served
+    by an IOThread, as it did until QEMU 9.0 (False: a query that needs no context lock).
     duration_us: how long to simulate. seed: for the random schedule policy.
     """
 
@@ -69,6 +72,7 @@ class Workload:
     slow_syscall_us: float = 2_000.0
     monitor_per_s: float = 0.0
     info_block_us: float = 20.0
+    monitor_takes_context_lock: bool = True
     duration_us: float = 20_000.0
     seed: int = 0
 
@@ -85,30 +89,18 @@ class Workload:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in self._WHOLE:
-                lo, hi = self._WHOLE[f.name]
-                if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                    raise ValueError(
-                        f"{f.name} must be a whole number from {lo} to {hi}; got {v!r}"
-                    )
+                validate.whole(f.name, v, *self._WHOLE[f.name])
+            elif f.name == "monitor_takes_context_lock":
+                validate.flag(f.name, v, verb="is")
             elif f.name == "slow_syscall_prob":
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-                    raise ValueError(f"slow_syscall_prob is a probability from 0 to 1; got {v!r}")
+                validate.probability(f.name, v, verb="is")
             elif f.name == "monitor_per_s":
-                if (
-                    isinstance(v, bool)
-                    or not isinstance(v, (int, float))
-                    or not math.isfinite(v)
-                    or not 0 <= v <= 100_000
-                ):
-                    raise ValueError(
-                        f"monitor_per_s is a rate from 0 to 100000 commands per second; got {v!r}"
-                    )
-            else:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise ValueError(f"{f.name} must be a number of microseconds; got {v!r}")
-                if v < 0 or (f.name in self._POSITIVE and v == 0):
-                    least = "> 0" if f.name in self._POSITIVE else ">= 0"
-                    raise ValueError(f"{f.name} must be {least} microseconds; got {v!r}")
+                unit = "commands per second"
+                validate.number(f.name, v, low=0, high=100_000, kind="a rate", unit=unit, verb="is")
+            else:  # a time: first "is it a number at all", then the range, each with its message
+                validate.number(f.name, v, kind="a number of microseconds")
+                positive = f.name in self._POSITIVE
+                validate.duration(f.name, v, positive=positive, kind="", unit="microseconds")
         if self.timer_period_us and self.timer_period_us < self.timer_us:
             raise ValueError("timer_period_us must be 0 (no timer) or at least timer_us")
 
@@ -119,10 +111,12 @@ class Workload:
             hidden |= {"slow_syscall_prob", "slow_syscall_us"}
         if not self.monitor_per_s:
             hidden |= {"monitor_per_s", "info_block_us"}
+        if self.monitor_takes_context_lock:
+            hidden.add("monitor_takes_context_lock")
         shown = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name not in hidden
         )
-        return f"Workload({shown})"
+        return f"{type(self).__name__}({shown})"
 
     def replace(self, **changes: Any) -> Workload:
         """A copy with some fields changed (and checked again)."""
@@ -133,4 +127,4 @@ class Workload:
                 f"unknown workload field(s) {sorted(unknown)}; known: {sorted(values)}"
             )
         values.update(changes)
-        return Workload(**values)
+        return type(self)(**values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labsupport import QemuMutex, Shared, Simulation
-from labsupport.analysis.tsa import check, check_function
+from labsupport.analysis.tsa import check_function, static_check
 from labsupport.annotations import acquires, guarded_by, no_tsa, releases, requires
 
 sim = Simulation()
@@ -45,12 +45,14 @@ def reads_unguarded():
 
 
 def test_a_missing_lock_and_an_unguarded_access_are_warned_about():
-    assert check(caller_ok, update).ok
-    assert check(caller_missing).messages() == ["calling `update` requires holding `m` exclusively"]
-    assert check(reads_unguarded).messages() == [
+    assert static_check(caller_ok, update).ok
+    assert static_check(caller_missing).messages() == [
+        "calling `update` requires holding `m` exclusively"
+    ]
+    assert static_check(reads_unguarded).messages() == [
         "reading `x` requires holding `m` (`x` is guarded by `m`)"
     ]
-    text = check(caller_missing).text()
+    text = static_check(caller_missing).text()
     assert text.splitlines()[0] == "static TSA: 1 function(s) checked, 1 warning"
     assert "caller_missing, line 2: warning:" in text and "[-Wthread-safety]" in text
 
@@ -63,8 +65,10 @@ def test_callee_annotations_are_read_with_their_parameters_substituted():
     def unbalanced(node):
         yield from take(node.lock)
 
-    assert check(uses).ok
-    assert check(unbalanced).messages() == ["`node.lock` is still held at the end of `unbalanced`"]
+    assert static_check(uses).ok
+    assert static_check(unbalanced).messages() == [
+        "`node.lock` is still held at the end of `unbalanced`"
+    ]
 
 
 def test_no_aliasing_a_lock_reached_through_another_name_is_another_lock():
@@ -74,7 +78,7 @@ def test_no_aliasing_a_lock_reached_through_another_name_is_another_lock():
         yield from update()
         yield lock.unlock()
 
-    assert check(aliased).messages() == ["calling `update` requires holding `m` exclusively"]
+    assert static_check(aliased).messages() == ["calling `update` requires holding `m` exclusively"]
 
 
 def test_no_function_pointers_a_call_through_a_variable_is_not_checked():
@@ -86,7 +90,7 @@ def test_no_function_pointers_a_call_through_a_variable_is_not_checked():
     def through_table():
         yield from holder["f"]()
 
-    assert check(through_pointer).ok and check(through_table).ok
+    assert static_check(through_pointer).ok and static_check(through_table).ok
 
 
 def test_callee_bodies_are_not_analysed_only_their_annotations():
@@ -99,8 +103,8 @@ def test_callee_bodies_are_not_analysed_only_their_annotations():
         yield from lies()
         yield m.unlock()
 
-    assert check(caller).ok
-    assert not check(lies).ok
+    assert static_check(caller).ok
+    assert not static_check(lies).ok
 
 
 def test_no_tsa_skips_the_body_but_its_promises_bind_callers():
@@ -112,7 +116,7 @@ def test_no_tsa_skips_the_body_but_its_promises_bind_callers():
     def caller():
         yield from hidden()
 
-    report = check(hidden, caller)
+    report = static_check(hidden, caller)
     assert report.skipped == ["hidden"] and report.checked == ["caller"]
     assert report.messages() == ["calling `hidden` requires holding `m` exclusively"]
 
@@ -129,6 +133,6 @@ def test_nested_functions_are_other_functions():
 
 def test_bad_input_is_refused():
     with pytest.raises(TypeError, match="takes functions"):
-        check(3)
+        static_check(3)
     with pytest.raises(ValueError, match="needs the source"):
-        check(len)
+        static_check(len)

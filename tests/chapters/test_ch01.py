@@ -1,6 +1,6 @@
 """What chapter 1 teaches, asserted: each claim of notebooks/01-one-thread.ipynb is a test here.
 
-tests/test_models.py already covers the headline claims on its own workload (flat guest
+tests/qemu/test_models.py already covers the headline claims on its own workload (flat guest
 throughput over vCPUs, latency growing with the slice, a slow handler stalling the guest); the
 tests below cover the chapter's visible model, its exact workloads (with the device timer) and
 the finer claims its text makes, and the exercises' checkers.

@@ -1,5 +1,5 @@
 """What chapter 2 teaches, asserted: the notebook's era model is the library's, and each claim
-the chapter makes (beyond those in test_models.py) holds."""
+the chapter makes (beyond those in tests/qemu/test_models.py) holds."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_with_a_main_loop_timer_the_library_agrees_too(era_model):
         theirs = run_era(w, "kvm")
     except MisuseError:
         pytest.xfail(
-            "labsupport/models.py _build: the main-loop timer callback (tick) takes the BQL, "
+            "labsupport/qemu/eras.py _build: the main-loop timer callback (tick) takes the BQL, "
             "which the main loop already holds while aio_poll dispatches, so every BQL era "
             "with timer_period_us > 0 stops with a MisuseError; the notebook's model runs the "
             "callback under the loop's BQL"

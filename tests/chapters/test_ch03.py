@@ -1,9 +1,9 @@
 """What chapter 3 teaches, asserted: each claim of the notebook and its exercises is a test here.
 
-tests/test_models.py already holds the chapter's headline (the dataplane at least doubles the BQL
-path's I/O rate under a heavy MMIO load, with a lower p99), the refusals and the R2 race on 30
-seeds. This file covers the rest: the visible model equals the library's, the numbers the prose
-quotes, the sweep, where the factor comes from, and the exercises' checkers.
+tests/qemu/test_models.py already holds the chapter's headline (the dataplane at least doubles
+the BQL path's I/O rate under a heavy MMIO load, with a lower p99), the refusals and the R2 race
+on 30 seeds. This file covers the rest: the visible model equals the library's, the numbers the
+prose quotes, the sweep, where the factor comes from, and the exercises' checkers.
 """
 
 from pathlib import Path

@@ -91,7 +91,7 @@ def test_the_visible_iothread_is_run_eras_iothread_era(era_model, policy, change
         dict(slow_syscall_prob=0.0, io_depth=16, monitor_per_s=200, seed=2),
     ],
 )
-def test_the_visible_vm_is_scenarios_ch04s(era_model, policy, changes):
+def test_the_visible_vm_is_measure_vms(era_model, policy, changes):
     p = D3.replace(**changes)
     mine, lib = era_model["measure"](p, policy), measure_vm(p, policy)
     assert mine.summary() == lib.summary()
@@ -108,7 +108,7 @@ def test_same_seed_same_result_and_bad_parameters_are_refused():
         IOThreadVM(slow_syscall_prob=1.5)
     with pytest.raises(ValueError, match="io_depth must be a whole number"):
         IOThreadVM(io_depth=-1)
-    with pytest.raises(ValueError, match="unknown field"):
+    with pytest.raises(ValueError, match="unknown workload field"):
         D3.replace(iothreads=2)
 
 

@@ -12,10 +12,11 @@ import pytest
 from notebook_cells import run_cells
 
 from labsupport import run, trace_table
-from labsupport.analysis.tsa import check
+from labsupport.analysis.tsa import static_check
 from labsupport.annotations import no_tsa, tsa_report, tsa_violations
 from labsupport.chapters.ch06.checks import _annotate_61, _blind_spot_62, _d6_64, _fix_d7
 from labsupport.chapters.ch06.scenarios import (
+    CONFIGS,
     SCENARIOS,
     api_class_program,
     bdrv_co_preadv,
@@ -78,13 +79,13 @@ def test_the_notebooks_era_model_gives_the_librarys_runs(era_model, name, fixed)
     assert era_model["graph_program"] is not scenarios_ch06.graph_program
     assert era_model["bdrv_graph_wrlock"] is not graphlock.bdrv_graph_wrlock
     assert era_model["bdrv_graph_co_rdlock"] is not graphlock.bdrv_graph_co_rdlock
-    cfg = SCENARIOS[name][int(fixed)]
+    cfg = CONFIGS[name][int(fixed)]
     for seed in range(15):
         _same(era_model["run_graph"](cfg, seed=seed), run_graph(cfg, seed=seed))
 
 
 def test_the_era_models_agree_on_a_stream_of_readers_too(era_model):
-    cfg = SCENARIOS["D7"][1].replace(
+    cfg = CONFIGS["D7"][1].replace(
         rate_per_ms=80.0, duration_us=600.0, iothreads=2, drain="none", drain_first=False
     )
     for seed in range(3):
@@ -105,11 +106,11 @@ def read_with_lock(bs, req):
 
 
 def test_the_static_pass_flags_the_missing_lock_and_passes_the_fixed_code():
-    report = check(read_without_lock, read_with_lock, bdrv_co_preadv, bdrv_replace_child)
+    report = static_check(read_without_lock, read_with_lock, bdrv_co_preadv, bdrv_replace_child)
     assert [f.function for f in report.findings] == ["read_without_lock"]
     assert report.messages() == ["calling `bdrv_co_preadv` requires holding `graph_lock` (shared)"]
     assert report.findings[0].line == 2
-    assert check(read_with_lock).ok
+    assert static_check(read_with_lock).ok
 
 
 def test_the_run_time_check_agrees_and_flags_every_access_on_the_way_down():
@@ -143,7 +144,7 @@ def test_an_unlocked_graph_change_reads_a_freed_node_and_the_lock_prevents_it(ta
     )
     assert any("writing `blk0.root` requires holding `graph_lock` exclusively" in t for t in texts)
     # the prose: six reads in the first 100 us, the change at 50 us
-    cfg = SCENARIOS["unlocked"][0]
+    cfg = CONFIGS["unlocked"][0]
     assert (cfg.requests, 2 * cfg.change_at_us, cfg.change_at_us) == (6, 100, 50)
     for seed in range(SEEDS):
         ok = run_scenario("unlocked", True, seed=seed, trace=False)
@@ -169,7 +170,7 @@ def test_d6_deadlocks_when_the_writer_polls_with_has_writer_set_and_never_when_c
     assert "has_writer = 1; poll until no read" in step["22"]
     assert "req1 yields" in step["29"] and "req2 yields" in step["36"]
     assert "has_writer: bdrv_co_get_info sleep" in step["42"]
-    again = run_graph(SCENARIOS["D6"][0], schedule=g.result.schedule)
+    again = run_graph(CONFIGS["D6"][0], schedule=g.result.schedule)
     assert again.outcome == "deadlock" and again.result.schedule == g.result.schedule
     fixed = run_scenario("D6", True, seed=0)
     assert fixed.outcome == "completed"
@@ -198,7 +199,7 @@ def test_d7_hangs_when_draining_under_the_write_lock_and_never_when_draining_fir
 
 
 def test_the_static_pass_flags_the_drain_under_the_lock_once_drained_begin_is_annotated():
-    report = check(change_filter)
+    report = static_check(change_filter)
     assert report.messages() == [
         "calling `bdrv_drained_begin` requires NOT holding `graph_lock`, which is held (exclusive)"
     ]
@@ -221,8 +222,8 @@ def test_the_writer_starves_without_the_nopoll_drain_and_waits_briefly_with_it()
 
 
 def test_the_blind_spot_passes_the_static_pass_and_fails_at_run_time():
-    assert not check(refresh_no_unlock).ok
-    assert check(refresh_ineffective_unlock).ok and check(refresh_real_unlock).ok
+    assert not static_check(refresh_no_unlock).ok
+    assert static_check(refresh_ineffective_unlock).ok and static_check(refresh_real_unlock).ok
     bad = run_blind_spot("ineffective unlock")
     assert bad.outcome == "deadlock" and not blind_spot_done(bad)
     first = tsa_violations(bad)[0]
@@ -270,9 +271,9 @@ def test_unknown_scenarios_and_bad_configs_are_refused():
     with pytest.raises(ValueError, match="unlocked, D6, D7"):
         run_scenario("D9", False)
     with pytest.raises(ValueError, match="drain is 'none', 'before' or 'inside'"):
-        SCENARIOS["D7"][0].replace(drain="sometimes")
+        CONFIGS["D7"][0].replace(drain="sometimes")
     with pytest.raises(ValueError, match="iothreads is a whole number from 1 to 8"):
-        SCENARIOS["D7"][0].replace(iothreads=0)
+        CONFIGS["D7"][0].replace(iothreads=0)
     with pytest.raises(ValueError, match="variant must be one of"):
         run_blind_spot("maybe")
 

@@ -49,7 +49,7 @@ def era_model() -> dict:
 @pytest.mark.parametrize("name", ["R4", "R5", "R7"])
 @pytest.mark.parametrize("fixed", [False, True])
 def test_the_notebooks_era_model_gives_the_librarys_traces(era_model, name, fixed):
-    factory, cpus = SCENARIOS[name]
+    factory, cpus = SCENARIOS[name].program, SCENARIOS[name].cpus
     visible = era_model[factory.__name__]
     assert visible is not factory
     for seed in range(30):

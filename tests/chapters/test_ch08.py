@@ -17,8 +17,8 @@ from labsupport.chapters.ch08.checks import (
 )
 from labsupport.chapters.ch08.scenarios import (
     CATALOGUE,
+    CHAPTER_ERAS,
     COMMON,
-    ERAS,
     format_hunt,
     format_multiqueue,
     format_rows,
@@ -45,9 +45,9 @@ def hunted() -> dict:
 
 
 def test_every_era_ran_on_the_one_workload_and_the_table_names_them(rows):
-    assert list(rows) == [e.run_era_name for e in ERAS]
+    assert list(rows) == [e.run_era_name for e in CHAPTER_ERAS]
     text = format_rows(list(rows.values()))
-    for era in ERAS:
+    for era in CHAPTER_ERAS:
         assert era.name in text
     assert measure_eras(COMMON)[2].io_per_s == rows["dataplane"].io_per_s  # same seed, same run
 

@@ -54,5 +54,5 @@ def test_bad_values_are_refused_with_what_is_allowed():
         view(slow_syscall_permille=2000)
     with pytest.raises(ValueError, match="vcpus must be a whole number from 1 to"):
         view(vcpus=0)
-    with pytest.raises(ValueError, match="monitor_per_s must be a number >= 0"):
+    with pytest.raises(ValueError, match="monitor_per_s is a rate from 0 to 100000"):
         view(monitor_per_s=-1)

@@ -1,9 +1,10 @@
-"""Chapter 5's stepper: the pure core and the widget, headless."""
+"""Chapter 5's stepper: the pure core and the widget, headless.
+
+How fast a slider move is, is a budget that ``make bench`` checks (widget_update_ms.ch05), not
+a test here.
+"""
 
 from __future__ import annotations
-
-import statistics
-import time
 
 import pytest
 
@@ -76,14 +77,3 @@ def test_the_buttons_step_undo_and_reset():
     assert box.stepper.schedule == "1"
     box.reset_button.click()
     assert box.stepper.schedule == "" and box.undo_button.disabled
-
-
-def test_a_slider_move_is_fast():
-    box = lab()
-    slider = box.children[0]
-    times = []
-    for i in range(9):
-        t0 = time.perf_counter()
-        slider.value = (i % slider.max) + 1 if slider.value != (i % slider.max) + 1 else 0
-        times.append(time.perf_counter() - t0)
-    assert statistics.median(times) < 0.2

@@ -1,7 +1,8 @@
-"""The chapter 6 widget, driven without a browser."""
+"""The chapter 6 widget, driven without a browser.
 
-import statistics
-import time
+How fast an update is, is a budget that ``make bench`` checks (widget_update_ms.ch06), not a
+test here.
+"""
 
 import ipywidgets
 import matplotlib
@@ -58,15 +59,3 @@ def test_bad_values_are_refused_with_what_is_allowed():
         lab_config(40, 0, True, False, False)
     with pytest.raises(ValueError, match="d6 is True or False"):
         lab_config(40, 2, True, "yes", False)
-
-
-def test_an_update_is_fast_at_the_default_settings():
-    import matplotlib.pyplot as plt
-
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        quiet(view)
-        plt.close("all")
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.5  # the budget is 200 ms; leave room for a busy CI

@@ -1,7 +1,8 @@
-"""The chapter 7 widget, driven without a browser."""
+"""The chapter 7 widget, driven without a browser.
 
-import statistics
-import time
+How fast an update is, is a budget that ``make bench`` checks (widget_update_ms.ch07), not a
+test here.
+"""
 
 import ipywidgets
 import matplotlib
@@ -93,12 +94,3 @@ def test_the_plot_is_drawn_with_labels_and_a_white_face():
     # the value is written, not only coloured
     assert any(t.get_text().endswith("%") for t in ax.texts)
     plt.close(fig)
-
-
-def test_the_update_is_fast():
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        quiet(view)
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.2

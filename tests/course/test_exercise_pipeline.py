@@ -324,3 +324,21 @@ def test_every_solutions_notebook_follows_nbgraders_rules(path):
                 graded.append(i)
     assert len(ids) == len(set(ids)), f"{path.name}: grade ids repeat: {ids}"
     assert graded, f"{path.name}: no grade cell, nothing for the autograder to score"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "solutions").glob("*.ipynb")), ids=lambda p: p.name)
+def test_hidden_tests_grade_through_the_public_check(path):
+    """A grader's hidden tests call ``check(qid, answer, quiet=True)``, the learner's own
+    entry point, never a chapter's private checker functions."""
+    import re
+
+    blocks = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        src = cell.source
+        if "### BEGIN HIDDEN TESTS" in src:
+            blocks.append(src[src.index("### BEGIN HIDDEN TESTS") : src.index("### END HIDDEN")])
+    assert blocks, f"{path.name} has no hidden tests"
+    for block in blocks:
+        assert "labsupport.chapters" not in block
+        assert not re.search(r"\b_\w+\(", block), block
+        assert re.search(r'check\("\d+\.\d+", .*quiet=True\)', block)

@@ -287,3 +287,17 @@ def test_a_chapter_is_imported_when_check_asks_for_it():
 def test_a_question_of_a_chapter_that_does_not_exist_is_refused():
     with pytest.raises(ValueError, match="there is no chapter 12"):
         _real_load_chapter(12)
+
+
+def test_a_quiet_check_prints_nothing_and_returns_the_verdict(capsys):
+    """What a grader's hidden test calls: the same checker, no verdict line."""
+    exercises.register("0.1", is_answer(4), "count the updates")
+    assert exercises.check("0.1", 4, quiet=True) is True
+    assert exercises.check("0.1", 3, quiet=True) is False
+
+    def stub():
+        raise NotImplementedError("Your answer here")
+
+    exercises.register("1.2", lambda fix: (fix() == 1, ""), "take the lock")
+    assert exercises.check("1.2", stub, quiet=True) is False
+    assert capsys.readouterr().out == ""

@@ -12,6 +12,7 @@ LAYER = {
     "tracebuf": 1,
     "kernel": 1,
     "validate": 1,
+    "stats": 1,
     "sync": 2,
     "shared": 2,
     "annotations": 2,

@@ -13,7 +13,7 @@ from labsupport.annotations import (
     declare_capability,
     excludes,
     guarded_by,
-    holds,
+    held_mode,
     no_tsa,
     releases,
     requires,
@@ -231,14 +231,14 @@ def test_bad_uses_are_refused_with_what_is_allowed():
         run(lambda sim: sim.spawn("t", f))
 
 
-def test_holds_reads_the_kernels_locks():
+def test_held_mode_reads_the_kernels_locks():
     def program(sim):
         m = QemuMutex(sim, "m")
 
         def t():
-            assert holds(m, sim.current) is None
+            assert held_mode(m, sim.current) is None
             yield m.lock()
-            assert holds(m, sim.current) == "exclusive"
+            assert held_mode(m, sim.current) == "exclusive"
             yield m.unlock()
 
         sim.spawn("t", t)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
@@ -228,13 +227,11 @@ def test_little_s_law_holds_for_the_latency():
     assert r.p50_us == pytest.approx(64 / r.iops * 1e6, rel=0.1)
 
 
-def test_measurements_are_seeded_and_fast():
+def test_measurements_are_seeded():
+    # How fast measure() is, is a budget that `make bench` checks (multiqueue_measure_ms).
     vm = VM(iothreads=4, reqs_lock="CoMutex")
     a, b = measure(vm, seed=3), measure(vm, seed=3)
     assert (a.iops, a.p99_us, a.latencies) == (b.iops, b.p99_us, b.latencies)
-    start = time.perf_counter()
-    measure(VM(iothreads=8))
-    assert time.perf_counter() - start < 1.0
 
 
 def test_the_sweep_table_has_one_row_per_value():

@@ -4,13 +4,14 @@ A checker never compares with a stored answer when it can run the learner's: a s
 replayed, a program is run over many seeds, a predicted value is compared with what the
 simulation does. So the same checker serves the self-paced learner, the hidden tests and CI.
 
-Layer 8 (exercises): imports the layers below.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from labsupport import validate
 from labsupport.exercises import register
 from labsupport.kernel import ScheduleDivergence, SimulationError, run
 from labsupport.shared import Shared
@@ -24,7 +25,7 @@ PREDICT_00 = dict(threads=2, increments=2, seed=5)
 
 
 def _predict_00(answer: Any) -> tuple[bool, str]:
-    if isinstance(answer, bool) or not isinstance(answer, int):
+    if not validate.is_whole(answer):
         return False, f"answer with a whole number (the counter's final value), not {answer!r}"
     p = PREDICT_00
     r = run(counter_program(p["threads"], p["increments"]), policy="random", seed=p["seed"])

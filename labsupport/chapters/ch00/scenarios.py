@@ -7,24 +7,18 @@ AioContext lock). Each is a *program*: a function that builds its threads in a f
 ``Simulation``, so that ``run(program, seed=...)`` and ``run(program, schedule=...)`` can be
 called as often as an experiment needs.
 
-Layer 4 (models): imports the kernel and the primitives.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from labsupport import validate
 from labsupport.kernel import MAX_THREADS, RunResult, Simulation, compute, run
 from labsupport.shared import Shared
 from labsupport.sync import QemuMutex
-
-
-def _whole(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}; got {value!r}")
-    return value
 
 
 @dataclass
@@ -44,8 +38,8 @@ def counter_program(
     With ``locked=True`` each increment is done holding the mutex ``lock``; with ``work_us``
     each thread also computes that long after each increment.
     """
-    _whole("threads", threads, 1, MAX_THREADS)
-    _whole("increments", increments, 1, 10_000)
+    validate.whole("threads", threads, 1, MAX_THREADS)
+    validate.whole("increments", increments, 1, 10_000)
 
     def program(sim: Simulation) -> CounterModel:
         counter = Shared(sim, "counter", 0)
@@ -102,7 +96,7 @@ def counter_experiment(
     schedule: str | None = None,
 ) -> CounterOutcome:
     """Run the counter program once and report what happened (a pure function of its inputs)."""
-    _whole("seed", seed, 0, 2**31 - 1)
+    validate.whole("seed", seed, 0, 2**31 - 1)
     prog = counter_program(threads, increments, locked)
     r = run(prog, seed=seed, policy=policy, schedule=schedule)
     model = r.sim.model

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...present import trace_table
+from ...widgets import int_slider
 from .scenarios import CounterOutcome, counter_experiment
 
 
@@ -28,10 +29,8 @@ def counter_lab(seed: int = 0, threads: int = 2, increments: int = 2) -> Any:
 
     return w.interactive(
         counter_view,
-        seed=w.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False),
-        threads=w.IntSlider(
-            value=threads, min=1, max=6, description="threads", continuous_update=False
-        ),
+        seed=int_slider(seed, 0, 99, "seed", label_width=None, width=None),
+        threads=int_slider(threads, 1, 6, "threads", label_width=None, width=None),
         increments=w.fixed(increments),
         table=w.fixed(True),
     )

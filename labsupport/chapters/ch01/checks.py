@@ -7,15 +7,15 @@ nothing, and how a blocking handler was moved to a worker thread that signals th
 Each checker runs the learner's answer (or the simulation the answer predicts) instead of
 comparing it with a stored value.
 
-Layer 8 (exercises): imports the layers below.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
+from labsupport import validate
 from labsupport.exercises import register
 from labsupport.kernel import Simulation, SimulationError, compute, run
 from labsupport.loop import AIO_ORDER, MAIN_LOOP_2008_ORDER, AioContext, aio_poll
@@ -136,7 +136,7 @@ def slice_p99(slice_us: int) -> float:
 
 
 def _largest_slice_01(answer: Any) -> tuple[bool, str]:
-    if isinstance(answer, bool) or not isinstance(answer, int):
+    if not validate.is_whole(answer):
         return False, f"answer with a time slice in microseconds (a whole number), not {answer!r}"
     if answer not in SLICE_CANDIDATES:
         return False, f"choose one of the candidate slices 50, 100, ..., 1000 us, not {answer}"
@@ -180,7 +180,7 @@ def _grid_01(answer: Any) -> tuple[bool, str]:
         return False, f"{extra[0]!r} is not in VCPU_GRID"
     for v, h in VCPU_GRID:
         got = answer[(v, h)]
-        if isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isfinite(got):
+        if not validate.is_number(got):
             return False, f"the value for {(v, h)} must be a number, not {got!r}"
         want = run_era(
             VCPU_WORKLOAD.replace(vcpus=v, host_cpus=h), "one-thread", trace=False
@@ -336,7 +336,7 @@ def _bh_pass_01(answer: Any) -> tuple[bool, str]:
     if (
         not isinstance(answer, tuple)
         or len(answer) != 2
-        or any(isinstance(a, bool) or not isinstance(a, int) for a in answer)
+        or not all(validate.is_whole(a) for a in answer)
     ):
         return False, (
             "answer with a pair of whole numbers: (pass with the 2008 order, pass "

@@ -4,18 +4,20 @@ Before 2009 QEMU ran the guest's vCPUs round-robin on one thread and called ``ma
 between them, so three knobs decide what the guest gets: how many vCPUs share the thread, how
 long each runs before the alarm timer sends it back to the loop (the time slice), and how long
 the loop's handlers take. The sliders move those knobs; ``view`` runs the one-thread era
-(``models.run_era``) and prints what a person would measure.
+(``run_era``) and prints what a person would measure.
 
-Layer 7 (widgets): imports the layers below; ipywidgets only when a widget is built.
+Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.workload import Workload
+from labsupport.widgets import int_slider
 
 #: The lab's workload: vCPU 0 reads from the disk one request at a time, the other vCPUs
 #: compute; a 1 ms device timer; 20 ms of simulated time.
@@ -62,28 +64,10 @@ def lab(vcpus: int = 3, slice_us: int = 200, handler_us: int = 0) -> Any:
     """Sliders for vCPUs, time slice and handler cost over ``view``; ``.result`` is the run."""
     import ipywidgets as w
 
-    style = {"description_width": "initial"}
+    slider = partial(int_slider, label_width="initial", width=None)
     return w.interactive(
         view,
-        vcpus=w.IntSlider(
-            value=vcpus, min=1, max=8, description="vCPUs", continuous_update=False, style=style
-        ),
-        slice_us=w.IntSlider(
-            value=slice_us,
-            min=50,
-            max=2000,
-            step=50,
-            description="time slice (us)",
-            continuous_update=False,
-            style=style,
-        ),
-        handler_us=w.IntSlider(
-            value=handler_us,
-            min=0,
-            max=500,
-            step=25,
-            description="extra handler cost (us)",
-            continuous_update=False,
-            style=style,
-        ),
+        vcpus=slider(vcpus, 1, 8, "vCPUs"),
+        slice_us=slider(slice_us, 50, 2000, "time slice (us)", step=50),
+        handler_us=slider(handler_us, 0, 500, "extra handler cost (us)", step=25),
     )

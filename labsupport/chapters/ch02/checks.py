@@ -6,7 +6,7 @@ write (``writes``). Until 2020 QEMU let a memory region opt out of the BQL (``gl
 so its handler ran in the vCPU thread without the lock; a handler written that way must take
 the BQL itself before it touches state that other threads share.
 
-Layer 8 (exercises): imports the layers below.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from labsupport import validate
 from labsupport.analysis.metrics import intervals
 from labsupport.exercises import attempt, ended_badly, register
 from labsupport.kernel import ScheduleDivergence, Simulation, compute, run
@@ -128,7 +129,7 @@ def _predict_02(answer: Any) -> tuple[bool, str]:
             "answer with a dict of microseconds waited, such as {'vcpu0': 1, 'vcpu1': 2}"
         )
     for name, v in answer.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not validate.is_number(v):
             return False, f"{name}'s wait must be a number of microseconds, not {v!r}"
     truth = bql_waits(predict_run())
     wrong = [n for n in ("vcpu0", "vcpu1") if abs(answer[n] - truth[n]) > 1e-9]
@@ -207,7 +208,7 @@ def guest_work(guest_us: float) -> float:
 
 
 def _knee_02(answer: Any) -> tuple[bool, str]:
-    if isinstance(answer, bool) or not isinstance(answer, int) or not 2 <= answer <= 500:
+    if not validate.is_whole(answer, 2, 500):
         return False, f"answer with a whole number of microseconds from 2 to 500, not {answer!r}"
     here, below = guest_work(answer), guest_work(answer - 1)
     if here >= KNEE_LEVEL > below:
@@ -271,7 +272,7 @@ register(
 register(
     "2.4",
     _knee_02,
-    "sweep guest_us with guest_work(g) from labsupport.checks_ch02 (or "
+    "sweep guest_us with guest_work(g) from labsupport.chapters.ch02.checks (or "
     "run_era on KNEE_02.replace(guest_us=g)) and find where the result crosses 3.0",
 )
 register(

@@ -3,30 +3,25 @@
 From 2009 each KVM vCPU ran guest code in a thread of its own, without the BQL, and took the BQL
 for every MMIO exit that needed device emulation; the main loop held it except while it slept
 in ``poll()``. The sliders set the vCPUs, the host CPUs, how often the guest exits (``guest_us``
-between exits) and how long one emulation takes; ``view`` runs the era (``models.run_era``) and
+between exits) and how long one emulation takes; ``view`` runs the era (``run_era``) and
 prints what it measured. Nothing is computed in the widget itself.
 
-Layer 7 (widgets): imports the layers below; ipywidgets only when a widget is built.
+Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.workload import Workload
-from labsupport.widgets import int_slider
+from labsupport.widgets import int_slider, text_bar
 
 #: The arrangements this chapter compares: KVM vCPU threads, MTTCG, round-robin TCG.
 CH02_ERAS = ("kvm", "mttcg", "tcg-rr")
 #: Simulated time per slider move: long enough for steady numbers, short enough to feel instant.
 DURATION_US = 20_000
-BAR = 20
-
-
-def _bar(fraction: float) -> str:
-    filled = max(0, min(BAR, round(fraction * BAR)))
-    return "[" + "#" * filled + "." * (BAR - filled) + "]"
 
 
 def bql_held_fraction(result: EraResult) -> float:
@@ -65,14 +60,14 @@ def view(
     held = bql_held_fraction(r)
     print(r.summary())
     print(
-        f"guest work {_bar(r.guest_cpus_busy / host_cpus)} {r.guest_cpus_busy:.2f} of "
+        f"guest work {text_bar(r.guest_cpus_busy / host_cpus)} {r.guest_cpus_busy:.2f} of "
         f"{host_cpus} host CPU(s)"
     )
-    print(f"BQL held   {_bar(held)} {held:.0%} of the time")
+    print(f"BQL held   {text_bar(held)} {held:.0%} of the time")
     if mmio_emulation_us > 0:
         cap = 1e6 / mmio_emulation_us
         print(
-            f"MMIO exits {_bar(r.exits_per_s / cap)} {r.exits_per_s:,.0f}/s of at most "
+            f"MMIO exits {text_bar(r.exits_per_s / cap)} {r.exits_per_s:,.0f}/s of at most "
             f"{cap:,.0f}/s (one BQL, {mmio_emulation_us:g} us per exit)"
         )
     print(r.bql_profile)
@@ -84,8 +79,7 @@ def lab(vcpus: int = 2, host_cpus: int = 4, guest_us: int = 50, mmio_emulation_u
     and a choice of era, over ``view``; ``.result`` holds the last ``EraResult``."""
     import ipywidgets as w
 
-    def slider(value: int, lo: int, hi: int, description: str, step: int = 1) -> Any:
-        return int_slider(value, lo, hi, description, step, label_width="180px")
+    slider = partial(int_slider, label_width="180px")
 
     return w.interactive(
         view,

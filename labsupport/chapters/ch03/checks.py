@@ -5,15 +5,16 @@ a thread of its own that served raw-image reads, writes and flushes without the 
 the block layer. Each checker here judges an answer by running it, as chapter 0's do: a
 predicted trace is compared with the seeded run, a schedule is replayed on ``r2_program``, a
 fixed program runs on many seeds, a measurement is taken again with ``run_era``, and a recall
-answer is held against what ``models.Dataplane`` refuses.
+answer is held against what ``Dataplane`` refuses.
 
-Layer 8 (exercises): imports the layers below.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from labsupport import validate
 from labsupport.exercises import register
 from labsupport.kernel import ScheduleDivergence, Simulation, SimulationError, run
 from labsupport.qemu.dataplane import Dataplane, DataplaneRefused, HandlerGuard, r2_program
@@ -70,7 +71,7 @@ def _predict_31(answer: Any) -> tuple[bool, str]:
     if isinstance(answer, (str, bytes)) or not hasattr(answer, "__iter__"):
         return False, f"answer with a list of whole numbers, such as [1, 2], not {answer!r}"
     answer = list(answer)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in answer):
+    if not all(validate.is_whole(v) for v in answer):
         return False, f"every value stored is a whole number; got {answer!r}"
     truth = [v for _who, v in stores(predict_31_run().sim, LAST)]
     if len(answer) != len(truth):
@@ -93,7 +94,7 @@ WALK_IN = f"vcpu0 entered {HANDLER} while dataplane was still inside it"
 
 def _run_r2(answer: Any):
     """Run the buggy R2 program on a schedule string or a seed; (run, error message)."""
-    if isinstance(answer, bool) or not isinstance(answer, (str, int)):
+    if not (isinstance(answer, str) or validate.is_whole(answer)):
         return None, (
             f"answer with a schedule string such as '0110' or a seed such as 7, not {answer!r}"
         )
@@ -201,7 +202,7 @@ def advantage_34(guest_us: float) -> float:
 
 
 def _crossing_34(answer: Any) -> tuple[bool, str]:
-    if isinstance(answer, bool) or answer not in GUEST_US_34:
+    if not validate.is_number(answer) or answer not in GUEST_US_34:
         return False, f"answer with one of the guest_us values measured: {GUEST_US_34}"
     here = advantage_34(answer)
     if here < 2:
@@ -283,7 +284,7 @@ WHY_36 = {
 
 
 def refusals_36() -> dict[str, str]:
-    """What ``models.Dataplane`` refuses, feature by feature: feature -> the refusal message
+    """What ``Dataplane`` refuses, feature by feature: feature -> the refusal message
     ('' when it is served). Read, write and flush are the requests the dataplane era serves."""
 
     def attempt(action: Any) -> str:
@@ -373,4 +374,8 @@ register(
     "compare, at guest_us=5 and 1000, each path's io_per_s and the BQL "
     "wait of the 'main loop' call site (result.sim.model['bql'].sites)",
 )
-register("3.6", _recall_36, "try each feature on models.Dataplane and read the refusal messages")
+register(
+    "3.6",
+    _recall_36,
+    "try each feature on labsupport.qemu.Dataplane and read the refusal messages",
+)

@@ -6,16 +6,18 @@ the block layer. The sliders set the guest (I/O depth, vCPUs, how often vCPUs ex
 emulation) and the cost of the block layer; ``compare`` runs both arrangements with
 ``run_era`` ("kvm" and "dataplane") and ``view`` prints the two I/O rates side by side.
 
-Layer 7 (widgets): imports the layers below; ipywidgets only when a widget is built.
+Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.workload import Workload
+from labsupport.widgets import int_slider
 
 #: The lab's starting point: the chapter's high-MMIO workload, simulated for 10 ms.
 LAB_BASE = Workload(
@@ -99,14 +101,13 @@ def lab(io_depth: int = 8, vcpus: int = 4, guest_us: float = 10, block_layer_us:
     if guest_us not in GUEST_US:
         raise ValueError(f"guest_us must be one of {GUEST_US}; got {guest_us!r}")
     common = dict(continuous_update=False, style={"description_width": "initial"})
+    slider = partial(int_slider, label_width="initial", width=None)
     return w.interactive(
         view,
-        io_depth=w.IntSlider(value=io_depth, min=1, max=32, description="I/O depth", **common),
-        vcpus=w.IntSlider(value=vcpus, min=1, max=8, description="vCPUs", **common),
+        io_depth=slider(io_depth, 1, 32, "I/O depth"),
+        vcpus=slider(vcpus, 1, 8, "vCPUs"),
         guest_us=w.SelectionSlider(
             options=GUEST_US, value=guest_us, description="guest us per exit", **common
         ),
-        block_layer_us=w.IntSlider(
-            value=block_layer_us, min=0, max=20, description="block layer us", **common
-        ),
+        block_layer_us=slider(block_layer_us, 0, 20, "block layer us"),
     )

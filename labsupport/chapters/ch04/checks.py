@@ -6,22 +6,28 @@ monitor commands, and vCPUs that need the BQL for MMIO exits. The rules of 2014:
 that holds the BQL may acquire another thread's AioContext, and the BQL comes before any other
 lock; an IOThread handler that takes the BQL while its loop holds the context breaks that order.
 
-Layer 8 (exercises): imports the layers below.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from labsupport import validate
 from labsupport.analysis.lockdep import LockOrder
 from labsupport.exercises import attempt, ended_badly, register
 from labsupport.kernel import RunResult, Simulation, compute, run, sleep
-from labsupport.loop import AioContext, aio_poll
-from labsupport.qemu.bql import BQL
-from labsupport.qemu.iothread import aio_context_acquire, aio_context_release
+from labsupport.loop import aio_poll
+from labsupport.qemu.bql import BQL, RetakeAt
+from labsupport.qemu.iothread import (
+    IOThread,
+    aio_context_acquire,
+    aio_context_release,
+    qemu_get_aio_context,
+)
 
 from ... import tracebuf as tb
-from .scenarios import BqlAroundPoll, IOThread2013, IOThreadVM, d4_program, measure_vm
+from .scenarios import IOThreadVM, d4_program, measure_vm
 
 # -- 4.1 Predict the trace ---------------------------------------------------------------------
 
@@ -35,8 +41,8 @@ def predict_program(sim: Simulation) -> dict[str, Any]:
     then an MMIO exit: 2 us under the BQL.
     """
     bql = BQL(sim)
-    main_ctx = AioContext(sim, "main")
-    io = IOThread2013(sim, "iothread0")
+    main_ctx = qemu_get_aio_context(sim)
+    io = IOThread(sim, "iothread0")
     done: dict[str, float] = {}
 
     def submit():
@@ -57,7 +63,7 @@ def predict_program(sim: Simulation) -> dict[str, Any]:
     def main_loop():
         yield bql.lock("main loop")
         while True:
-            yield aio_poll(main_ctx, True, drop=BqlAroundPoll(bql))
+            yield aio_poll(main_ctx, True, drop=RetakeAt(bql, "main loop"))
 
     def vcpu0():
         yield bh.schedule()
@@ -87,7 +93,7 @@ def _predict_04(answer: Any) -> tuple[bool, str]:
             "answer with a dict: {'info_block_us': ..., 'vcpu1_exit_done_at': ...} (microseconds)"
         )
     for k, v in answer.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not validate.is_number(v):
             return False, f"{k} must be a number of microseconds, not {v!r}"
     truth = predict_run().sim.model
     wrong = sorted(k for k in keys if abs(answer[k] - truth[k]) > 1e-9)
@@ -121,7 +127,7 @@ def longest_info_block(seed: int) -> float:
 
 
 def _longest_04(answer: Any) -> tuple[bool, str]:
-    if isinstance(answer, bool) or not isinstance(answer, int) or answer not in SEEDS_04:
+    if not validate.is_whole(answer) or answer not in SEEDS_04:
         return False, f"answer with a seed from 0 to {SEEDS_04[-1]}, not {answer!r}"
     mine = longest_info_block(answer)
     bound = max(longest_info_block(s) for s in SEEDS_04)
@@ -148,9 +154,9 @@ def report_program(sim: Simulation) -> dict[str, Any]:
     Who does what is for the learner to read from the lock-order report.
     """
     bql = BQL(sim)
-    main_ctx = AioContext(sim, "main")
-    io0 = IOThread2013(sim, "iothread0")
-    io1 = IOThread2013(sim, "iothread1")
+    main_ctx = qemu_get_aio_context(sim)
+    io0 = IOThread(sim, "iothread0")
+    io1 = IOThread(sim, "iothread1")
 
     def request0():  # iothread0: plain requests
         yield compute(6)
@@ -172,7 +178,7 @@ def report_program(sim: Simulation) -> dict[str, Any]:
     def main_loop():
         yield bql.lock("main loop")
         while True:
-            yield aio_poll(main_ctx, True, drop=BqlAroundPoll(bql))
+            yield aio_poll(main_ctx, True, drop=RetakeAt(bql, "main loop"))
 
     def vcpu0():
         for _ in range(2):
@@ -246,11 +252,7 @@ def monitor_p99(prob: float) -> float:
 
 
 def _p99_04(answer: Any) -> tuple[bool, str]:
-    if (
-        isinstance(answer, bool)
-        or not isinstance(answer, (int, float))
-        or round(answer, 3) not in P99_GRID
-    ):
+    if not validate.is_number(answer) or round(answer, 3) not in P99_GRID:
         return False, f"answer with a probability from the grid 0, 0.001, ..., 0.02; not {answer!r}"
     answer = round(answer, 3)
     first = next((p for p in P99_GRID if monitor_p99(p) > P99_LIMIT_US), None)

@@ -10,20 +10,19 @@ IOThread whose ``io_submit`` is sometimes slow while the monitor asks ``info blo
 the BQL/AioContext lock-order inversion (D4, the course's own derivation from the documented
 rules).
 
-Layer 4 (QEMU models): imports the kernel, the primitives, the event loop and ``models``.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
-import math
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
+from labsupport.catalogue import Scenario
 from labsupport.kernel import RunResult, Simulation, compute, run, sleep
 from labsupport.loop import AioContext, aio_poll
-from labsupport.qemu.block import Disk, VirtioBlk
-from labsupport.qemu.bql import BQL
+from labsupport.qemu.bql import BQL, RetakeAt
+from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.iothread import (
     IOThread,
     aio_context_acquire,
@@ -34,260 +33,40 @@ from labsupport.qemu.workload import Workload
 from labsupport.shared import Shared
 
 # --------------------------------------------------------------------------------------------
-# The VM: vCPUs, a main loop with a monitor, and a virtio-blk disk on an IOThread.
+# The VM: vCPUs, a main loop with a monitor, and a virtio-blk disk on an IOThread. It is the
+# "iothread" era of ``run_era``; this chapter only sets its own defaults and prints it its way.
 
 
-@dataclass(frozen=True)
-class IOThreadVM:
-    """A guest whose disk is served by an IOThread, and a monitor that asks ``info block``.
+@dataclass(frozen=True, repr=False)
+class IOThreadVM(Workload):
+    """A guest whose disk is served by an IOThread, and a monitor that asks ``info block``:
+    a ``Workload`` with this chapter's default of four requests in flight (``io_depth=4``).
 
-    The first fields are those of ``models.Workload`` (vCPU 0 keeps ``io_depth`` requests in
-    flight; the other vCPUs run guest code with MMIO exits under the BQL). Then:
-    slow_syscall_prob: the chance that one ``io_submit`` blocks in the host kernel, for
-    slow_syscall_us, while the IOThread holds its AioContext lock (drawn from its own seeded
-    stream, so two variants of one seed see the same slow calls). monitor_per_s: ``info block``
-    commands per second, arriving at random (0: no monitor). info_block_us: the command's own
-    work under the context lock. monitor_takes_context_lock: False models a query that needs no
-    context lock (what removing the lock in QEMU 9.0 made possible; chapter 7).
+    The fields this chapter turns are the workload's: ``slow_syscall_prob`` (the chance that one
+    ``io_submit`` blocks in the host kernel, for ``slow_syscall_us``, while the IOThread holds its
+    AioContext lock), ``monitor_per_s`` (``info block`` commands per second, arriving at random),
+    ``info_block_us`` and ``monitor_takes_context_lock`` (False: a query that needs no context
+    lock, what removing the lock in QEMU 9.0 made possible; chapter 7).
     """
 
-    vcpus: int = 2
-    host_cpus: int = 4
-    guest_us: float = 50.0
-    mmio_emulation_us: float = 5.0
     io_depth: int = 4
-    io_service_us: float = 100.0
-    disk_queue_depth: int = 32
-    io_submit_us: float = 5.0
-    io_complete_us: float = 3.0
-    block_layer_us: float = 10.0
-    slow_syscall_prob: float = 0.0
-    slow_syscall_us: float = 2_000.0
-    monitor_per_s: float = 0.0
-    info_block_us: float = 20.0
-    monitor_takes_context_lock: bool = True
-    duration_us: float = 20_000.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        self.workload()  # the shared fields are checked by Workload
-        p = self.slow_syscall_prob
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"slow_syscall_prob is a probability from 0 to 1; got {p!r}")
-        for name in ("slow_syscall_us", "monitor_per_s", "info_block_us"):
-            v = getattr(self, name)
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float))
-                or not math.isfinite(v)
-                or v < 0
-            ):
-                raise ValueError(f"{name} must be a number >= 0; got {v!r}")
-        if not isinstance(self.monitor_takes_context_lock, bool):
-            raise ValueError("monitor_takes_context_lock is True or False")
 
     def workload(self) -> Workload:
-        """The ``models.Workload`` with this VM's vCPU, disk and timing fields."""
-        return Workload(
-            vcpus=self.vcpus,
-            host_cpus=self.host_cpus,
-            guest_us=self.guest_us,
-            mmio_emulation_us=self.mmio_emulation_us,
-            io_depth=self.io_depth,
-            io_service_us=self.io_service_us,
-            disk_queue_depth=self.disk_queue_depth,
-            io_submit_us=self.io_submit_us,
-            io_complete_us=self.io_complete_us,
-            block_layer_us=self.block_layer_us,
-            duration_us=self.duration_us,
-            seed=self.seed,
-        )
-
-    def replace(self, **changes: Any) -> IOThreadVM:
-        """A copy with some fields changed (and checked again)."""
-        values = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        unknown = set(changes) - set(values)
-        if unknown:
-            raise ValueError(f"unknown field(s) {sorted(unknown)}; known: {sorted(values)}")
-        values.update(changes)
-        return IOThreadVM(**values)
+        """The same fields as a plain ``Workload`` (what ``run_era`` is given)."""
+        return Workload(**{f.name: getattr(self, f.name) for f in fields(Workload)})
 
 
-class BqlAroundPoll:
-    """What the main loop does with the BQL around ``poll()``: let go, sleep, take it back."""
-
-    def __init__(self, bql: BQL):
-        self.bql = bql
-
-    def unlock(self):
-        return self.bql.unlock()
-
-    def lock(self):
-        return self.bql.lock("main loop")
-
-
-class ContextAroundPoll:
-    """What the 2013 IOThread does with its context lock around ``poll()``, with a call-site
-    name for the lock's profile: let go, sleep, take it back before dispatching."""
-
-    def __init__(self, lock: Any, site: str):
-        self.ctx_lock = lock
-        self.site = site
-
-    def unlock(self):
-        return self.ctx_lock.unlock()
-
-    def lock(self):
-        return self.ctx_lock.lock(self.site)
-
-
-class IOThread2013(IOThread):
-    """``models.IOThread`` as it ran in 2013, with the time its loop holds the context lock
-    profiled under one call site, ``"iothread: aio_poll"``: the loop takes the lock, drops it
-    only around the wait in ``aio_poll`` and holds it while every handler runs."""
-
-    def __init__(self, sim: Simulation, name: str):
-        super().__init__(sim, name, lock_kind="rfifo", loop_holds_lock=True)
-
-    def _run(self):
-        around = ContextAroundPoll(self.lock, "iothread: aio_poll")
-        while True:
-            yield self.lock.lock("iothread: aio_poll")
-            yield aio_poll(self.ctx, True, drop=around)
-            yield self.lock.unlock()
-
-
-def iothread_vm_program(p: IOThreadVM):
-    """The program of ``measure_vm``: an IOThread serves the disk, the main loop the monitor.
-
-    With ``slow_syscall_prob=0`` and ``monitor_per_s=0`` it is ``run_era(w, "iothread")``
-    step for step.
-    """
-    w = p.workload()
-    slow_rng = random.Random(p.seed * 1_000_003 + 1)  # which io_submit calls are slow
-    monitor_rng = random.Random(p.seed * 1_000_003 + 2)  # when commands arrive
-
-    def program(sim: Simulation) -> dict[str, Any]:
-        until = w.duration_us
-        counters = {"guest_us": 0.0, "exits": 0}
-        bql = BQL(sim)
-        disk = Disk(sim, w.io_service_us, w.disk_queue_depth)
-        dev = VirtioBlk(sim, w, disk)
-        inflight = [0]
-        main_ctx = AioContext(sim, "main")
-        iothread = IOThread2013(sim, "iothread0")
-        io_ctx = iothread.ctx
-
-        def handle_vq():  # virtio_blk_handle_vq, in the IOThread, under its context lock
-            while dev.avail:
-                start = dev.avail.popleft()
-                yield compute(dev.submit_us)
-                if slow_rng.random() < p.slow_syscall_prob:
-                    yield sleep(p.slow_syscall_us)  # io_submit blocks in the host kernel
-                yield disk.submit(start)
-                dev.submitted += 1
-
-        io_ctx.set_event_notifier(dev.kick, handle_vq)
-        io_ctx.set_event_notifier(disk.completion, dev.complete)
-
-        latencies: list[float] = []
-        if p.monitor_per_s:
-            mean_gap = 1e6 / p.monitor_per_s
-            arrival = [monitor_rng.expovariate(1 / mean_gap)]
-
-            def info_block():  # the monitor command, in the main loop, which holds the BQL
-                if p.monitor_takes_context_lock:
-                    yield aio_context_acquire(io_ctx, "monitor: info block")
-                yield compute(p.info_block_us)
-                if p.monitor_takes_context_lock:
-                    yield aio_context_release(io_ctx)
-                latencies.append(sim.now - arrival[0])
-                arrival[0] += monitor_rng.expovariate(1 / mean_gap)
-                monitor.arm(arrival[0])
-
-            monitor = main_ctx.timer_new(info_block, "monitor: info block")
-            monitor.arm(arrival[0])
-
-        def main_loop():
-            yield bql.lock("main loop")
-            while True:
-                yield aio_poll(main_ctx, True, drop=BqlAroundPoll(bql))
-
-        sim.spawn("main-loop", main_loop, daemon=True)
-
-        def io_vcpu():  # vCPU 0's guest driver: keep io_depth requests in flight
-            while sim.now < until:
-                while inflight[0] < w.io_depth:
-                    dev.avail.append(sim.now)
-                    inflight[0] += 1
-                yield dev.kick.set()
-                yield dev.irq.wait()  # halted until the completion interrupt
-                inflight[0] -= 1
-
-        def vcpu():  # guest code between MMIO exits, each exit under the BQL
-            while sim.now < until:
-                us = sim.rng.expovariate(1.0 / w.guest_us)
-                yield compute(us)
-                counters["guest_us"] += us
-                yield bql.lock("kvm: mmio exit")
-                yield compute(w.mmio_emulation_us)
-                counters["exits"] += 1
-                yield bql.unlock()
-
-        for i in range(w.vcpus):
-            if i == 0 and w.io_depth:
-                sim.spawn("vcpu0", io_vcpu, daemon=True)
-            else:
-                sim.spawn(f"vcpu{i}", vcpu)
-        return {
-            "bql": bql,
-            "dev": dev,
-            "iothread": iothread,
-            "counters": counters,
-            "monitor": latencies,
-        }
-
-    return program
-
-
-def _pct(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (as ``run_era`` computes it); NaN if there are no values."""
-    if not values:
-        return math.nan
-    s = sorted(values)
-    return s[max(1, math.ceil(pct / 100 * len(s))) - 1]
-
-
-@dataclass
-class VMResult:
-    """What one run of ``iothread_vm_program`` measured (times in us)."""
-
-    vm: IOThreadVM
-    guest_cpus_busy: float
-    exits_per_s: float
-    io_per_s: float
-    io_p50_us: float
-    io_p99_us: float
-    bql_wait_us: float
-    monitor_us: list[float]
-    bql_profile: str
-    ctx_profile: str
-    result: RunResult | None = field(default=None, repr=False)
+@dataclass(repr=False)
+class VMResult(EraResult):
+    """One run of the ``"iothread"`` era, printed as this chapter prints it (times in us)."""
 
     @property
-    def monitor_p50_us(self) -> float:
-        return _pct(self.monitor_us, 50)
-
-    @property
-    def monitor_p99_us(self) -> float:
-        return _pct(self.monitor_us, 99)
-
-    @property
-    def monitor_max_us(self) -> float:
-        return max(self.monitor_us) if self.monitor_us else math.nan
+    def vm(self) -> Workload:
+        """The VM's parameters (the run's workload)."""
+        return self.workload
 
     def summary(self) -> str:
-        v = self.vm
+        v = self.workload
         parts = [
             f"iothread: {v.vcpus} vCPU(s) on {v.host_cpus} host CPU(s)",
             f"guest ran {self.guest_cpus_busy:.2f} vCPUs' worth",
@@ -301,36 +80,13 @@ class VMResult:
             )
         return "; ".join(parts)
 
-    def __str__(self) -> str:
-        return self.summary()
-
 
 def measure_vm(p: IOThreadVM, policy: str = "first-come", trace: bool = True) -> VMResult:
-    """Run the VM for ``p.duration_us`` of simulated time and measure it."""
-    r = run(
-        iothread_vm_program(p),
-        until=p.duration_us,
-        seed=p.seed,
-        cpus=p.host_cpus,
-        policy=policy,
-        trace=trace,
-    )
-    m = r.sim.model
-    bql, dev, c = m["bql"], m["dev"], m["counters"]
-    d = p.duration_us
-    return VMResult(
-        vm=p,
-        guest_cpus_busy=c["guest_us"] / d,
-        exits_per_s=c["exits"] / (d / 1e6),
-        io_per_s=dev.completed / (d / 1e6),
-        io_p50_us=_pct(dev.latencies, 50),
-        io_p99_us=_pct(dev.latencies, 99),
-        bql_wait_us=sum(s.wait_us for s in bql.sites.values()),
-        monitor_us=list(m["monitor"]),
-        bql_profile=bql.profile(),
-        ctx_profile=m["iothread"].lock.profile(),
-        result=r,
-    )
+    """Run the VM for ``p.duration_us`` of simulated time and measure it:
+    ``run_era(p.workload(), "iothread")``, with ``p`` kept as the run's parameters."""
+    r = run_era(p.workload(), "iothread", policy=policy, trace=trace)
+    values = {f.name: getattr(r, f.name) for f in fields(EraResult)}
+    return VMResult(**{**values, "workload": p})
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,7 +156,7 @@ def d4_program(
     def program(sim: Simulation) -> dict[str, Any]:
         bql = BQL(sim)
         main_ctx = qemu_get_aio_context(sim)
-        iothread = IOThread2013(sim, "iothread0")
+        iothread = IOThread(sim, "iothread0")
         dev = BlockDevice(bql, iothread.ctx, main_ctx, Shared(sim, "blk.stats", 0))
         rng = sim.rng
         kicks = sorted(rng.choice(D4_REQUEST_AT) for _ in range(requests))
@@ -424,7 +180,7 @@ def d4_program(
         def main_loop():
             yield bql.lock("main loop")
             while True:
-                yield aio_poll(main_ctx, True, drop=BqlAroundPoll(bql))
+                yield aio_poll(main_ctx, True, drop=RetakeAt(bql, "main loop"))
 
         def guest():
             now = 0
@@ -455,20 +211,66 @@ def run_d4(
     return run(program, policy=policy, seed=seed, cpus=2)
 
 
+# --------------------------------------------------------------------------------------------
+# The chapter's catalogued bugs.
+
+#: D3's VM: one io_submit in 20 blocks for 2 ms while 1000 info block commands arrive a second.
+D3_VM = IOThreadVM(
+    vcpus=2,
+    io_depth=4,
+    slow_syscall_prob=0.05,
+    slow_syscall_us=2_000,
+    monitor_per_s=1_000,
+    duration_us=10_000,
+)
+
+
+def _d3_run(fixed: bool, seed: int, trace: bool = True) -> VMResult:
+    """D3 buggy: ``info block`` takes the context lock; fixed: a query that needs none."""
+    return measure_vm(D3_VM.replace(seed=seed, monitor_takes_context_lock=not fixed), trace=trace)
+
+
+def _d3_outcome(r: VMResult) -> str:
+    """ "stall" when one ``info block`` waited longer than half a slow ``io_submit``."""
+    stalled = bool(r.monitor_us) and max(r.monitor_us) > r.workload.slow_syscall_us / 2
+    return "stall" if stalled else "completed"
+
+
+def _d4_program(fixed: bool):
+    return d4_program(complete_via_main_loop if fixed else complete_under_bql)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "D3": Scenario(
+        "D3",
+        4,
+        "stall",
+        "info block waits behind a slow io_submit",
+        runner=_d3_run,
+        outcome=_d3_outcome,
+    ),
+    "D4": Scenario(
+        "D4",
+        4,
+        "deadlock",
+        "BQL and context lock in both orders (derived)",
+        program=_d4_program,
+        cpus=2,
+    ),
+}
+
 __all__ = [
+    "D3_VM",
+    "SCENARIOS",
     "BlockDevice",
-    "BqlAroundPoll",
-    "ContextAroundPoll",
     "D4_MONITOR_AT",
     "D4_REQUEST_AT",
-    "IOThread2013",
     "IOThreadVM",
     "VMResult",
     "complete_in_documented_order",
     "complete_under_bql",
     "complete_via_main_loop",
     "d4_program",
-    "iothread_vm_program",
     "measure_vm",
     "run_d4",
 ]

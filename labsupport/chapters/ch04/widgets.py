@@ -4,28 +4,24 @@ From 2013 a virtio-blk device could run on an IOThread, outside the BQL; its Aio
 held by the IOThread's loop while it dispatched, and the main loop (holding the BQL) acquired it
 to answer ``info block``. The sliders set the vCPUs, the I/O depth, how often an ``io_submit``
 blocks in the host kernel and how often the monitor asks; ``view`` runs chapter 4's VM
-(``scenarios_ch04.measure_vm``) and prints what it measured. Nothing is computed in the widget.
+(``scenarios.measure_vm``) and prints what it measured. Nothing is computed in the widget.
 
-Layer 7 (widgets): imports the layers below; ipywidgets only when a widget is built.
+Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from labsupport.widgets import int_slider
+from labsupport import validate
+from labsupport.widgets import int_slider, text_bar
 
 from .scenarios import IOThreadVM, VMResult, measure_vm
 
 #: Simulated time per slider move: enough for a few dozen monitor commands, short enough to feel
 #: instant.
 DURATION_US = 50_000
-BAR = 20
-
-
-def _bar(fraction: float) -> str:
-    filled = max(0, min(BAR, round(fraction * BAR)))
-    return "[" + "#" * filled + "." * (BAR - filled) + "]"
 
 
 def view(
@@ -43,14 +39,7 @@ def view(
     the monitor's latency (p50, p99, worst), and the context lock's and the BQL's profiles by call
     site.
     """
-    if (
-        isinstance(slow_syscall_permille, bool)
-        or not isinstance(slow_syscall_permille, int)
-        or not 0 <= slow_syscall_permille <= 1000
-    ):
-        raise ValueError(
-            f"slow_syscall_permille is a whole number from 0 to 1000; got {slow_syscall_permille!r}"
-        )
+    validate.whole("slow_syscall_permille", slow_syscall_permille, 0, 1000, verb="is")
     vm = IOThreadVM(
         vcpus=vcpus,
         host_cpus=host_cpus,
@@ -63,7 +52,7 @@ def view(
     r = measure_vm(vm, trace=False)
     print(r.summary())
     print(
-        f"guest work {_bar(r.guest_cpus_busy / host_cpus)} {r.guest_cpus_busy:.2f} of "
+        f"guest work {text_bar(r.guest_cpus_busy / host_cpus)} {r.guest_cpus_busy:.2f} of "
         f"{host_cpus} host CPU(s)"
     )
     if r.monitor_us:
@@ -72,7 +61,7 @@ def view(
             f"info block p50 {r.monitor_p50_us:>8,.0f} us   p99 {r.monitor_p99_us:>8,.0f} us   "
             f"worst {worst:>8,.0f} us  ({len(r.monitor_us)} commands)"
         )
-        print(f"           {_bar(min(1.0, worst / 5_000))} worst, on a 5 ms scale")
+        print(f"           {text_bar(min(1.0, worst / 5_000))} worst, on a 5 ms scale")
     else:
         print("no monitor commands (monitor_per_s = 0)")
     print()
@@ -89,8 +78,7 @@ def lab(
     monitor commands per second, over ``view``; ``.result`` holds the last ``VMResult``."""
     import ipywidgets as w
 
-    def slider(value: int, lo: int, hi: int, description: str, step: int = 1) -> Any:
-        return int_slider(value, lo, hi, description, step, label_width="200px")
+    slider = partial(int_slider, label_width="200px")
 
     return w.interactive(
         view,

@@ -4,9 +4,9 @@ The learner fixes D1 (a caller that holds an IOThread's context twice while ``AI
 lets go of it once) and D2 (a coroutine that keeps the context locked across a yield), predicts
 a trace of the fixed D1, finds the schedule that loses a wake-up (R3), and says why nesting the
 lock was discouraged. Every checker runs the answer in the chapter's scenarios
-(``scenarios_ch05``) over many seeded schedules.
+(``scenarios``) over many seeded schedules.
 
-Layer 8 (exercises): imports the layers below.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations

@@ -8,28 +8,29 @@ lets go of it only once. Each program here has a ``fixed`` switch: D1 (a caller 
 context twice), D2 (the lock held across a coroutine yield), D5 (an IOThread that waits for
 another IOThread) and R3 (the lost wake-up without the ``notify_me`` handshake).
 
-Layer 4 (QEMU models): imports the kernel, the primitives, the event loop and ``models``.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from labsupport import catalogue
+from labsupport.catalogue import Scenario
 from labsupport.coroutine import Coroutine, aio_co_enter, aio_co_wake, qemu_coroutine_yield
-from labsupport.kernel import RunResult, Simulation, compute, run, sleep
+from labsupport.kernel import RunResult, Simulation, compute, sleep
 from labsupport.loop import AioContext, EventNotifier, aio_poll, aio_wait_kick, aio_wait_while
-from labsupport.qemu.iothread import IOThread, aio_context_acquire, aio_context_release
+from labsupport.qemu.iothread import (
+    IOThread,
+    aio_context_acquire,
+    aio_context_release,
+    qemu_get_aio_context,
+)
 from labsupport.shared import Shared
 from labsupport.sync import QemuEvent
 
 Program = Callable[[Simulation], Any]
-
-
-def main_loop_context(sim: Simulation) -> AioContext:
-    """The main loop's AioContext; its home thread is set when the main loop is spawned."""
-    return AioContext(sim, "main")
 
 
 # --------------------------------------------------------------------------------------------
@@ -43,7 +44,7 @@ def d1_program(fixed: bool = False, save_vmstate_body: Callable[..., Any] | None
     ``save_vmstate_body(io, main_ctx, in_flight)``, if given, replaces the main loop's body."""
 
     def program(sim: Simulation) -> Shared:
-        main_ctx = main_loop_context(sim)
+        main_ctx = qemu_get_aio_context(sim)
         io = IOThread(sim, "iothread0", lock_kind="rec", loop_holds_lock=False)
         in_flight = Shared(sim, "in_flight", 1)
         disk_done = EventNotifier(sim, "disk-completion")
@@ -89,7 +90,7 @@ def d2_program(fixed: bool = False, block_resize_body: Callable[..., Any] | None
     ``block_resize_body(io, drain_bh, resized)``, if given, replaces the coroutine's body."""
 
     def program(sim: Simulation) -> Shared:
-        main_ctx = main_loop_context(sim)
+        main_ctx = qemu_get_aio_context(sim)
         io = IOThread(sim, "iothread0", lock_kind="rec", loop_holds_lock=False)
         resized = Shared(sim, "resized", 0)
         kick = EventNotifier(sim, "virtqueue-kick")
@@ -152,7 +153,7 @@ def d5_program(fixed: bool = False) -> Program:
     waits with ``AIO_WAIT_WHILE`` (letting go of it), then updates a's node itself."""
 
     def program(sim: Simulation) -> tuple[Shared, Shared]:
-        main_ctx = main_loop_context(sim)
+        main_ctx = qemu_get_aio_context(sim)
         a = IOThread(sim, "iothread-a", lock_kind="rec", loop_holds_lock=False)
         b = IOThread(sim, "iothread-b", lock_kind="rec", loop_holds_lock=False)
         copied = Shared(sim, "copied", 0)
@@ -280,12 +281,30 @@ def r3_handshake_program(fixed: bool = True) -> Program:
 #: for work, then the main loop schedules the BH, then the IOThread sleeps.
 R3_LOST_SCHEDULE = "01"
 
-#: Each scenario: its program factory and the number of host CPUs it runs on.
-SCENARIOS: dict[str, tuple[Callable[[bool], Program], int]] = {
-    "D1": (d1_program, 2),
-    "D2": (d2_program, 2),
-    "D5": (d5_program, 2),
-    "R3": (r3_program, 1),
+#: The chapter's catalogued bugs: each scenario's program, buggy or fixed, and its host CPUs.
+SCENARIOS: dict[str, Scenario] = {
+    "D1": Scenario(
+        "D1",
+        5,
+        "deadlock",
+        "context held twice, released once by AIO_WAIT_WHILE",
+        program=d1_program,
+        cpus=2,
+    ),
+    "D2": Scenario(
+        "D2", 5, "hang", "context lock held across a coroutine yield", program=d2_program, cpus=2
+    ),
+    "D5": Scenario(
+        "D5", 5, "deadlock", "two IOThreads waiting on each other", program=d5_program, cpus=2
+    ),
+    "R3": Scenario(
+        "R3",
+        5,
+        "hang",
+        "the lost wake-up without the notify_me handshake",
+        program=r3_program,
+        cpus=1,
+    ),
 }
 
 
@@ -300,20 +319,12 @@ def run_scenario(
     """Run one of ``SCENARIOS`` (buggy or fixed) with a seeded policy or a schedule."""
     if name not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got {name!r}")
-    factory, cpus = SCENARIOS[name]
-    return run(factory(fixed), seed=seed, cpus=cpus, policy=policy, schedule=schedule, trace=trace)
+    return SCENARIOS[name].run(fixed, seed, policy=policy, schedule=schedule, trace=trace)
 
 
 def outcome_table(seeds: int = 200, names: tuple[str, ...] = tuple(SCENARIOS)) -> dict:
     """``{(name, "buggy"|"fixed"): Counter(outcome -> runs)}`` over ``seeds`` random seeds."""
-    table = {}
-    for name in names:
-        for fixed in (False, True):
-            outcomes = Counter(
-                run_scenario(name, fixed, seed=s, trace=False).outcome for s in range(seeds)
-            )
-            table[(name, "fixed" if fixed else "buggy")] = outcomes
-    return table
+    return catalogue.outcome_table({n: SCENARIOS[n] for n in names}, seeds)
 
 
 def format_outcomes(table: dict) -> str:
@@ -332,7 +343,6 @@ __all__ = [
     "d2_program",
     "d5_program",
     "format_outcomes",
-    "main_loop_context",
     "outcome_table",
     "r3_program",
     "run_scenario",

@@ -6,7 +6,7 @@ lock itself. The main loop takes that lock twice (``save_vmstate`` and a helper)
 ``Stepper`` is the pure core: it holds a schedule prefix, replays it with the kernel, and stops
 at the next point where more than one thread could move; ``lab()`` puts buttons on it.
 
-Layer 7 (widgets): imports the layers below; ipywidgets only when a widget is built.
+Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from labsupport.kernel import Policy, RunResult, Simulation
 from labsupport.present import trace_table
+from labsupport.widgets import int_slider
 
 from .scenarios import d1_program
 
@@ -108,7 +109,6 @@ class Stepper:
         try:
             result: RunResult = sim.run()
         except _Paused as p:
-            sim.current = None
             return StepView(
                 schedule,
                 "choose",
@@ -155,15 +155,7 @@ def lab(recorded: str = RECORDED_D1) -> Any:
     import ipywidgets as w
 
     stepper = Stepper()
-    slider = w.IntSlider(
-        value=0,
-        min=0,
-        max=len(recorded),
-        description="replay steps",
-        continuous_update=False,
-        layout=w.Layout(width="420px"),
-        style={"description_width": "120px"},
-    )
+    slider = int_slider(0, 0, len(recorded), "replay steps", label_width="120px", width="420px")
     out = w.HTML()
     buttons = {
         c: w.Button(description=f"step {name} ({c})", layout=w.Layout(width="210px"))

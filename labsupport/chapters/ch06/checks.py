@@ -4,9 +4,9 @@ The learner annotates a block-layer function so the static pass accepts it (and 
 check agrees), names the call that the static pass believes but the run does not, rewrites the
 graph change so that it drains *before* taking the write lock (D7, over many seeded schedules),
 and says why the writer must clear ``has_writer`` while it polls (D6). Every checker runs the
-answer: through ``labsupport.tsa`` and through the chapter's model (``scenarios_ch06``).
+answer: through ``labsupport.analysis.tsa`` and through the chapter's model (``scenarios``).
 
-Layer 8 (exercises): imports the layers below.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from labsupport.analysis.tsa import check
+from labsupport.analysis.tsa import static_check
 from labsupport.annotations import tsa_spec, tsa_violations
 from labsupport.exercises import attempt, register
 from labsupport.kernel import SimulationError
 
-from .scenarios import SCENARIOS, call_as_reader, classify, run_blind_spot, run_graph, run_scenario
+from .scenarios import CONFIGS, call_as_reader, classify, run_blind_spot, run_graph, run_scenario
 
 #: How many random schedules the D7 fix must survive.
 SEEDS = 100
@@ -46,7 +46,7 @@ def _annotate_61(answer: Any) -> tuple[bool, str]:
             "no_tsa switches the static pass off for this body: that hides the "
             "warning instead of stating what the function needs"
         )
-    report = check(answer)
+    report = static_check(answer)
     if not report.ok:
         return False, "the static pass still warns:\n" + report.text()
     wants = {
@@ -109,10 +109,10 @@ def _fix_d7(answer: Any) -> tuple[bool, str]:
     bad = _is_generator_function(answer, "change_filter_fixed(blk, new)")
     if bad:
         return False, bad
-    report = check(answer)
+    report = static_check(answer)
     if not report.ok:
         return False, "the static pass warns:\n" + report.text()
-    cfg = SCENARIOS["D7"][0]
+    cfg = CONFIGS["D7"][0]
     for seed in range(SEEDS):
         g, why = attempt(
             seed, lambda s=seed: run_graph(cfg, seed=s, trace=False, change_body=answer)

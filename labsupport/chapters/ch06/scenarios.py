@@ -11,18 +11,19 @@ writer polls with ``has_writer=1`` while a main-loop callback reads the graph), 
 under the write lock) and writer starvation (no no-poll drain before the writer waits). The
 blind-spot program shows an unlock that the static pass believes and the run time does not.
 
-Layer 4 (QEMU models): imports the kernel, the primitives, the event loop and the models.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from labsupport import catalogue, validate
 from labsupport.annotations import GuardedAttr, tsa_violations
+from labsupport.catalogue import Scenario
 from labsupport.coroutine import (
     Coroutine,
     aio_co_enter,
@@ -53,7 +54,7 @@ from labsupport.qemu.graphlock import (
     get_graph_lock,
     poll_main_while,
 )
-from labsupport.qemu.iothread import IOThread
+from labsupport.qemu.iothread import IOThread, qemu_get_aio_context
 
 from ... import tracebuf as tb
 
@@ -103,7 +104,7 @@ class GraphModel:
 
 
 def current_model() -> GraphModel:
-    return Simulation.active.model_ch06
+    return Simulation.active.model
 
 
 def touch(bs: BdrvNode, req: int) -> None:
@@ -115,7 +116,7 @@ def touch(bs: BdrvNode, req: int) -> None:
             f"request {req} read node '{bs.name}' after it was freed at "
             f"t={bs.freed_at:g} us (now t={sim.now:g} us)"
         )
-        sim._record(tb.OP, sim.current.tid, sim._label("note", f"USE AFTER FREE {bs.name}"), None)
+        sim.record(tb.OP, sim.current.tid, sim.label("note", f"USE AFTER FREE {bs.name}"), None)
 
 
 def disk_read(us: float):
@@ -276,18 +277,8 @@ class GraphConfig:
     drain: str = "none"
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.iothreads, bool)
-            or not isinstance(self.iothreads, int)
-            or not 1 <= self.iothreads <= 8
-        ):
-            raise ValueError(f"iothreads is a whole number from 1 to 8; got {self.iothreads!r}")
-        if (
-            isinstance(self.requests, bool)
-            or not isinstance(self.requests, int)
-            or not 0 <= self.requests <= 500
-        ):
-            raise ValueError(f"requests is a whole number from 0 to 500; got {self.requests!r}")
+        validate.whole("iothreads", self.iothreads, 1, 8, verb="is")
+        validate.whole("requests", self.requests, 0, 500, verb="is")
         for f in (
             "rate_per_ms",
             "duration_us",
@@ -297,18 +288,10 @@ class GraphConfig:
             "service_us",
             "complete_us",
         ):
-            v = getattr(self, f)
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float))
-                or not math.isfinite(v)
-                or v < 0
-            ):
-                raise ValueError(f"{f} must be a number >= 0; got {v!r}")
+            validate.number(f, getattr(self, f), low=0)
         if self.rate_per_ms > 1_000:
             raise ValueError(f"rate_per_ms is at most 1000 reads per ms; got {self.rate_per_ms!r}")
-        if self.drain not in ("none", "before", "inside"):
-            raise ValueError(f"drain is 'none', 'before' or 'inside'; got {self.drain!r}")
+        validate.choice("drain", self.drain, ("none", "before", "inside"), verb="is")
 
     def replace(self, **changes: Any) -> GraphConfig:
         return replace(self, **changes)
@@ -321,7 +304,7 @@ def graph_program(cfg: GraphConfig, change_body: Callable[..., Any] | None = Non
     ``change_filter`` (an exercise's answer)."""
 
     def program(sim: Simulation) -> GraphModel:
-        main_ctx = AioContext(sim, "main")
+        main_ctx = qemu_get_aio_context(sim)
         bql = BQL(sim)
         gl = BdrvGraphLock(sim, main_ctx, bql, d6_bug=cfg.d6_bug, drain_first=cfg.drain_first)
         blks = []
@@ -333,7 +316,7 @@ def graph_program(cfg: GraphConfig, change_body: Callable[..., Any] | None = Non
             blks.append(BlockBackend(sim, f"blk{i}", io.ctx, filt))
         gl.nodes = list(blks)
         m = GraphModel(blks, gl, bql, main_ctx)
-        sim.model_ch06 = m
+        sim.model = m  # before the run starts, so callbacks can find it
         new_filter = BdrvNode(sim, "filter0-new", blks[0].ctx)
         rng = sim.rng
         if cfg.rate_per_ms > 0:
@@ -484,7 +467,7 @@ def run_graph(
 # The scenarios, buggy and fixed.
 
 #: (buggy, fixed) configurations of each lesson.
-SCENARIOS: dict[str, tuple[GraphConfig, GraphConfig]] = {
+CONFIGS: dict[str, tuple[GraphConfig, GraphConfig]] = {
     "unlocked": (GraphConfig(locked=False), GraphConfig(locked=True)),
     "D6": (
         GraphConfig(d6_bug=True, sync_reader=True, requests=6),
@@ -496,9 +479,9 @@ SCENARIOS: dict[str, tuple[GraphConfig, GraphConfig]] = {
 
 def run_scenario(name: str, fixed: bool, seed: int = 0, trace: bool = True) -> GraphRun:
     """Run one of ``SCENARIOS``, buggy or fixed, with the random policy and ``seed``."""
-    if name not in SCENARIOS:
-        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got {name!r}")
-    return run_graph(SCENARIOS[name][int(fixed)], seed=seed, trace=trace)
+    if name not in CONFIGS:
+        raise ValueError(f"scenario must be one of {', '.join(CONFIGS)}; got {name!r}")
+    return run_graph(CONFIGS[name][int(fixed)], seed=seed, trace=trace)
 
 
 def classify(g: GraphRun) -> str:
@@ -508,15 +491,26 @@ def classify(g: GraphRun) -> str:
     return g.outcome
 
 
+def _scenario(id: str, name: str, kind: str, what: str) -> Scenario:
+    def runner(fixed: bool, seed: int, trace: bool = True) -> GraphRun:
+        return run_scenario(name, fixed, seed=seed, trace=trace)
+
+    return Scenario(id, 6, kind, what, runner=runner, outcome=classify)
+
+
+#: The chapter's catalogued bugs (the lesson without the graph lock is catalogued as "UAF").
+SCENARIOS: dict[str, Scenario] = {
+    "unlocked": _scenario(
+        "UAF", "unlocked", "freed", "a graph change without the graph lock, I/O in flight"
+    ),
+    "D6": _scenario("D6", "D6", "deadlock", "the graph writer polls with has_writer set"),
+    "D7": _scenario("D7", "D7", "hang", "a drain (which polls) under the graph lock"),
+}
+
+
 def outcome_table(seeds: int = 100, names: tuple[str, ...] = tuple(SCENARIOS)) -> dict:
     """``{(name, "buggy"|"fixed"): Counter(classification -> runs)}`` over ``seeds`` seeds."""
-    table = {}
-    for name in names:
-        for fixed in (False, True):
-            table[(name, "fixed" if fixed else "buggy")] = Counter(
-                classify(run_scenario(name, fixed, seed=s, trace=False)) for s in range(seeds)
-            )
-    return table
+    return catalogue.outcome_table({n: SCENARIOS[n] for n in names}, seeds)
 
 
 def format_outcomes(table: dict) -> str:
@@ -746,6 +740,7 @@ __all__ = [
     "GraphConfig",
     "GraphModel",
     "GraphRun",
+    "CONFIGS",
     "SCENARIOS",
     "STARVE",
     "api_class_program",

@@ -3,17 +3,18 @@
 The sliders set how many reads per millisecond the guest submits and over how many IOThreads;
 the toggles switch the writer's no-poll drain on or off and bring back D6 (the writer polls with
 ``has_writer=1`` while a main-loop callback reads the graph) and D7 (the graph change drains
-while holding the write lock). ``view`` runs chapter 6's model (``scenarios_ch06.run_graph``),
-prints the writer's wait, the read throughput and the outcome (with the deadlock report when
+while holding the write lock). ``view`` runs chapter 6's model (``scenarios.run_graph``), prints
+the writer's wait, the read throughput and the outcome (with the deadlock report when
 there is one), and draws the readers holding the lock over time. Nothing is computed here.
 
-Layer 7 (widgets): imports the layers below; ipywidgets only when a widget is built.
+Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from labsupport import validate
 from labsupport.present import PALETTE
 from labsupport.widgets import int_slider
 
@@ -34,17 +35,10 @@ def lab_config(
     reader_rate: int, iothreads: int, drain_first: bool, d6: bool, d7: bool
 ) -> GraphConfig:
     """The ``GraphConfig`` that the controls describe."""
-    if (
-        isinstance(reader_rate, bool)
-        or not isinstance(reader_rate, int)
-        or not 0 <= reader_rate <= 400
-    ):
-        raise ValueError(
-            f"reader_rate is a whole number of reads per ms from 0 to 400; got {reader_rate!r}"
-        )
+    per_ms = "a whole number of reads per ms"
+    validate.whole("reader_rate", reader_rate, 0, 400, kind=per_ms, verb="is")
     for name, v in (("drain_first", drain_first), ("d6", d6), ("d7", d7)):
-        if not isinstance(v, bool):
-            raise ValueError(f"{name} is True or False; got {v!r}")
+        validate.flag(name, v, verb="is")
     return LAB.replace(
         rate_per_ms=float(reader_rate),
         iothreads=iothreads,

@@ -4,15 +4,17 @@ The learner maps 8 virtqueues onto 4 IOThreads (the checker measures the mapping
 best one), moves a coroutine to another IOThread without letting that thread enter it too
 early (R6, over many seeds), says which request lock wins and why (the checker measures both),
 and finds the number of IOThreads after which the I/O rate stops growing on a host with a
-slower disk. Every checker runs the answer in ``multiqueue`` or ``scenarios_ch07``.
+slower disk. Every checker runs the answer in ``labsupport.qemu.multiqueue`` or the
+chapter's ``scenarios``.
 
-Layer 8 (exercises): imports the layers below.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from labsupport import validate
 from labsupport.exercises import attempt, register
 from labsupport.qemu.multiqueue import VM, MappingError, MQCosts, measure, sweep
 
@@ -139,7 +141,7 @@ def saturation_point(vm: VM = SATURATION_VM, most: int = 8) -> int:
 
 
 def _saturation_07(answer: Any) -> tuple[bool, str]:
-    if isinstance(answer, bool) or not isinstance(answer, int) or not 1 <= answer <= 8:
+    if not validate.is_whole(answer, 1, 8):
         return False, f"answer with a whole number of IOThreads from 1 to 8, not {answer!r}"
     want = saturation_point()
     at = measure(SATURATION_VM.replace(iothreads=want))

@@ -10,17 +10,18 @@ running as a coroutine that assumes it still holds the BQL after a yield). ``rem
 shows the first step of the removal: ``aio_context_acquire``/``release`` made empty functions;
 ``handover_program`` the pattern that replaced the lock (a one-shot BH, ``AIO_WAIT_WHILE``).
 
-Layer 4 (QEMU models): imports the kernel, the primitives, the event loop, coroutines,
-``models`` and ``multiqueue``.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from labsupport import catalogue
+from labsupport.catalogue import Scenario
 from labsupport.coroutine import (
     Coroutine,
     aio_co_enter,
@@ -31,14 +32,15 @@ from labsupport.coroutine import (
 from labsupport.kernel import MisuseError, Note, RunResult, Simulation, Step, compute, run, sleep
 from labsupport.loop import AioContext, EventNotifier, aio_poll, aio_wait_kick, aio_wait_while
 from labsupport.qemu.bql import BQL
-from labsupport.qemu.iothread import IOThread
+from labsupport.qemu.iothread import (
+    IOThread,
+    aio_context_acquire,
+    aio_context_release,
+    qemu_get_aio_context,
+)
 from labsupport.qemu.multiqueue import AIO_WAIT_WHILE
-from labsupport.qemu.multiqueue import aio_context_acquire as noop_acquire
-from labsupport.qemu.multiqueue import aio_context_release as noop_release
 from labsupport.shared import Shared
 from labsupport.sync import QemuSemaphore
-
-from ...qemu import iothread
 
 Program = Callable[[Simulation], Any]
 
@@ -56,16 +58,12 @@ def removal_program(stage: str = "no-op") -> Program:
         raise ValueError(f"stage is '2017', 'no-op' or 'deleted'; got {stage!r}")
 
     def program(sim: Simulation) -> Shared:
-        main_ctx = AioContext(sim, "main")
-        io = IOThread(
-            sim, "iothread0", lock_kind="rec" if stage == "2017" else None, loop_holds_lock=False
-        )
+        main_ctx = qemu_get_aio_context(sim)
+        kind = {"2017": "rec", "no-op": "noop", "deleted": None}[stage]
+        io = IOThread(sim, "iothread0", lock_kind=kind, loop_holds_lock=False)
         in_flight = Shared(sim, "in_flight", 1)
         disk_done = EventNotifier(sim, "disk-completion")
-        if stage == "2017":
-            acquire, release = iothread.aio_context_acquire, iothread.aio_context_release
-        else:
-            acquire, release = noop_acquire, noop_release
+        acquire, release = aio_context_acquire, aio_context_release  # by the lock's kind
 
         def complete_request():
             if stage != "deleted":
@@ -107,7 +105,7 @@ def handover_program() -> Program:
     ever touches (thread confinement), and kicks the main loop."""
 
     def program(sim: Simulation) -> Shared:
-        main_ctx = AioContext(sim, "main")
+        main_ctx = qemu_get_aio_context(sim)
         io = IOThread(sim, "iothread0", lock_kind=None, loop_holds_lock=False)
         requests = Shared(sim, "iothread0.requests", 3)  # confined to iothread0
         done = Shared(sim, "done", 0)
@@ -289,7 +287,7 @@ def r6_program(fixed: bool = False, move: Callable[..., Any] | None = None) -> P
     runs with ``yield from``), in place of either."""
 
     def program(sim: Simulation) -> dict[str, Any]:
-        main_ctx = AioContext(sim, "main")
+        main_ctx = qemu_get_aio_context(sim)
         io = IOThread(sim, "iothread0", lock_kind=None, loop_holds_lock=False)
         done = Shared(sim, "done", 0)
         guest_kick = EventNotifier(sim, "vq0-ioeventfd")
@@ -346,7 +344,7 @@ def r7_program(fixed: bool = False) -> Program:
 
     def program(sim: Simulation) -> dict[str, Any]:
         bql = BQL(sim)
-        main_ctx = AioContext(sim, "main")
+        main_ctx = qemu_get_aio_context(sim)
         io = IOThread(sim, "iothread0", lock_kind=None, loop_holds_lock=False)
         drive_node = Shared(sim, "drive0.node", "node-A")
         resized = Shared(sim, "resized", "")
@@ -450,11 +448,51 @@ def _classify(name: str, fixed: bool, seed: int, r: RunResult) -> ScenarioRun:
     return ScenarioRun(name, fixed, seed, "ok", [], r)
 
 
-SCENARIOS: dict[str, tuple[Callable[[bool], Program], int]] = {
-    "R4": (r4_program, 3),
-    "R5": (r5_program, 3),
-    "R6": (r6_program, 2),
-    "R7": (r7_program, 3),
+def _runner(name: str) -> Callable[..., ScenarioRun]:
+    def runner(fixed: bool, seed: int, trace: bool = True) -> ScenarioRun:
+        return run_scenario(name, fixed, seed=seed, trace=trace)
+
+    return runner
+
+
+def _outcome(r: ScenarioRun) -> str:
+    return r.outcome
+
+
+def _scenario(name: str, kind: str, what: str, program: Callable, cpus: int, **kw) -> Scenario:
+    return Scenario(
+        name,
+        7,
+        kind,
+        what,
+        program=program,
+        cpus=cpus,
+        runner=_runner(name),
+        outcome=_outcome,
+        ok="ok",
+        **kw,
+    )
+
+
+#: The chapter's catalogued races, each classified by what went wrong ("ok" when nothing did).
+SCENARIOS: dict[str, Scenario] = {
+    "R4": _scenario(
+        "R4", "hang", "a kick before the IOThread listens: a request lost", r4_program, 3
+    ),
+    "R5": _scenario(
+        "R5", "race", "a BH runs in the old context during a context change", r5_program, 3
+    ),
+    "R6": _scenario(
+        "R6", "race", "a coroutine entered by another thread before it yielded", r6_program, 2
+    ),
+    "R7": _scenario(
+        "R7",
+        "race",
+        "a monitor coroutine assumed the BQL across a yield",
+        r7_program,
+        3,
+        trace=True,
+    ),
 }
 
 
@@ -465,10 +503,10 @@ def run_scenario(
     ``program``, if given, replaces the library's program (for the exercises)."""
     if name not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got {name!r}")
-    factory, cpus = SCENARIOS[name]
-    prog = program if program is not None else factory(fixed)
+    sc = SCENARIOS[name]
+    prog = program if program is not None else sc.program(fixed)
     try:
-        r = run(prog, seed=seed, cpus=cpus, policy="random", trace=trace)
+        r = run(prog, seed=seed, cpus=sc.cpus, policy="random", trace=trace)
     except MisuseError as e:
         return ScenarioRun(name, fixed, seed, "misuse", [f"MisuseError: {e}"], None)
     return _classify(name, fixed, seed, r)
@@ -476,13 +514,7 @@ def run_scenario(
 
 def outcome_table(seeds: int = 200, names: tuple[str, ...] = tuple(SCENARIOS)) -> dict:
     """``{(name, "buggy"|"fixed"): Counter(outcome -> runs)}`` over ``seeds`` random seeds."""
-    table = {}
-    for name in names:
-        for fixed in (False, True):
-            table[(name, "fixed" if fixed else "buggy")] = Counter(
-                run_scenario(name, fixed, seed=s, trace=False).outcome for s in range(seeds)
-            )
-    return table
+    return catalogue.outcome_table({n: SCENARIOS[n] for n in names}, seeds)
 
 
 def format_outcomes(table: dict) -> str:

@@ -6,7 +6,7 @@ or a preset), the request lock (``CoMutex`` or ``QemuMutex``) and the guest's I/
 ``view`` runs ``multiqueue.measure`` once and prints the I/O rate, the latency and each
 IOThread's load, with a small bar chart of that load. Nothing is computed in the widget.
 
-Layer 7 (widgets): imports the layers below; ipywidgets and matplotlib only when used.
+Layer 9 (chapters): imports the layers below; ipywidgets and matplotlib only when used.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from typing import Any
 
 from labsupport.present import PALETTE
 from labsupport.qemu.multiqueue import REQS_LOCK_KINDS, VM, MQResult, measure
-from labsupport.widgets import int_slider
-
-BAR = 20
+from labsupport.widgets import int_slider, text_bar
 
 #: The mapping choices: round-robin over every IOThread, or explicit presets (functions of the
 #: IOThread and virtqueue counts, so every preset is valid for every setting).
@@ -40,11 +38,6 @@ def mapping_for(choice: str, iothreads: int, num_queues: int) -> list[dict[str, 
             {"iothread": "iothread1", "vqs": list(range(half, num_queues))},
         ]
     raise ValueError(f"mapping is one of {', '.join(MAPPINGS)}; got {choice!r}")
-
-
-def _bar(fraction: float) -> str:
-    filled = max(0, min(BAR, round(fraction * BAR)))
-    return "[" + "#" * filled + "." * (BAR - filled) + "]"
 
 
 def view(
@@ -79,12 +72,12 @@ def view(
     )
     for name, busy in r.iothread_busy.items():
         vqs = sorted(q for q, n in vm.vq_map.items() if n == name)
-        print(f"  {name:<10} {_bar(busy)} {busy:>4.0%} busy   vqs {vqs}")
+        print(f"  {name:<10} {text_bar(busy)} {busy:>4.0%} busy   vqs {vqs}")
     print(
-        f"  {'host CPUs':<10} {_bar(r.host_cpu_use / vm.host_cpus)} "
+        f"  {'host CPUs':<10} {text_bar(r.host_cpu_use / vm.host_cpus)} "
         f"{r.host_cpu_use:.1f} of {vm.host_cpus}"
     )
-    print(f"  {'disk':<10} {_bar(r.disk_busy)} {r.disk_busy:>4.0%} of its parallel slots")
+    print(f"  {'disk':<10} {text_bar(r.disk_busy)} {r.disk_busy:>4.0%} of its parallel slots")
     if plot:
         draw(r)
     return r

@@ -6,17 +6,18 @@ the smallest slow-``io_submit`` probability, on a given grid, at which a monitor
 2017 IOThread era waits more than a millisecond at the 99th percentile; the checker measures
 the learner's probability and its neighbour on the grid.
 
-Layer 8 (exercises): imports the layers below.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from labsupport import validate
 from labsupport.exercises import register
 from labsupport.qemu.eras import run_era
 
-from .scenarios import COMMON, ERAS, measure_eras
+from .scenarios import CHAPTER_ERAS, COMMON, measure_eras
 
 #: 8.2's grid of slow-call probabilities and its threshold.
 SLOW_GRID = (0.0, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)
@@ -26,7 +27,7 @@ WORKLOAD_82 = COMMON.replace(duration_us=100_000)
 
 
 def _order_81(answer: Any) -> tuple[bool, str]:
-    names = [e.run_era_name for e in ERAS]
+    names = [e.run_era_name for e in CHAPTER_ERAS]
     if not isinstance(answer, (list, tuple)) or sorted(map(str, answer)) != sorted(names):
         return False, f"answer with a list of the era names, each once: {names}"
     rows = {r.era.run_era_name: r.guest_cpus_busy for r in measure_eras(COMMON)}
@@ -52,7 +53,7 @@ def p99_2017(prob: float) -> float:
 
 
 def _threshold_82(answer: Any) -> tuple[bool, str]:
-    if answer not in SLOW_GRID or isinstance(answer, bool):
+    if not validate.is_number(answer) or answer not in SLOW_GRID:
         return False, f"answer with one of the probabilities on the grid {SLOW_GRID}"
     i = SLOW_GRID.index(answer)
     here = p99_2017(answer)

@@ -3,11 +3,11 @@
 Chapters 1-7 each built one era of QEMU's concurrency model and measured it on a workload of its
 own. Here the eras run on one common workload, so that what each step bought (I/O rate, guest
 time, monitor latency) and what it cost (lines of locking code, bugs of a new kind) can be read
-off one table. ``measure_eras`` runs the eras that ``models.run_era`` knows; ``hunt`` runs every
+off one table. ``measure_eras`` runs the eras that ``run_era`` knows; ``hunt`` runs every
 bug of the course's catalogue, buggy and fixed, on seeded schedules and counts what the
 detectors report; ``locking_lines`` counts the lines of an era model that take or drop a lock.
 
-Layer 4 (QEMU models): imports the kernel, the models and the chapters' scenario programs.
+Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
@@ -16,26 +16,20 @@ import io
 import math
 import re
 import tokenize
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from labsupport.kernel import run
-from labsupport.qemu.dataplane import r2_program
+from labsupport import validate
+from labsupport.catalogue import HuntResult, Scenario
+from labsupport.catalogue import hunt as catalogue_hunt
 from labsupport.qemu.eras import run_era
 from labsupport.qemu.multiqueue import VM, MQResult, measure
 from labsupport.qemu.workload import Workload
 
-from ..ch04.scenarios import (
-    IOThreadVM,
-    complete_under_bql,
-    complete_via_main_loop,
-    measure_vm,
-    run_d4,
-)
-from ..ch05.scenarios import run_scenario
-from ..ch06.scenarios import classify as classify_ch06
-from ..ch06.scenarios import run_scenario as run_scenario_ch06
-from ..ch07.scenarios import run_scenario as run_scenario_ch07
+from ..ch03 import scenarios as ch03
+from ..ch04 import scenarios as ch04
+from ..ch05 import scenarios as ch05
+from ..ch06 import scenarios as ch06
+from ..ch07 import scenarios as ch07
 
 #: The one workload every era runs: four vCPUs on eight host CPUs, MMIO exits every 20 us of
 #: guest code on average, 32 disk requests kept in flight on a disk that serves 64 at once in
@@ -65,7 +59,7 @@ class Era:
     run_era_name: str
 
 
-ERAS: tuple[Era, ...] = (
+CHAPTER_ERAS: tuple[Era, ...] = (
     Era(1, "one thread for everything", "before 2009", "one-thread"),
     Era(2, "vCPU threads and the BQL", "2009-2011", "kvm"),
     Era(3, "the dataplane (raw images only)", "2012-2013", "dataplane"),
@@ -97,7 +91,7 @@ class EraRow:
         ]
 
 
-def measure_eras(w: Workload = COMMON, eras: tuple[Era, ...] = ERAS) -> list[EraRow]:
+def measure_eras(w: Workload = COMMON, eras: tuple[Era, ...] = CHAPTER_ERAS) -> list[EraRow]:
     """Run each era on ``w`` (same seed, same workload) and measure it."""
     if not isinstance(w, Workload):
         raise TypeError(f"expected a Workload; got {type(w).__name__}")
@@ -131,103 +125,21 @@ def format_rows(rows: list[EraRow]) -> str:
 # The catalogue: every deadlock, stall and race the course reproduced, buggy and fixed.
 
 
-@dataclass(frozen=True)
-class Bug:
-    """One catalogue item: ``found(fixed, seed)`` says whether the detector reported it."""
-
-    id: str
-    chapter: int
-    kind: str  # "deadlock", "hang", "stall", "race" or "freed"
-    what: str
-    found: Callable[[bool, int], bool]
-
-
-def _r2(fixed: bool, seed: int) -> bool:
-    r = run(r2_program(fixed=fixed), policy="random", seed=seed, cpus=2)
-    return bool(r.sim.model.reports)
-
-
-_D3_VM = IOThreadVM(
-    vcpus=2,
-    io_depth=4,
-    slow_syscall_prob=0.05,
-    slow_syscall_us=2_000,
-    monitor_per_s=1_000,
-    duration_us=10_000,
-)
-
-
-def _d3(fixed: bool, seed: int) -> bool:
-    r = measure_vm(_D3_VM.replace(seed=seed, monitor_takes_context_lock=not fixed), trace=False)
-    return bool(r.monitor_us) and max(r.monitor_us) > _D3_VM.slow_syscall_us / 2
-
-
-def _d4(fixed: bool, seed: int) -> bool:
-    handler = complete_via_main_loop if fixed else complete_under_bql
-    return run_d4(handler, seed=seed).outcome == "deadlock"
-
-
-def _ch05(name: str) -> Callable[[bool, int], bool]:
-    def found(fixed: bool, seed: int) -> bool:
-        return run_scenario(name, fixed, seed=seed).outcome in ("deadlock", "stuck")
-
-    return found
-
-
-def _ch06(name: str) -> Callable[[bool, int], bool]:
-    def found(fixed: bool, seed: int) -> bool:
-        return classify_ch06(run_scenario_ch06(name, fixed, seed=seed, trace=False)) != "completed"
-
-    return found
-
-
-def _ch07(name: str) -> Callable[[bool, int], bool]:
-    def found(fixed: bool, seed: int) -> bool:
-        return run_scenario_ch07(name, fixed, seed=seed, trace=name == "R7").detected
-
-    return found
-
-
-CATALOGUE: list[Bug] = [
-    Bug("R2", 3, "race", "one virtqueue handler entered from two threads", _r2),
-    Bug("D3", 4, "stall", "info block waits behind a slow io_submit", _d3),
-    Bug("D4", 4, "deadlock", "BQL and context lock in both orders (derived)", _d4),
-    Bug("D1", 5, "deadlock", "context held twice, released once by AIO_WAIT_WHILE", _ch05("D1")),
-    Bug("D2", 5, "hang", "context lock held across a coroutine yield", _ch05("D2")),
-    Bug("D5", 5, "deadlock", "two IOThreads waiting on each other", _ch05("D5")),
-    Bug("R3", 5, "hang", "the lost wake-up without the notify_me handshake", _ch05("R3")),
-    Bug(
-        "UAF", 6, "freed", "a graph change without the graph lock, I/O in flight", _ch06("unlocked")
-    ),
-    Bug("D6", 6, "deadlock", "the graph writer polls with has_writer set", _ch06("D6")),
-    Bug("D7", 6, "hang", "a drain (which polls) under the graph lock", _ch06("D7")),
-    Bug("R4", 7, "hang", "a kick before the IOThread listens: a request lost", _ch07("R4")),
-    Bug("R5", 7, "race", "a BH runs in the old context during a context change", _ch07("R5")),
-    Bug("R6", 7, "race", "a coroutine entered by another thread before it yielded", _ch07("R6")),
-    Bug("R7", 7, "race", "a monitor coroutine assumed the BQL across a yield", _ch07("R7")),
+#: Every catalogued bug of chapters 3 to 7, in the order the course meets them: each chapter's
+#: own ``SCENARIOS`` records (``labsupport.catalogue.Scenario``), nothing written again here.
+CATALOGUE: list[Scenario] = [
+    *ch03.SCENARIOS.values(),
+    *ch04.SCENARIOS.values(),
+    *ch05.SCENARIOS.values(),
+    *ch06.SCENARIOS.values(),
+    *ch07.SCENARIOS.values(),
 ]
 
 
-@dataclass
-class HuntResult:
-    """How many of ``seeds`` schedules the detector flagged, buggy and fixed."""
-
-    bug: Bug
-    seeds: int
-    buggy: int
-    fixed: int
-
-
-def hunt(seeds: int = 20, catalogue: list[Bug] | None = None) -> list[HuntResult]:
+def hunt(seeds: int = 20, catalogue: list[Scenario] | None = None) -> list[HuntResult]:
     """Run every catalogue item on ``seeds`` seeded schedules, buggy and fixed."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
-        raise ValueError(f"seeds is a whole number from 1 to 1000; got {seeds!r}")
-    out = []
-    for bug in CATALOGUE if catalogue is None else catalogue:
-        buggy = sum(bug.found(False, s) for s in range(seeds))
-        fixed = sum(bug.found(True, s) for s in range(seeds))
-        out.append(HuntResult(bug, seeds, buggy, fixed))
-    return out
+    validate.whole("seeds", seeds, 1, 1000, verb="is")
+    return catalogue_hunt(CATALOGUE if catalogue is None else catalogue, seeds)
 
 
 def format_hunt(results: list[HuntResult]) -> str:

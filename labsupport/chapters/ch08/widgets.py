@@ -3,15 +3,16 @@
 The retrospective's table answers "what did each step buy?" for one workload; the sliders
 change that workload (how often an ``io_submit`` blocks, how deep the guest's queue is, how often
 a monitor asks ``info block``) and ``view`` runs every era on it again
-(``scenarios_ch08.measure_eras``) and prints the table. Nothing is computed in the widget.
+(``scenarios.measure_eras``) and prints the table. Nothing is computed in the widget.
 
-Layer 7 (widgets): imports the layers below; ipywidgets only when a widget is built.
+Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from labsupport import validate
 from labsupport.widgets import int_slider
 
 from .scenarios import COMMON, EraRow, format_rows, measure_eras
@@ -27,14 +28,7 @@ def view(
 
     ``slow_per_10000``: how many ``io_submit`` calls in ten thousand block for 2 ms.
     """
-    if (
-        isinstance(slow_per_10000, bool)
-        or not isinstance(slow_per_10000, int)
-        or not 0 <= slow_per_10000 <= 10_000
-    ):
-        raise ValueError(
-            f"slow_per_10000 is a whole number from 0 to 10000; got {slow_per_10000!r}"
-        )
+    validate.whole("slow_per_10000", slow_per_10000, 0, 10_000, verb="is")
     w = COMMON.replace(
         slow_syscall_prob=slow_per_10000 / 10_000,
         io_depth=io_depth,
