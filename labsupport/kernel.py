@@ -96,6 +96,10 @@ class DeadlockError(SimulationError):
 def check_duration(what: str, us: Any) -> float:
     """Return ``us`` if it is a finite, non-negative number of microseconds; else explain
     (``TypeError`` for a value that is not a number, ``ValueError`` for one out of range)."""
+    # The hot path (every compute() and sleep() comes here): a plain finite number >= 0 is
+    # returned at once; anything else goes to validate.duration, which refuses it and explains.
+    if (type(us) is int or type(us) is float) and 0 <= us < math.inf:  # NaN fails both
+        return us
     says = "takes a duration in microseconds (a number >= 0)"
     return validate.duration(what, us, says=says, type_error=TypeError)
 

@@ -126,3 +126,29 @@ def test_every_module_opens_with_the_idea_it_models():
 def test_no_chapter_module_sits_at_the_top_of_the_package():
     names = [p.stem for p in ROOT.glob("*.py")]
     assert not [n for n in names if "_ch0" in n or n.startswith(("scenarios", "checks_"))]
+
+
+def test_the_table_of_contents_exports_what_it_imports():
+    """``labsupport/__init__.py`` names in ``__all__`` exactly the public names it imports,
+    grouped by layer as its comments say, and each of them is there."""
+    tree = ast.parse((ROOT / "__init__.py").read_text())
+    imported = {
+        a.asname or a.name
+        for n in tree.body
+        if isinstance(n, ast.ImportFrom)
+        for a in n.names
+        if not (a.asname or a.name).startswith("_")
+    }
+    assert set(labsupport.__all__) == imported
+    assert len(labsupport.__all__) == len(set(labsupport.__all__))
+    for name in labsupport.__all__:
+        assert getattr(labsupport, name) is not None
+
+
+def test_importing_the_package_imports_no_chapter():
+    import subprocess
+    import sys
+
+    code = "import sys, labsupport; print(sorted(m for m in sys.modules if '.chapters.' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
