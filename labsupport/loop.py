@@ -70,10 +70,15 @@ class EventNotifier:
 
     def _do_set(self, t: Thread) -> bool:
         self.sim.record(tb.SIGNAL, t.tid, self.oid, 1)
+        self.set_now()
+        return True
+
+    def set_now(self) -> None:
+        """Set it as a plain call, for code that runs outside a thread's steps (a disk's
+        completion, fired by the simulated clock); a thread yields ``set()``."""
         self.is_set = True
         if self.ctx is not None:
             self.ctx._wake_poller()
-        return True
 
     def test_and_clear(self) -> bool:
         """``event_notifier_test_and_clear``: was it set? Clears it. Not a step."""

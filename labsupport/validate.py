@@ -136,42 +136,14 @@ def whole(
     if not isinstance(value, int) or isinstance(value, bool):
         words = (verb, kind, _range(low, high, False, False), unit)
         raise _fail(type_error or error, name, value, says, *words)
-    return int(
-        number(
-            name,
-            value,
-            low=low,
-            high=high,
-            kind=kind,
-            unit=unit,
-            verb=verb,
-            says=says,
-            error=error,
-        )
-    )
+    wording = dict(kind=kind, unit=unit, verb=verb, says=says, error=error)
+    return int(number(name, value, low=low, high=high, **wording))
 
 
-def probability(
-    name: str,
-    value: Any,
-    *,
-    verb: str = "must be",
-    says: str | None = None,
-    error: type[Exception] = ValueError,
-    type_error: type[Exception] | None = None,
-) -> float:
-    """Return ``value`` if it is a number from 0 to 1 (both included)."""
-    return number(
-        name,
-        value,
-        low=0,
-        high=1,
-        kind="a probability",
-        verb=verb,
-        says=says,
-        error=error,
-        type_error=type_error,
-    )
+def probability(name: str, value: Any, **wording: Any) -> float:
+    """Return ``value`` if it is a number from 0 to 1 (both included). ``wording`` (``verb``,
+    ``says``, ``error``, ``type_error``) is as for ``number``."""
+    return number(name, value, low=0, high=1, kind="a probability", **wording)
 
 
 def duration(
@@ -181,27 +153,12 @@ def duration(
     positive: bool = False,
     high: float | None = None,
     kind: str = "a duration in microseconds",
-    unit: str = "",
-    verb: str = "must be",
-    says: str | None = None,
-    error: type[Exception] = ValueError,
-    type_error: type[Exception] | None = None,
+    **wording: Any,
 ) -> float:
     """Return ``value`` if it is a time in microseconds: finite and >= 0 (> 0 if ``positive``),
-    and at most ``high`` if given."""
-    return number(
-        name,
-        value,
-        low=0,
-        high=high,
-        low_open=positive,
-        kind=kind,
-        unit=unit,
-        verb=verb,
-        says=says,
-        error=error,
-        type_error=type_error,
-    )
+    and at most ``high`` if given. ``wording`` (``unit``, ``verb``, ``says``, ``error``,
+    ``type_error``) is as for ``number``."""
+    return number(name, value, low=0, high=high, low_open=positive, kind=kind, **wording)
 
 
 def flag(

@@ -70,9 +70,7 @@ class Disk:
     def _done(self, request: Any) -> None:
         self.active -= 1
         self.completed.append(request)
-        self.completion.is_set = True
-        if self.completion.ctx is not None:
-            self.completion.ctx._wake_poller()
+        self.completion.set_now()
         if self.waiting:
             self._start(self.waiting.popleft())
 

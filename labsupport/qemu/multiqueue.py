@@ -407,9 +407,7 @@ class NVMeDisk:
         self._account()
         self.active -= 1
         port.completed.append(req)
-        port.completion.is_set = True
-        if port.completion.ctx is not None:
-            port.completion.ctx._wake_poller()
+        port.completion.set_now()
         if self.waiting:
             self._start(*self.waiting.popleft())
 

@@ -15,7 +15,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from labsupport.kernel import Policy, RunResult, Simulation
+from labsupport.kernel import Policy, Replay, RunResult, ScheduleDivergence, Simulation
 from labsupport.present import trace_table
 from labsupport.widgets import int_slider
 
@@ -33,28 +33,13 @@ class _Paused(Exception):
         self.ready = ready
 
 
-class _PrefixThenPause(Policy):
-    """Follow ``schedule`` one character per choice point; at the next choice, pause."""
+class _PauseHere(Policy):
+    """The policy after the replayed prefix: at the next choice, pause for the learner."""
 
     name = "stepper"
 
-    def __init__(self, schedule: str):
-        self.schedule = schedule
-        self.pos = 0
-
     def choose(self, sim: Simulation, ready: list[Any]) -> Any:
-        if self.pos >= len(self.schedule):
-            raise _Paused(list(ready))
-        c = self.schedule[self.pos]
-        for t in ready:
-            if t.char == c:
-                self.pos += 1
-                return t
-        names = ", ".join(f"{t.char} ({t.name})" for t in ready)
-        raise ValueError(
-            f"choice {self.pos + 1}: thread {c!r} cannot move here; "
-            f"the threads that can are {names}"
-        )
+        raise _Paused(list(ready))
 
 
 @dataclass
@@ -103,7 +88,8 @@ class Stepper:
         self.view = self._replay("")
 
     def _replay(self, schedule: str) -> StepView:
-        sim = Simulation(cpus=self.cpus, policy=_PrefixThenPause(schedule))
+        prefix = Replay(schedule, then=_PauseHere(), strict_end=False)
+        sim = Simulation(cpus=self.cpus, policy=prefix)
         sim.model = self.program(sim)
         threads = [(t.char, t.name) for t in sim.threads]
         try:
@@ -143,7 +129,10 @@ class Stepper:
 
     def load(self, schedule: str) -> StepView:
         """Replay ``schedule`` as the prefix (a ``ValueError`` if it diverges)."""
-        view = self._replay(schedule)
+        try:
+            view = self._replay(schedule)
+        except ScheduleDivergence as e:
+            raise ValueError(f"{schedule!r}: a thread in it cannot move here; {e}") from None
         self.schedule, self.view = schedule, view
         return view
 

@@ -18,17 +18,11 @@ from labsupport import validate
 from labsupport.present import PALETTE
 from labsupport.widgets import int_slider
 
-from .scenarios import GraphConfig, GraphRun, run_graph
+from .scenarios import STARVE, GraphConfig, GraphRun, run_graph
 
-#: The lab's run: the graph change at 300 us, reads for 1.5 ms of simulated time.
-LAB = GraphConfig(
-    iothreads=2,
-    rate_per_ms=40.0,
-    duration_us=1_500.0,
-    change_at_us=300.0,
-    submit_us=2.0,
-    service_us=60.0,
-)
+#: The lab's run: the starvation measurement's reader stream, 40 reads per ms for 1.5 ms of
+#: simulated time, the graph change at 300 us.
+LAB = STARVE.replace(rate_per_ms=40.0, duration_us=1_500.0)
 
 
 def lab_config(
