@@ -15,7 +15,10 @@ import contextlib
 import fnmatch
 import gc
 import importlib
+import inspect
 import io
+import itertools
+import linecache
 import os
 import re
 import statistics
@@ -44,6 +47,10 @@ GOALS = {
     "trace_bytes_per_event": "<= 100",
     "widget_update_ms.*": "< 200 (median, one per chapter)",
     "multiqueue_measure_ms": "< 1000 (median, measure(VM(iothreads=8)))",
+    "trace_table_mb_1m": "< 50 (tracemalloc peak: 200 rows of a million mutex hand-offs)",
+    "widget_worst_ms.*": "< 300 (median, each chapter's view at its slowest slider corner)",
+    "check_worst_s": "< 5 (slowest check() verdict, right and wrong answers of every exercise)",
+    "runaway_stop_s": "< 3 (time_limit_s=2: the worst of a Python, a time and a zero-time loop)",
 }
 
 _GOAL = re.compile(r"\s*(<=|>=|<|>)\s*([0-9]+(?:\.[0-9]*)?)(?:\s.*)?$")
@@ -182,6 +189,159 @@ def measure_ms(repeat: int) -> float:
     return statistics.median(times)
 
 
+def trace_table_mb(handoffs: int) -> float:
+    """Peak memory (MB, tracemalloc) of ``trace_table(sim, max_rows=200)`` on a run of
+    ``handoffs`` traced mutex hand-offs; the run itself is made before measuring."""
+    from labsupport import trace_table
+
+    sim = mutex_pingpong(handoffs // 2, trace=True)
+    gc.collect()
+    tracemalloc.start()
+    trace_table(sim, max_rows=200)
+    _now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 1e6
+
+
+def _extremes(control) -> list:
+    """The values a control's corners take: a slider's min and max, a checkbox's two states,
+    every option of a dropdown; a ``fixed`` value is itself."""
+    value = getattr(control, "value", None)
+    if isinstance(value, bool):
+        return [False, True]
+    if hasattr(control, "min") and hasattr(control, "max"):
+        return [control.min, control.max]
+    if hasattr(control, "options"):
+        return [o[1] if isinstance(o, tuple) else o for o in control.options]
+    return [value]
+
+
+def widget_worst_ms(factory, repeat: int) -> tuple[float, dict]:
+    """The median time of a chapter's widget view at its slowest corner: every combination of
+    its controls' extremes is run once (printing and drawing, as the widget does), then the
+    slowest again, ``repeat`` times. A widget that is not ``interactive`` (chapter 5's stepper)
+    has one slider: its corners are its two ends, reached by moving it there."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        w = factory()
+        if hasattr(w, "kwargs_widgets"):
+            names = [c._kwarg for c in w.kwargs_widgets]
+            corners = [
+                dict(zip(names, combo))
+                for combo in itertools.product(*(_extremes(c) for c in w.kwargs_widgets))
+            ]
+
+            def view(kw):
+                w.f(**kw)
+        else:
+            slider = next(c for c in w.children if hasattr(c, "max") and hasattr(c, "value"))
+            corners = [{"value": slider.min}, {"value": slider.max}]
+
+            def view(kw):
+                slider.value = slider.min if kw["value"] != slider.min else slider.max
+                slider.value = kw["value"]
+
+        def timed(kw) -> float:
+            t0 = time.perf_counter()
+            view(kw)
+            took = (time.perf_counter() - t0) * 1000
+            plt.close("all")
+            return took
+
+        view(corners[0])  # warm up (imports, caches)
+        plt.close("all")
+        once = [(timed(kw), kw) for kw in corners]
+        worst = max(once, key=lambda x: x[0])[1]
+        times = [timed(worst) for _ in range(repeat)]
+    return statistics.median(times), worst
+
+
+def _wrong_answers(right) -> list:
+    """A few wrong answers shaped like ``right``: a function that does nothing for a function,
+    a generator function that yields nothing for a generator function, None and a nearby
+    number for a number, an empty value for a collection or a string."""
+    if inspect.isgeneratorfunction(right):
+
+        def nothing(*_args, **_kwargs):
+            yield from ()
+
+        return [nothing]
+    if callable(right):
+        return [lambda *_args, **_kwargs: None]
+    wrong: list = [None]
+    if isinstance(right, (int, float)) and not isinstance(right, bool):
+        wrong.append(right + 1)
+    elif isinstance(right, (str, list, tuple, dict, set)):
+        wrong.append(type(right)())
+    return wrong
+
+
+def _runaway(*_args, **_kwargs):
+    """A runaway answer to a generator-style exercise: it loops for ever before its first step
+    (a ``while not done:`` whose condition never changes), so only the run's wall-clock budget
+    (``kernel.time_budget``, which ``check()`` sets) stops it."""
+    while True:
+        pass
+    yield  # a generator function, like the answers it stands in for
+
+
+def check_worst_s(runaway: bool) -> tuple[float, str, float, str]:
+    """The slowest ``check()`` verdict over every exercise: the answers ``solutions/`` gives
+    (each solution notebook's code run, its ``check`` calls timed), then wrong answers shaped
+    like them; with ``runaway``, one answer that loops for ever per generator-style exercise,
+    timed apart. Returns (worst seconds, its question and kind, worst runaway seconds, its
+    question)."""
+    import nbformat
+
+    import labsupport
+    import labsupport.exercises as ex
+
+    real = ex.check
+    answers: dict[str, object] = {}
+    times: list[tuple[float, str]] = []
+
+    def timed_check(qid, answer, *, quiet=False):
+        answers.setdefault(qid, answer)
+        t0 = time.perf_counter()
+        try:
+            return real(qid, answer, quiet=True)
+        finally:
+            times.append((time.perf_counter() - t0, f"{qid} right"))
+
+    ex.check = labsupport.check = timed_check
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+                ns: dict = {"__name__": "solutions"}
+                for n, cell in enumerate(nbformat.read(path, as_version=4).cells):
+                    if cell.cell_type == "code" and "### BEGIN HIDDEN TESTS" not in cell.source:
+                        # each cell a file of its own, for inspect.getsource (the static TSA
+                        # pass reads an answer's source), as Jupyter does
+                        name = f"<{path.stem} cell {n}>"
+                        src = cell.source + "\n"
+                        linecache.cache[name] = (len(src), None, src.splitlines(True), name)
+                        exec(compile(src, name, "exec"), ns)
+                plt.close("all")
+    finally:
+        ex.check, labsupport.check = real, real
+    runaways: list[tuple[float, str]] = [(0.0, "none")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        for qid, right in answers.items():
+            wrong = _wrong_answers(right)
+            if runaway and inspect.isgeneratorfunction(right):
+                t0 = time.perf_counter()
+                real(qid, _runaway, quiet=True)
+                runaways.append((time.perf_counter() - t0, f"{qid} runaway"))
+            for answer in wrong:
+                t0 = time.perf_counter()
+                with contextlib.suppress(Exception):  # a verdict or a refusal: timed alike
+                    real(qid, answer, quiet=True)
+                times.append((time.perf_counter() - t0, f"{qid} wrong"))
+            plt.close("all")
+    worst, what = max(times)
+    worst_runaway, which = max(runaways)
+    return worst, what, worst_runaway, which
+
+
 def chapter_widgets() -> list[tuple[str, object]]:
     """Every chapter's widget: ``lab`` in ``labsupport/chapters/chNN/widgets.py`` (chapter 0's
     is ``counter_lab``)."""
@@ -191,6 +351,36 @@ def chapter_widgets() -> list[tuple[str, object]]:
         module = importlib.import_module(f"labsupport.chapters.{chapter}.widgets")
         found.append((chapter, getattr(module, "lab", None) or module.counter_lab))
     return found
+
+
+def runaway_stop_s(limit_s: float = 2.0) -> float:
+    """Wall seconds until a runaway thread body is stopped with ``time_limit_s=limit_s``: the
+    worst of a pure-Python loop (the alarm), a loop that advances time (the clock every few
+    thousand steps) and a zero-time loop (the per-instant step limit)."""
+    from labsupport.kernel import RunawayError, note
+
+    def python_loop():
+        yield note("start")
+        while True:
+            pass
+
+    def time_loop():
+        while True:
+            yield sleep(1)
+
+    def zero_time_loop():
+        while True:
+            yield note("poll")
+
+    worst = 0.0
+    for body in (python_loop, time_loop, zero_time_loop):
+        start = time.perf_counter()
+        try:
+            run(lambda sim, body=body: sim.spawn("runaway", body), time_limit_s=limit_s)
+        except RunawayError:
+            pass
+        worst = max(worst, time.perf_counter() - start)
+    return worst
 
 
 def main() -> None:
@@ -234,12 +424,33 @@ def main() -> None:
 
     report("multiqueue_measure_ms", f"{measure_ms(repeat):.1f}")
 
+    report("trace_table_mb_1m", f"{trace_table_mb(1_000_000 // scale):.1f}")
+
+    worst_corners = {}
+    for chapter, factory in chapter_widgets():
+        wms, worst_corners[chapter] = widget_worst_ms(factory, 3 if args.quick else 5)
+        report(f"widget_worst_ms.{chapter}", f"{wms:.1f}")
+
+    import labsupport.kernel
+
+    # A runaway answer is stopped by the run's wall-clock budget (kernel.time_budget, which
+    # check() sets): timed only where the kernel has one.
+    has_budget = hasattr(labsupport.kernel, "time_budget")
+    worst_s, worst_what, runaway_s, runaway_what = check_worst_s(runaway=has_budget)
+    report("check_worst_s", f"{worst_s:.2f}")
+    if has_budget:
+        report("check_runaway_s", f"{runaway_s:.2f}")
+    report("runaway_stop_s", f"{runaway_stop_s():.2f}")
+
     print("# goals: " + "; ".join(f"{k} {v}" for k, v in GOALS.items()))
     print(
         f"# this machine: SimPy Resource ping-pong {simpy_rate:,.0f} hand-offs/s; "
         f"QemuMutex {mutex_rate:,.0f} hand-offs/s ({traced_rate:,.0f} with tracing on); "
         f"{events:,} events recorded for the bytes-per-event figure"
     )
+    print(f"# slowest check(): {worst_what}; slowest runaway answer: {runaway_what}")
+    for chapter, corner in worst_corners.items():
+        print(f"# widget_worst_ms.{chapter} corner: {corner}")
     if args.check:
         misses = check(figures)
         for line in misses:

@@ -18,10 +18,12 @@ from .kernel import (
     SimulationError,
     StepLimitExceeded,
     ThreadCrashed,
+    TimeLimitExceeded,
     compute,
     note,
     run,
     sleep,
+    time_budget,
 )
 
 # The primitives, named after QEMU's.
@@ -74,7 +76,7 @@ __all__ = [
     # kernel
     "Simulation", "run", "compute", "sleep", "note", "RunResult", "DeadlockReport",
     "SimulationError", "MisuseError", "DeadlockError", "ScheduleDivergence",
-    "StepLimitExceeded", "ThreadCrashed",
+    "StepLimitExceeded", "ThreadCrashed", "TimeLimitExceeded", "time_budget",
     # primitives
     "QemuMutex", "QemuRecMutex", "QemuCond", "QemuEvent", "QemuSemaphore", "RWLock", "Shared",
     "holds",

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import tracebuf as tb
-from .kernel import MisuseError, Simulation, Step, Thread, state_repr
+from . import validate
+from .kernel import MisuseError, RunResult, Simulation, Step, Thread, state_repr
 from .shared import Shared
 
 #: The kinds of promise, in the words of clang's attributes.
@@ -103,6 +104,11 @@ class _Annotation:
                 f"'bs.reqs_lock', or a lock object)"
             )
         for lock in locks:
+            if lock is None or isinstance(lock, (int, float, bytes, list, tuple, dict, set)):
+                raise TypeError(
+                    f"{kind}(): each lock is an expression string such as 'bs.reqs_lock' or a "
+                    f"lock object; got {lock!r}"
+                )
             if isinstance(lock, str) and not _DOTTED.match(lock):
                 raise ValueError(
                     f"{kind}(): a lock expression is a dotted name such as "
@@ -159,6 +165,7 @@ def no_tsa(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``@no_tsa`` (``TSA_NO_TSA``): the static pass does not analyse this function's body (the
     escape hatch, for code it cannot follow, such as a lock's own implementation). Its promises
     still bind its callers, and the run-time checks still run, as in clang."""
+    validate.function("fn", fn, kind="a generator function")
     wrapper = _wrap(fn)
     wrapper.__tsa__.no_tsa = True
     return wrapper
@@ -197,15 +204,27 @@ def tsa_spec(fn: Any) -> TSASpec | None:
 # -- naming locks ------------------------------------------------------------------------------
 
 
+def _check_capability_name(name: Any) -> None:
+    validate.label("name", name)
+    if not _DOTTED.match(name) or "." in name:
+        raise ValueError(f"name must be an identifier such as 'graph_lock'; got {name!r}")
+
+
 def declare_capability(sim: Simulation, name: str, lock: Any) -> Any:
     """Give ``lock`` a global name in ``sim`` (as ``graph_lock`` is one global in QEMU), so an
     annotation can say ``"graph_lock"`` without the lock being an argument."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
+    _check_capability_name(name)
+    if lock is None:
+        raise ValueError("lock must be a lock object; got None")
     _tsa(sim).capabilities[name] = lock
     return lock
 
 
 def declared_capability(sim: Simulation, name: str) -> Any:
     """The lock ``declare_capability`` named ``name`` in ``sim``, or None."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
+    _check_capability_name(name)
     return _tsa(sim).capabilities.get(name)
 
 
@@ -445,6 +464,11 @@ class GuardedAttr:
     """
 
     def __init__(self, lock: str):
+        validate.label("lock", lock, kind="a lock expression string such as 'self.lock'")
+        if not _DOTTED.match(lock):
+            raise ValueError(
+                f"lock must be a dotted name such as 'self.lock' or 'graph_lock'; got {lock!r}"
+            )
         self.lock = lock
         self.attr = ""
 
@@ -514,6 +538,11 @@ def guarded_by(lock: Any) -> Callable[[Shared], GuardedShared]:
                 f"guarded_by(lock) wraps a Shared variable; got {var!r} "
                 f"(for a class attribute, use GuardedAttr)"
             )
+        if lock is None or isinstance(lock, (str, int, float, list, tuple, dict, set)):
+            raise TypeError(
+                f"lock must be a lock object (guarded_by(m)(var); for a lock named by an "
+                f"expression string, use GuardedAttr); got {lock!r}"
+            )
         return GuardedShared(var, lock)
 
     return wrap
@@ -525,6 +554,7 @@ def guarded_by(lock: Any) -> Callable[[Shared], GuardedShared]:
 def set_tsa_mode(sim: Simulation, mode: str) -> None:
     """``"record"`` (default: note the violation, go on) or ``"raise"`` (stop the run with a
     ``TSAViolation``, which ``run`` passes up)."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
     if mode not in ("record", "raise"):
         raise ValueError(f"the TSA mode is 'record' or 'raise'; got {mode!r}")
     _tsa(sim).mode = mode
@@ -532,6 +562,7 @@ def set_tsa_mode(sim: Simulation, mode: str) -> None:
 
 def tsa_violations(where: Any) -> list[Violation]:
     """The violations recorded in a ``Simulation`` or a ``RunResult``'s simulation."""
+    validate.instance("where", where, (Simulation, RunResult), kind="a Simulation or a RunResult")
     sim = where if isinstance(where, Simulation) else getattr(where, "sim", None)
     return list(_tsa(sim).violations) if isinstance(sim, Simulation) else []
 

@@ -17,7 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import validate
+from .chapters import CHAPTERS
 from .kernel import run as run_program
+
+#: The most seeds a hunt or an outcome table runs (each is two runs per scenario).
+MAX_SEEDS = 10_000
 
 #: What kind of failure a catalogued bug is.
 KINDS = ("deadlock", "hang", "stall", "race", "freed")
@@ -51,8 +56,18 @@ class Scenario:
     trace: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        validate.label("id", self.id)
+        validate.whole("chapter", self.chapter, 0, len(CHAPTERS) - 1)
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise ValueError(f"kind is one of {', '.join(KINDS)}; got {self.kind!r}")
+        validate.label("what", self.what)
+        for name in ("program", "runner"):
+            if getattr(self, name) is not None:
+                validate.function(name, getattr(self, name), kind="a function or None")
+        validate.whole("cpus", self.cpus, 1, 64)
+        validate.function("outcome", self.outcome)
+        validate.label("ok", self.ok)
+        validate.flag("trace", self.trace)
         if self.program is None and self.runner is None:
             raise ValueError(f"scenario {self.id} needs a program or a runner")
 
@@ -67,6 +82,9 @@ class Scenario:
     ) -> Any:
         """One run of the buggy (``fixed=False``) or the fixed variant on seeded schedule
         ``seed`` (or on ``schedule``, a replay)."""
+        validate.flag("fixed", fixed)
+        validate.whole("seed", seed, 0)
+        validate.flag("trace", trace)
         if self.runner is not None:
             return self.runner(fixed, seed, trace=trace)
         return run_program(
@@ -80,12 +98,18 @@ class Scenario:
 
     def found(self, fixed: bool, seed: int) -> bool:
         """Whether the bug showed on seed ``seed`` in the buggy or the fixed variant."""
+        validate.flag("fixed", fixed)
+        validate.whole("seed", seed, 0)
         return self.outcome(self.run(fixed, seed, trace=self.trace)) != self.ok
 
 
 def outcome_table(scenarios: Mapping[str, Scenario], seeds: int) -> dict[tuple[str, str], Counter]:
     """``{(name, "buggy"|"fixed"): Counter(outcome -> runs)}`` over seeds ``0 .. seeds-1``,
     for each ``name: scenario`` (a chapter's names for its rows)."""
+    validate.instance("scenarios", scenarios, Mapping, kind="a dict {name: Scenario}")
+    for sc in scenarios.values():
+        validate.instance("scenarios", sc, Scenario, kind="a dict {name: Scenario}")
+    validate.whole("seeds", seeds, 1, MAX_SEEDS)
     table = {}
     for name, sc in scenarios.items():
         for fixed in (False, True):
@@ -107,6 +131,10 @@ class HuntResult:
 
 def hunt(scenarios: Iterable[Scenario], seeds: int) -> list[HuntResult]:
     """Run every scenario on seeds ``0 .. seeds-1``, buggy and fixed, and count the finds."""
+    scenarios = validate.items("scenarios", scenarios, kind="a list of Scenario")
+    for sc in scenarios:
+        validate.instance("scenarios", sc, Scenario, kind="a list of Scenario")
+    validate.whole("seeds", seeds, 1, MAX_SEEDS)
     return [
         HuntResult(
             sc,

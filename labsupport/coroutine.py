@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import tracebuf as tb
-from .kernel import MisuseError, Op, Simulation, Step, Thread, state_repr
-from .loop import AioContext
+from . import validate
+from .kernel import MisuseError, Op, Simulation, Step, Thread, WaitSource, state_repr
+from .loop import QEMUBH, AioContext
 
 _YIELD = object()
 
@@ -39,6 +40,9 @@ class Coroutine:
     kind = "coroutine"
 
     def __init__(self, sim: Simulation, fn: Callable[..., Any], *args: Any, name: str = ""):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.function("fn", fn, kind="a generator function")
+        validate.instance("name", name, str, kind="a string (empty: the function's name)")
         gen = fn(*args)
         if not hasattr(gen, "send"):
             raise TypeError(f"a coroutine body must be a generator function; {fn!r} is not")
@@ -52,6 +56,39 @@ class Coroutine:
         self.result: Any = None
         self._value: Any = None
         self.oid = sim.register(self)
+        # For the wait-for graph (``_CoroutineWaits``): where it is parked, what it holds.
+        self.held: list[CoMutex] = []  # the CoMutexes it holds
+        #: thread locks it took and still holds across its yield: (lock, owning thread)
+        self.thread_locks: list[tuple[Any, Thread]] = []
+        self.sent_bhs: list[QEMUBH] = []  # bottom halves it scheduled, not yet run
+        self.last_thread: Thread | None = None  # the thread it ran in last
+
+    # How the wait-for graph and its reports see a coroutine (see kernel.WaitSource).
+    @property
+    def parked_on(self) -> CoMutex | CoQueue | None:
+        """The CoMutex or CoQueue in whose queue it waits, if any."""
+        return _waits(self.sim).where(self) if self.state != "done" else None
+
+    @property
+    def title(self) -> str:
+        """``coroutine req1 in iothread0``: its name and the thread it runs in (its context's
+        home thread, or the one it ran in last)."""
+        home = self.ctx.home if self.ctx is not None and self.ctx.home is not None else None
+        where = home or self.thread or self.last_thread
+        return f"coroutine {self.name}" + (f" in {where.name}" if where is not None else "")
+
+    def wait_label(self) -> str:
+        if self.parked_on is not None:
+            return self.parked_on.label()
+        return "someone to wake it (it yielded)"
+
+    def wait_reason(self) -> str:
+        return "nothing is left to wake it"
+
+    def held_labels(self) -> list[str]:
+        out = [m.label() for m in self.held]
+        out += [f"{lock.label()} (across a yield)" for lock, _t in self.thread_locks]
+        return out
 
     def __repr__(self) -> str:
         where = f" in {self.thread.name}" if self.thread is not None else ""
@@ -65,6 +102,7 @@ class Coroutine:
 
 def current_coroutine(sim: Simulation) -> Coroutine | None:
     """The coroutine the current thread is running (``qemu_coroutine_self``), or None."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
     t = sim.current
     stack = t.local.get("coroutines") if t is not None else None
     return stack[-1] if stack else None
@@ -72,6 +110,7 @@ def current_coroutine(sim: Simulation) -> Coroutine | None:
 
 def qemu_coroutine_enter(co: Coroutine):
     """``yield qemu_coroutine_enter(co)``: run ``co`` in this thread until it yields or ends."""
+    validate.instance("co", co, Coroutine, kind="a Coroutine")
     sim = co.sim
     me = sim.current
     if co.state == "running":
@@ -83,6 +122,8 @@ def qemu_coroutine_enter(co: Coroutine):
         raise MisuseError(f"{me.name} entered coroutine {co.name}, which has already finished")
     co.state = "running"
     co.thread = me
+    co.last_thread = me
+    entry_held = list(me.held)  # what it takes from here on, it holds itself
     stack = me.local.setdefault("coroutines", [])
     stack.append(co)
     sim.record(tb.OP, me.tid, sim.label("note", f"enter {co.name}"), None)
@@ -111,12 +152,15 @@ def qemu_coroutine_enter(co: Coroutine):
             if item is _YIELD:
                 co.state = "yielded"
                 co._value = None
+                _note_yield(co, me, entry_held)
                 sim.record(tb.OP, me.tid, sim.label("note", f"{co.name} yields"), None)
                 return None
             if hasattr(item, "send") and hasattr(item, "throw"):
                 co._stack.append(item)
                 value = None
                 continue
+            if item.__class__ is Step and isinstance(getattr(item.fn, "__self__", None), QEMUBH):
+                co.sent_bhs.append(item.fn.__self__)  # qemu_bh_schedule: it may wait for it
             try:
                 value = yield item  # an operation: the kernel runs it in this thread
             except Exception as e:  # noqa: BLE001
@@ -125,6 +169,25 @@ def qemu_coroutine_enter(co: Coroutine):
         stack.pop()
         if co.state != "running":
             co.thread = None
+        if co.state == "done" and co.thread_locks:
+            co.thread_locks = []
+            _waits(sim).holding.pop(co.oid, None)
+
+
+def _note_yield(co: Coroutine, me: Thread, entry_held: list[Any]) -> None:
+    """At a yield: which thread locks ``co`` keeps across it, and which of the bottom halves it
+    scheduled are still pending (each may be what it waits for)."""
+    kept = [(lock, t) for lock, t in co.thread_locks if lock in t.held]
+    kept += [(lock, me) for lock in me.held if not any(lock is e for e in entry_held)]
+    if kept or co.thread_locks:
+        co.thread_locks = kept
+        holding = _waits(co.sim).holding
+        if kept:
+            holding[co.oid] = co
+        else:
+            holding.pop(co.oid, None)
+    if co.sent_bhs:
+        co.sent_bhs = [bh for bh in co.sent_bhs if bh.scheduled]
 
 
 def aio_co_schedule(ctx: AioContext, co: Coroutine) -> Op:
@@ -132,6 +195,8 @@ def aio_co_schedule(ctx: AioContext, co: Coroutine) -> Op:
 
     Scheduling a coroutine that is already scheduled is an error, as in QEMU.
     """
+    validate.instance("ctx", ctx, AioContext, kind="an AioContext")
+    validate.instance("co", co, Coroutine, kind="a Coroutine")
 
     def do(t: Thread) -> bool:
         if co.scheduled:
@@ -153,6 +218,8 @@ def aio_co_schedule(ctx: AioContext, co: Coroutine) -> Op:
 
 def aio_co_enter(ctx: AioContext, co: Coroutine):
     """``yield aio_co_enter(ctx, co)``: enter now if this is ``ctx``'s thread, else schedule."""
+    validate.instance("ctx", ctx, AioContext, kind="an AioContext")
+    validate.instance("co", co, Coroutine, kind="a Coroutine")
     co.ctx = ctx
     if ctx.home is co.sim.current:
         yield from qemu_coroutine_enter(co)
@@ -162,6 +229,7 @@ def aio_co_enter(ctx: AioContext, co: Coroutine):
 
 def aio_co_wake(co: Coroutine):
     """``yield aio_co_wake(co)``: resume a yielded coroutine in its own AioContext."""
+    validate.instance("co", co, Coroutine, kind="a Coroutine")
     if co.ctx is None:
         raise MisuseError(f"coroutine {co.name} has no AioContext yet; enter it with aio_co_enter")
     yield from aio_co_enter(co.ctx, co)
@@ -177,11 +245,14 @@ class CoMutex:
     kind = "co-mutex"
 
     def __init__(self, sim: Simulation, name: str):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.label("name", name)
         self.sim = sim
         self.name = name
         self.holder: Coroutine | None = None
         self.waiters: deque[Coroutine] = deque()
         self.oid = sim.register(self)
+        _waits(sim).queues.append(self)  # its waiters are nodes of the wait-for graph
 
     def lock(self):
         """``yield mutex.lock()`` in a coroutine (``qemu_co_mutex_lock``)."""
@@ -193,10 +264,12 @@ class CoMutex:
             raise MisuseError(f"coroutine {me.name} took CoMutex {self.name} twice")
         if self.holder is None:
             self.holder = me
+            me.held.append(self)
             sim.record(tb.ACQUIRE, sim.current.tid, self.oid, 1)
             return
         self.waiters.append(me)
         sim.record(tb.BLOCK, sim.current.tid, self.oid, -1)
+        _park(me, self)
         yield qemu_coroutine_yield()
         # unlock() made us the holder before waking us
         sim.record(tb.ACQUIRE, sim.current.tid, self.oid, 1)
@@ -212,11 +285,20 @@ class CoMutex:
                 f"{who} holds"
             )
         sim.record(tb.RELEASE, sim.current.tid, self.oid, 0)
+        me.held.remove(self)
         if self.waiters:
-            self.holder = self.waiters.popleft()
-            yield from aio_co_wake(self.holder)
+            self.holder = nxt = self.waiters.popleft()
+            nxt.held.append(self)
+            yield from aio_co_wake(nxt)
         else:
             self.holder = None
+
+    def holders(self) -> list[Coroutine]:
+        """Who must act before a waiter can go on: the holder (for the wait-for graph)."""
+        return [self.holder] if self.holder is not None else []
+
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
 
     def __repr__(self) -> str:
         return state_repr(self, co_mutex_state(self))
@@ -224,23 +306,54 @@ class CoMutex:
 
 class CoQueue:
     """Coroutines waiting for something (QEMU: ``CoQueue``): ``wait`` yields, ``next`` and
-    ``restart_all`` wake them in their own contexts."""
+    ``restart_all`` wake them in their own contexts.
+
+    For the wait-for graph, ``holders()`` (a function, optional) names whoever must act before
+    a waiter is woken (the graph lock's writer, for its sleeping readers), and ``what`` says
+    what the waiters wait for in a report (default ``"co-queue NAME"``). Without ``holders``
+    nobody in particular is expected to wake them: waiters left at the end make the run stuck.
+    """
 
     kind = "co-queue"
 
-    def __init__(self, sim: Simulation, name: str):
+    def __init__(
+        self,
+        sim: Simulation,
+        name: str,
+        holders: Callable[[], list[Any]] | None = None,
+        what: str | None = None,
+    ):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.label("name", name)
+        if holders is not None:
+            validate.function("holders", holders, kind="a function or None")
+        if what is not None:
+            validate.label("what", what)
         self.sim = sim
         self.name = name
         self.waiters: deque[Coroutine] = deque()
+        self._holders = holders
+        self.what = what
+        _waits(sim).queues.append(self)  # its waiters are nodes of the wait-for graph
+
+    def holders(self) -> list[Any]:
+        """Who must act before a waiter is woken (for the wait-for graph), if anyone is known."""
+        return list(self._holders()) if self._holders is not None else []
+
+    def label(self) -> str:
+        return self.what or f"{self.kind} {self.name}"
 
     def wait(self, mutex: CoMutex | None = None):
         """``yield queue.wait(m)``: drop ``m`` (if given), wait to be woken, take ``m`` again."""
+        if mutex is not None:
+            validate.instance("mutex", mutex, CoMutex, kind="a CoMutex or None")
         me = current_coroutine(self.sim)
         if me is None:
             raise MisuseError(
                 f"{self.sim.current.name} waited on CoQueue {self.name} outside a coroutine"
             )
         self.waiters.append(me)
+        _park(me, self)
         if mutex is not None:
             yield from mutex.unlock()
         yield qemu_coroutine_yield()
@@ -255,6 +368,7 @@ class CoQueue:
         return True
 
     def restart_all(self):
+        """``yield from queue.restart_all()`` (``qemu_co_queue_restart_all``): wake them all."""
         while self.waiters:
             yield from aio_co_wake(self.waiters.popleft())
 
@@ -263,6 +377,110 @@ class CoQueue:
 
     def __repr__(self) -> str:
         return state_repr(self, f"waiters:{len(self.waiters)}")
+
+
+class _CoroutineWaits(WaitSource):
+    """The coroutines of one simulation as nodes of the kernel's wait-for graph.
+
+    A coroutine parked in a ``CoMutex``'s or a ``CoQueue``'s queue waits for the lock's
+    holders (checked as it parks, as the kernel checks a thread as it blocks). A coroutine that
+    has been woken and waits for its turn in an AioContext waits for that context's home
+    thread; one that is running waits for the thread it runs in. Once nothing can move (the
+    end of the run), three more edges hold:
+
+    - a thread that owns a lock a yielded coroutine took in it (and still holds across the
+      yield) can let go of it only once that coroutine is back: it waits for the coroutine;
+    - a loop asleep in ``aio_poll`` with no work pending waits for the coroutines parked in its
+      own context: they are the work it has left (what ``AIO_WAIT_WHILE`` waits for), unless
+      they wait for that loop itself (a lost wake-up: stuck, not a cycle);
+    - a yielded coroutine waits for the home thread of a context where a bottom half it
+      scheduled before yielding is still pending (``bdrv_co_yield_to_drain``: the BH wakes it).
+    """
+
+    def __init__(self, sim: Simulation):
+        self.sim = sim
+        #: every CoMutex and CoQueue of the simulation: a coroutine in one's ``waiters`` is
+        #: parked there (however it got in)
+        self.queues: list[CoMutex | CoQueue] = []
+        self.holding: dict[int, Coroutine] = {}  # coroutines holding thread locks across a yield
+        sim.watch_waits(self)
+
+    def waiting(self) -> list[Coroutine]:
+        out = {co.oid: co for q in self.queues for co in q.waiters if co.state != "done"}
+        return list(out.values())
+
+    def where(self, co: Coroutine) -> CoMutex | CoQueue | None:
+        """The queue ``co`` is parked in, if any."""
+        return next((q for q in self.queues if co in q.waiters), None)
+
+    def edges(self, node: Any, settled: bool) -> list[tuple[Any, str, str]]:
+        if isinstance(node, Thread):
+            return self._thread_edges(node) if settled else []
+        co = node
+        if not isinstance(co, Coroutine) or co.state == "done":
+            return []
+        on = co.parked_on
+        if on is not None:
+            return [(h, on.label(), "held by") for h in on.holders()]
+        if co.state == "running" and co.thread is not None:
+            return [(co.thread, "the thread it runs in", "which is")]
+        ctx = co.ctx
+        if co.scheduled and ctx is not None and ctx.home is not None:
+            return [(ctx.home, f"its turn in AioContext {ctx.name} (woken)", "to be run by")]
+        if not settled:
+            return []
+        return [
+            (
+                bh.ctx.home,
+                f"bottom half {bh.name} in AioContext {bh.ctx.name} (it scheduled it and yielded)",
+                "to be run by",
+            )
+            for bh in co.sent_bhs
+            if bh.scheduled and bh.ctx.home is not None
+        ]
+
+    def _thread_edges(self, t: Thread) -> list[tuple[Any, str, str]]:
+        out: list[tuple[Any, str, str]] = []
+        for co in self.holding.values():
+            if co.state != "yielded":
+                continue
+            mine = [lock for lock, owner in co.thread_locks if owner is t and lock in t.held]
+            if mine:
+                what = " and ".join(lock.label() for lock in mine)
+                out.append(
+                    (
+                        co,
+                        f"the release of {what} (taken in {t.name} by a coroutine that "
+                        f"yielded holding it)",
+                        "held by",
+                    )
+                )
+        on = t.blocked_on
+        if isinstance(on, AioContext) and on.home is t and not on.waiting_for and not on.pending():
+            for co in self.waiting():
+                ours = co.ctx is on or (co.ctx is None and co.last_thread is t)
+                # one that waits for this very loop to wake it is a lost wake-up, not a cycle
+                if ours and t not in co.parked_on.holders():
+                    out.append(
+                        (
+                            co,
+                            f"the work left in AioContext {on.name} (asleep in aio_poll)",
+                            "which is",
+                        )
+                    )
+        return out
+
+
+def _waits(sim: Simulation) -> _CoroutineWaits:
+    """This simulation's coroutine nodes of the wait-for graph, made on first use."""
+    return sim.extension("coroutine.waits", lambda: _CoroutineWaits(sim))
+
+
+def _park(co: Coroutine, on: CoMutex | CoQueue) -> None:
+    """``co`` has just joined ``on``'s queue: it is a node of the wait-for graph now, waiting
+    for ``on``'s holders; check for a cycle through it, as the kernel does when a thread
+    blocks."""
+    co.sim.check_waits(co)
 
 
 def co_mutex_state(lock: Any) -> str:

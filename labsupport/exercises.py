@@ -31,11 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .kernel import RunResult, SimulationError, ThreadCrashed
+from . import validate
+from .kernel import RunawayError, RunResult, SimulationError, ThreadCrashed, time_budget
 
 __all__ = ["backup", "check", "committed_copy", "hint", "load_chapter", "register", "reset"]
 
 Checker = Callable[[Any], tuple[bool, str]]
+
+#: The wall-clock budget of each run inside ``check()``, in seconds: an answer that loops for
+#: ever costs the learner this long, then a verdict that says where it looped.
+CHECK_TIME_LIMIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ def load_chapter(number: int) -> None:
     register its questions. Importing twice does nothing."""
     from .chapters import CHAPTERS
 
+    validate.whole("number", number, kind="a chapter number, a whole number")
     name = f"ch{number:02d}"
     if name not in CHAPTERS:
         raise ValueError(f"there is no chapter {number}; the chapters are 0 to {len(CHAPTERS) - 1}")
@@ -69,6 +75,7 @@ def _chapter_of(qid: str) -> int | None:
 
 
 def _lookup(qid: str) -> _Question:
+    validate.label("qid", qid, kind="a question id such as '2.3'", type_error=TypeError)
     if qid not in _REGISTRY:
         number = _chapter_of(qid)
         from .chapters import CHAPTERS
@@ -86,7 +93,7 @@ def _lookup(qid: str) -> _Question:
             except Exception:  # a broken chapter must not hide the others' questions
                 pass
         known = ", ".join(sorted(_REGISTRY, key=_sort_key)) or "none registered yet"
-        raise ValueError(f"unknown question {qid!r}; known questions: {known}") from None
+        raise ValueError(f"unknown question qid={qid!r}; known questions: {known}") from None
 
 
 def register(qid: str, checker: Checker, hint: str) -> None:
@@ -100,6 +107,7 @@ def register(qid: str, checker: Checker, hint: str) -> None:
         raise ValueError(f"a question id is a non-empty string such as '2.3', not {qid!r}")
     if not callable(checker):
         raise TypeError(f"the checker of {qid} must be a function, not {checker!r}")
+    validate.label("hint", hint)
     old = _REGISTRY.get(qid)
     if old is not None and _name(old.checker) != _name(checker):
         raise ValueError(f"question {qid} is already registered to {_name(old.checker)}")
@@ -116,6 +124,8 @@ def attempt(seed: int, call: Callable[[], Any]) -> tuple[Any, str]:
     chapter's own runner). Returns ``(its result, "")``, or ``(None, what went wrong)`` in the
     learner's terms. A ``NotImplementedError`` from the exercise's stub goes on up, so ``check``
     says "not answered yet"."""
+    validate.whole("seed", seed)
+    validate.function("call", call)
     try:
         return call(), ""
     except ThreadCrashed as e:
@@ -128,14 +138,28 @@ def attempt(seed: int, call: Callable[[], Any]) -> tuple[Any, str]:
                 "(yield lock.lock(...), yield compute(...), ...)"
             )
         return None, f"seed {seed}: {e}"
+    except RunawayError as e:
+        return None, f"seed {seed}: {runaway(e)}"
     except SimulationError as e:
         return None, f"seed {seed}: {type(e).__name__}: {e}"
     except TypeError as e:
         return None, f"seed {seed}: {e} (is it a generator function, with yield?)"
 
 
+def runaway(e: RunawayError) -> str:
+    """What a learner reads when the answer never finished (it never asks them to raise a
+    limit, which they cannot do from ``check``)."""
+    where = e.where or "a thread kept running"
+    return (
+        f"the answer never finished: {where}. A loop in a thread must end, or wait for "
+        f"something (a lock, an event, sleep()) so that the others can move"
+    )
+
+
 def ended_badly(seed: int, r: RunResult) -> str:
     """ "" if run ``r`` completed; otherwise how it ended, with the deadlock report if any."""
+    validate.whole("seed", seed)
+    validate.instance("r", r, RunResult, kind="a RunResult")
     if r.outcome == "completed":
         return ""
     why = f"\n{r.deadlock.text()}" if r.deadlock else ""
@@ -146,16 +170,22 @@ def check(qid: str, answer: Any, *, quiet: bool = False) -> bool:
     """Check ``answer`` to question ``qid``, print one verdict line, and return whether it passed.
 
     An answer still raising ``NotImplementedError`` (the exercise's stub) counts as "not
-    answered yet". Unknown ids raise ``ValueError`` listing the known ones. ``quiet=True``
-    prints nothing (a grader's hidden test: ``assert check("2.3", answer, quiet=True)``).
+    answered yet"; one that never finishes fails, after ``CHECK_TIME_LIMIT_S`` seconds of each
+    run at most (``time_budget``), with where it looped. Unknown ids raise ``ValueError``
+    listing the known ones. ``quiet=True`` prints nothing (a grader's hidden test:
+    ``assert check("2.3", answer, quiet=True)``).
     """
+    validate.flag("quiet", quiet)
     question = _lookup(qid)
     try:
-        result = question.checker(answer)
+        with time_budget(CHECK_TIME_LIMIT_S):
+            result = question.checker(answer)
     except NotImplementedError:
         if not quiet:
             print(f"✘ {qid}: not answered yet — replace the `raise NotImplementedError` line")
         return False
+    except RunawayError as e:  # the checker did not catch it: still a verdict, not a traceback
+        result = (False, runaway(e))
     if not (isinstance(result, tuple) and len(result) == 2):
         raise TypeError(
             f"the checker of {qid} ({_name(question.checker)}) must return (ok, message), "
@@ -177,13 +207,22 @@ def hint(qid: str) -> None:
     print(f"hint for {qid}: {_lookup(qid).hint}")
 
 
+def _path(name: str, value: Any) -> Path:
+    """``value`` as a Path: a str (not empty) or an ``os.PathLike``, else a TypeError."""
+    if isinstance(value, str):
+        validate.label(name, value, kind="a file path (a str or a Path)")
+    else:
+        validate.instance(name, value, os.PathLike, kind="a file path (a str or a Path)")
+    return Path(value)
+
+
 def committed_copy(path: str | os.PathLike[str]) -> tuple[bool, bytes | None]:
     """Return ``(in_git_checkout, content at HEAD)`` for a file; content is None if not committed.
 
     Line endings are those a checkout would write (git's ``--filters``), so an unedited file
     on any platform compares equal to its committed copy.
     """
-    path = Path(path).absolute()
+    path = _path("path", path).absolute()
     folder = path.parent if path.parent.is_dir() else Path.cwd()
     try:
         inside = subprocess.run(
@@ -208,7 +247,7 @@ def backup(path: str | os.PathLike[str]) -> Path:
     An existing backup is never overwritten: a second one in the same second gets ``-2``,
     then ``-3``, and so on. The copy is created exclusively, so two resets cannot collide.
     """
-    path = Path(path)
+    path = _path("path", path)
     data = path.read_bytes()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stem, suffix = path.name.removesuffix(path.suffix), path.suffix
@@ -254,7 +293,9 @@ def reset(
     is touched when no pristine copy can be found. Returns the backup's path, or None when
     there was nothing to keep (no file, or the file was already pristine).
     """
-    path = Path(path)
+    path = _path("path", path)
+    if pristine_dir is not None:
+        _path("pristine_dir", pristine_dir)
     data, source = _pristine(path, pristine_dir)
     kept = None
     if path.exists():

@@ -25,6 +25,9 @@ talks to its ``Simulation`` through these methods only, never through underscore
   records the hand-off itself (a mutex's ``ACQUIRE`` for its next owner).
 - ``sim.extension(key, factory)``: the simulation's store for state of layers above the
   kernel, made on first use; nothing else is set on a ``Simulation`` from outside.
+- ``sim.watch_waits(source)`` / ``sim.check_waits(node)``: for waiters that are not threads
+  (a coroutine parked in a ``CoMutex``'s queue): a ``WaitSource`` adds them and their edges
+  to the wait-for graph; ``check_waits`` looks for a cycle through one that starts to wait.
 - ``simulation_of(x)``: the ``Simulation`` behind a ``Simulation`` or a ``RunResult``.
 
 They also read ``sim.now``, ``sim.current`` (the thread taking a step), ``sim.env`` (SimPy's
@@ -35,11 +38,19 @@ Time is in microseconds. Layer 1 (kernel): imports only SimPy and ``tracebuf``.
 
 from __future__ import annotations
 
+import inspect
+import linecache
 import math
+import os
 import random
+import signal
+import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType, GeneratorType
 from typing import Any, TypeVar
 
 import simpy
@@ -77,8 +88,26 @@ class ScheduleDivergence(SimulationError):
     """A replayed schedule asked for a thread that could not move at that step."""
 
 
-class StepLimitExceeded(SimulationError):
+class RunawayError(SimulationError):
+    """The run did not end by itself: a thread loops for ever (or the program is far longer
+    than its limits allow). ``where`` names the thread and the line it was on."""
+
+    def __init__(self, message: str, where: str = ""):
+        super().__init__(message)
+        self.where = where
+
+
+class StepLimitExceeded(RunawayError):
     """The run took more steps than allowed; a thread is probably spinning."""
+
+
+class TimeLimitExceeded(RunawayError):
+    """The run used up its wall-clock budget (``time_limit_s``); a thread probably loops for
+    ever."""
+
+
+class LockHeldAtExit(MisuseError):
+    """A thread ended while still holding a lock (raised with ``on_exit_holding="raise"``)."""
 
 
 class ThreadCrashed(SimulationError):
@@ -114,6 +143,136 @@ def state_repr(obj: Any, *state: str, name: str | None = None) -> str:
     head = type(obj).__name__ + (f" {name}" if name else "")
     body = ", ".join(s for s in state if s)
     return f"<{head} [{body}]>" if body else f"<{head}>"
+
+
+# --------------------------------------------------------------------------------------------
+# Never hang: every run has a wall-clock budget, and a runaway thread is named with its line.
+
+#: A run's wall-clock budget in seconds when neither ``time_limit_s`` nor ``time_budget`` says.
+DEFAULT_TIME_LIMIT_S = 30.0
+_budget_s = DEFAULT_TIME_LIMIT_S  # what time_budget() set; read when a run starts
+#: How deeply a thread may nest sub-generators (``yield helper()`` inside ``helper``...).
+MAX_NESTING = 100
+_CLOCK_EVERY = 4096  # steps between two looks at the wall clock
+_CAN_ALARM = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
+_LIBRARY = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_CHAPTERS = _LIBRARY + "chapters" + os.sep
+_SIMPY = os.path.dirname(os.path.abspath(simpy.__file__)) + os.sep
+
+
+def check_time_limit(name: str, seconds: Any) -> float:
+    """Return ``seconds`` if it is a wall-clock budget: a finite number of seconds > 0."""
+    return validate.number(
+        name, seconds, low=0, low_open=True, kind="a number of seconds", type_error=TypeError
+    )
+
+
+@contextmanager
+def time_budget(seconds: float) -> Iterator[float]:
+    """``with time_budget(5): ...``: every run started inside that does not give its own
+    ``time_limit_s`` may use ``seconds`` of wall-clock time (``check()`` and the widgets use
+    it, so a runaway answer or slider costs a few seconds, not the notebook)."""
+    global _budget_s
+    previous, _budget_s = _budget_s, check_time_limit("time_budget(seconds)", seconds)
+    try:
+        yield seconds
+    finally:
+        _budget_s = previous
+
+
+def _is_library(frame: FrameType) -> bool:
+    name = frame.f_code.co_filename
+    return (name.startswith(_LIBRARY) and not name.startswith(_CHAPTERS)) or name.startswith(_SIMPY)
+
+
+def _line(frame: FrameType) -> str:
+    code, lineno = frame.f_code, frame.f_lineno
+    text = linecache.getline(code.co_filename, lineno).strip()
+    where = f"line {lineno} of {code.co_name}() ({os.path.basename(code.co_filename)})"
+    return f"{where}: `{text}`" if text else where
+
+
+def where_is(thread: Thread | None, frame: FrameType | None = None) -> str:
+    """Which thread was running which line: ``thread spinner was at line 12 of body()
+    (lab.py): `while True:` `` (the first line of the learner's code; ``inside ...`` the
+    library's line below it, ``called from ...`` the thread's body above it). ``frame`` is
+    where a signal interrupted the program, if it did; otherwise the line is where the
+    thread's generators stand."""
+    if thread is None:
+        return "no thread was taking a step"
+    gens: list[Any] = []
+    for g in thread._stack:  # the kernel's sub-generators, and what each delegates to
+        while g is not None and g not in gens:
+            gens.append(g)
+            g = getattr(g, "gi_yieldfrom", None)
+    own = [g.gi_frame for g in gens if getattr(g, "gi_frame", None) is not None]
+    frames: list[FrameType] = []
+    f = frame
+    while f is not None:  # from the interrupted line out to the thread's own generator
+        frames.append(f)
+        if f in own:
+            break
+        f = f.f_back
+    else:
+        frames = []  # interrupted outside the thread's code (the kernel's own bookkeeping)
+    frames += [f for f in reversed(own) if f not in frames]  # innermost first
+    if not frames:
+        return f"thread {thread.name} had finished"
+    user = next((f for f in frames if not _is_library(f)), frames[0])
+    inside = f", inside {_line(frames[0])}" if frames[0] is not user else ""
+    body = frames[-1]  # the thread's body, when the line is in a helper it called
+    called = f", called from {_line(body)}" if body is not user and body is not frames[0] else ""
+    return f"thread {thread.name} was at {_line(user)}{inside}{called}"
+
+
+class _Abort(BaseException):
+    """A time limit that a thread body swallowed (``except Exception``) and then looped on: a
+    ``BaseException``, so that the same handler cannot swallow it again; ``run`` raises
+    ``error``, the ``TimeLimitExceeded``, in its place."""
+
+    def __init__(self, error: TimeLimitExceeded):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Alarm:
+    """SIGALRM for one run in the main thread. A loop in plain Python inside a thread body
+    (``while True: pass``) never comes back to the kernel, so only a signal can stop it; the
+    kernel's own look at the clock (every few thousand steps) covers every other loop, and
+    every run that cannot have a signal (not in the main thread, or no SIGALRM)."""
+
+    def __init__(self, sim: Simulation, seconds: float):
+        self.sim = sim
+        self.armed = False
+        self.error: TimeLimitExceeded | None = None
+        if not _CAN_ALARM or threading.current_thread() is not threading.main_thread():
+            return
+        self.previous = signal.getsignal(signal.SIGALRM)
+        self.delay, self.interval = signal.getitimer(signal.ITIMER_REAL)
+        if self.delay and self.delay <= seconds:
+            return  # an outer run's (or a test runner's) alarm comes first: leave it alone
+        self.start = time.monotonic()
+        signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        self.armed = True
+
+    def _fire(self, signum: int, frame: FrameType | None) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)  # again, if the body swallows the error
+        if self.error is None:
+            self.error = self.sim._out_of_time(frame)
+            raise self.error
+        raise _Abort(self.error)  # it was swallowed (except Exception: pass): not again
+
+    def disarm(self) -> None:
+        if not self.armed:
+            return
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        previous = self.previous if self.previous is not None else signal.SIG_DFL
+        signal.signal(signal.SIGALRM, previous)
+        if self.delay:  # give the outer alarm back what was left of it
+            left = self.delay - (time.monotonic() - self.start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), self.interval)
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,6 +404,35 @@ class Waitable:
         )
 
 
+class WaitSource:
+    """Nodes and edges of the wait-for graph beyond threads (give one to ``sim.watch_waits``).
+
+    A thread that blocks is a node the kernel sees; something that waits without blocking its
+    thread is not: a coroutine parked in a ``CoMutex``'s queue has yielded, and its thread has
+    gone back to its event loop. A source makes such waiters nodes of the graph. A node that is
+    not a thread has a ``title`` (how a report names it: ``"coroutine req1"``), a ``kind``,
+    ``wait_label()`` and ``wait_reason()`` (what it waits for, and why nobody will do it, for
+    a report without a cycle) and ``held_labels()`` (what it holds).
+    """
+
+    def waiting(self) -> Iterable[Any]:
+        """The nodes (not threads) that wait right now: if the run ends with any of them,
+        something was left undone, and the run is stuck (or a deadlock, if they are in a cycle)
+        even when the only threads left are daemons."""
+        return ()
+
+    def edges(self, node: Any, settled: bool) -> list[tuple[Any, str, str]]:
+        """Whom ``node`` (a blocked thread or one of this source's nodes) waits for, beyond
+        the holders of what a thread blocks on: ``(target, what, link)``, read as "node waits
+        for *what*, *link* *target*" (link: ``"held by"``, ``"to be run by"``...). Edges that
+        hold only once nothing can move any more (the run is over) are given only when
+        ``settled``: the kernel checks them at the end of the run, never in the middle."""
+        return []
+
+    def __repr__(self) -> str:
+        return state_repr(self, f"waiting:{len(list(self.waiting()))}", name="")
+
+
 class HostCPUs(Waitable):
     """The host's CPUs: a thread that computes holds one for the whole computation."""
 
@@ -297,6 +485,7 @@ class _Join(Op):
         if target is thread:
             raise MisuseError(f"{thread.name} tried to join itself; that would wait forever")
         if target.state == DONE:
+            sim.record(tb.WAKE, thread.tid, target.oid, 0)  # finished already: no wait
             return True
         target.joiners.append(thread)
         return sim.block(thread, target)
@@ -448,9 +637,80 @@ def make_policy(policy: str | Policy, seed: int, schedule: str | None) -> Policy
     if policy == "random":
         return RandomPolicy(seed)
     raise ValueError(
-        f"unknown policy {policy!r}; use 'first-come', 'random', a schedule string via "
-        f"schedule=..., or a Policy object"
+        f"unknown policy {policy!r}: policy must be 'first-come', 'random' or a Policy object "
+        f"(to replay a run, give schedule=... instead)"
     )
+
+
+#: The options that shape a run, with their defaults: a recipe names those that differ.
+RECIPE_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "cpus": 1,
+    "expand": True,
+    "max_steps": 5_000_000,
+    "max_steps_per_instant": 100_000,
+    "until": None,
+}
+
+
+class Schedule(str):
+    """A recorded schedule: the string of choices (it prints and compares as that string) and
+    the options of the run that made it, so that giving it back replays that very run.
+
+    ``run(program, schedule=result.schedule)`` takes the recorded seed, CPUs, ``until``, ...
+    from it, and refuses options that differ (a different seed would be another run);
+    ``recipe()`` is the whole call as text. A hand-written string, or a piece cut out of a
+    schedule (``result.schedule[:5]``), is a plain ``str`` and replays as given.
+    """
+
+    options: dict[str, Any]
+    program: str
+
+    def __new__(cls, text: str, options: dict[str, Any], program: str = "program") -> Schedule:
+        self = super().__new__(cls, text)
+        self.options = dict(options)
+        self.program = program
+        return self
+
+    def recipe(self) -> str:
+        """The call that replays the run: ``run(program, schedule='0110', seed=3, cpus=2)``
+        (options at their default are left out)."""
+        return recipe(self.program, str(self), self.options)
+
+    def mismatches(self, options: dict[str, Any]) -> list[str]:
+        """``["seed=5 (recorded with seed=3)", ...]`` for each given option that differs."""
+        return [
+            f"{k}={options[k]!r} (recorded with {k}={v!r})"
+            for k, v in self.options.items()
+            if k in options and options[k] != v
+        ]
+
+    def refuse(self, options: dict[str, Any]) -> None:
+        """A ValueError if ``options`` differ from the recorded ones."""
+        wrong = self.mismatches(options)
+        if wrong:
+            raise ValueError(
+                f"this schedule was recorded with other options, so it would replay another "
+                f"run: {', '.join(wrong)}. Replay it with {self.recipe()} (or result.replay()); "
+                f"to try the same choices on other options, pass str(result.schedule)"
+            )
+
+    def __reduce__(self) -> Any:
+        return (Schedule, (str(self), self.options, self.program))
+
+
+def recipe(program: str, schedule: str, options: dict[str, Any]) -> str:
+    """``run(program, schedule='0110', seed=3)``: a replay call, as text."""
+    parts = [program, f"schedule={schedule!r}"]
+    parts += [f"{k}={v!r}" for k, v in options.items() if RECIPE_DEFAULTS.get(k, k) != v]
+    return f"run({', '.join(parts)})"
+
+
+def _program_name(program: Any) -> str:
+    """How a recipe names the program: its name if it is a plain top-level function."""
+    name = getattr(program, "__name__", "")
+    plain = name.isidentifier() and getattr(program, "__qualname__", "") == name
+    return name if plain and not getattr(program, "__closure__", None) else "program"
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,35 +723,55 @@ class DeadlockReport:
 
     kind: str  # "cycle" or "stuck"
     time: float
-    waits: list[tuple[str, str, list[str]]]  # (thread, what it waits for, who holds that)
+    waits: list[tuple[str, str, list[str]]]  # (who, what it waits for, who holds that)
     holds: dict[str, list[str]] = field(default_factory=dict)
     schedule: str = ""
+    #: how each wait names its ``by`` ("held by" unless given: "to be run by", "which is")
+    links: list[str] = field(default_factory=list)
+    #: what each waiter is: "thread" (all of them, when empty) or another node's kind
+    #: ("coroutine"); a coroutine is named "coroutine NAME" in ``waits`` and ``holds``
+    kinds: list[str] = field(default_factory=list)
 
     @property
     def cycle(self) -> list[str]:
-        """The threads in the cycle, in wait-for order."""
+        """The threads (and coroutines) in the cycle, in wait-for order."""
         return [w[0] for w in self.waits]
 
+    def _who(self) -> str:
+        """``2 threads and 1 coroutine``: how many of each kind wait (threads first)."""
+        kinds = self.kinds or ["thread"] * len(self.waits)
+        counts = {k: kinds.count(k) for k in dict.fromkeys(["thread", *kinds]) if k in kinds}
+        return " and ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in counts.items())
+
     def text(self) -> str:
+        threads_only = all(k == "thread" for k in self.kinds)
         if self.kind == "cycle":
+            who = f"{len(self.waits)} threads" if threads_only else self._who()
             head = (
-                f"DEADLOCK at t={self.time:g} us: {len(self.waits)} threads wait for each other "
+                f"DEADLOCK at t={self.time:g} us: {who} wait for each other "
                 f"in a cycle; none can ever go on."
             )
-        else:
+        elif threads_only:
             head = (
                 f"STUCK at t={self.time:g} us: the run ended with {len(self.waits)} thread(s) "
                 f"still blocked and nothing left that could wake them."
             )
+        else:
+            head = (
+                f"STUCK at t={self.time:g} us: the run ended with {self._who()} still "
+                f"waiting and nothing left that could wake them."
+            )
         lines = [head]
-        for thread, what, by in self.waits:
-            who = f", held by {' and '.join(by)}" if by else ""
+        links = self.links or ["held by"] * len(self.waits)
+        for (thread, what, by), link in zip(self.waits, links):
+            who = f", {link} {' and '.join(by)}" if by else ""
             lines.append(f"  {thread} waits for {what}{who}")
         for thread, held in self.holds.items():
             if held:
                 lines.append(f"  {thread} holds {', '.join(held)}")
         if self.schedule:
-            lines.append(f"  replay it with schedule={self.schedule!r}")
+            how = self.schedule.recipe() if isinstance(self.schedule, Schedule) else None
+            lines.append(f"  replay it with {how or f'schedule={self.schedule!r}'}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -521,6 +801,29 @@ class RunResult:
     def ok(self) -> bool:
         return self.outcome == "completed"
 
+    @property
+    def warnings(self) -> list[str]:
+        """What went wrong without stopping the run: a thread that ended holding a lock."""
+        return self.sim.warnings
+
+    def recipe(self) -> str:
+        """The call that replays this run, as text: ``run(program, schedule='0110', seed=3)``."""
+        return self.sim.schedule.recipe()
+
+    def replay(self) -> RunResult:
+        """Run the same program again with the same seed, CPUs, ``until``, options and schedule:
+        a new result with the same outcome, time and schedule."""
+        sim = self.sim
+        if sim._program is None:
+            raise ValueError(
+                "this result's simulation was not started by run(program, ...), so there is no "
+                f"program to run again; build the same threads in Simulation(schedule=...) with "
+                f"the schedule {self.schedule!r}"
+            )
+        options = {k: v for k, v in sim._options.items() if k not in RECIPE_DEFAULTS}
+        until = self.schedule.options.get("until") if isinstance(self.schedule, Schedule) else None
+        return run(sim._program, until=until, schedule=self.schedule, **options)
+
     def __str__(self) -> str:
         s = (
             f"{self.outcome} at t={self.time:g} us after {self.steps} steps, "
@@ -530,6 +833,8 @@ class RunResult:
             s += "\n" + self.deadlock.text()
         if self.error:
             s += f"\n{type(self.error).__name__}: {self.error}"
+        for w in self.warnings:
+            s += f"\nwarning: {w}"
         return s
 
 
@@ -564,6 +869,12 @@ class Simulation:
     ``"first-come"`` (default), ``"random"`` (seeded by ``seed``), or give ``schedule="0110"``
     to replay a recorded run. ``expand=True`` makes ``x.increment()`` the three steps a CPU
     takes (load, add, store) instead of one.
+
+    A run never hangs: it stops with ``StepLimitExceeded`` after ``max_steps`` steps, or
+    ``max_steps_per_instant`` steps per thread without simulated time moving on (a thread that
+    spins), and with ``TimeLimitExceeded`` after ``time_limit_s`` seconds of wall-clock time
+    (None: 30 s, or what an enclosing ``time_budget`` says). A thread that ends holding a lock
+    is a warning in ``result.warnings`` (``on_exit_holding="raise"``: a ``LockHeldAtExit``).
     """
 
     def __init__(
@@ -578,11 +889,23 @@ class Simulation:
         max_steps_per_instant: int = 100_000,
         on_deadlock: str = "return",
         on_crash: str = "raise",
+        time_limit_s: float | None = None,
+        on_exit_holding: str = "warn",
     ):
         validate.whole("seed", seed, error=TypeError)
         validate.whole("cpus", cpus, 1, kind="the number of host CPUs, a whole number", verb="is")
         validate.choice("on_deadlock", on_deadlock, ("return", "raise"))
         validate.choice("on_crash", on_crash, ("return", "raise"))
+        validate.choice("on_exit_holding", on_exit_holding, ("warn", "raise", "ignore"))
+        validate.flag("trace", trace)
+        validate.flag("expand", expand)
+        for name, limit in (
+            ("max_steps", max_steps),
+            ("max_steps_per_instant", max_steps_per_instant),
+        ):
+            validate.whole(name, limit, 1, type_error=TypeError)
+        if time_limit_s is not None:
+            check_time_limit("time_limit_s", time_limit_s)
         self.seed = seed
         self.env = simpy.Environment()
         self.rng = random.Random(seed * 7919 + 17)  # for the models' own randomness
@@ -615,12 +938,45 @@ class Simulation:
         self._steps = 0
         self._instant_steps = 0
         self._stop: tuple[str, Any] | None = None
+        self._wait_sources: list[WaitSource] = []  # see watch_waits
         self._result: RunResult | None = None
         self.current: Thread | None = None  # the thread taking a step; None outside run()
         self._labels: dict[tuple[str, str], int] = {}
         self._extensions: dict[str, Any] = {}  # see extension()
         self.model: Any = None  # what the program returned (it may set it first, for callbacks)
         self.cpus = HostCPUs(self, cpus)
+        self.time_limit_s = time_limit_s
+        self.on_exit_holding = on_exit_holding
+        self.warnings: list[str] = []  # see RunResult.warnings
+        # Never hang (see _dispatch, _over_budget, _step): sub-generator resumptions, where the
+        # next look at the clock is due, the run's wall-clock deadline, who spins (when counted).
+        self._sub, self._sub_limit, self._sub_seen = 0, _CLOCK_EVERY, (0, 0)
+        self._check_at = min(max_steps, _CLOCK_EVERY)
+        self._spin_n = 0
+        self._deadline = math.inf
+        self._limit_s = DEFAULT_TIME_LIMIT_S
+        self._spinners: dict[Thread, int] | None = None
+        # What result.replay() needs: the program (run() sets it), the options, ``until``.
+        self._program: Callable[[Simulation], Any] | None = None
+        self._program_name = "program"
+        self._until: float | None = None
+        self._options: dict[str, Any] = {
+            "seed": seed,
+            "cpus": cpus,
+            "expand": expand,
+            "max_steps": max_steps,
+            "max_steps_per_instant": max_steps_per_instant,
+            "trace": trace,
+            "on_deadlock": on_deadlock,
+            "on_crash": on_crash,
+            "time_limit_s": time_limit_s,
+            "on_exit_holding": on_exit_holding,
+        }
+        if isinstance(policy, str):
+            self._options["policy"] = policy
+        recorded = getattr(self.policy, "schedule", None)
+        if isinstance(recorded, Schedule):
+            recorded.refuse(self._options)
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -630,9 +986,12 @@ class Simulation:
         return self.env.now
 
     @property
-    def schedule(self) -> str:
-        """The choices made so far, one character per choice point."""
-        return "".join(self._choices)
+    def schedule(self) -> Schedule:
+        """The choices made so far, one character per choice point, with the options that
+        replay them (a ``Schedule``, which is a ``str``)."""
+        shaping = {k: self._options[k] for k in RECIPE_DEFAULTS if k != "until"}
+        shaping["until"] = self._until
+        return Schedule("".join(self._choices), shaping, self._program_name)
 
     # -- the interface for primitive authors ---------------------------------------------------
     # register, label, record, make_ready, block, block_for, wake (and extension): see the
@@ -723,7 +1082,8 @@ class Simulation:
         t.daemon = daemon
         self.threads.append(t)
         self._thread_by_char[t.char] = t
-        self.record(tb.SPAWN, t.tid, t.oid, -1)
+        parent = self.current  # the thread whose step spawns it; None before run()
+        self.record(tb.SPAWN, t.tid, t.oid, parent.tid if parent is not None else -1)
         self.make_ready(t)
         return t
 
@@ -789,39 +1149,153 @@ class Simulation:
         self.record(tb.WAKE, thread.tid, on.oid, -1)
         self.make_ready(thread, value)
 
-    def _find_cycle(self, start: Thread) -> list[Thread] | None:
-        """Depth-first search of the wait-for graph from ``start``; the cycle through it, if any."""
-        path: list[Thread] = []
-        seen: set[int] = set()
+    def watch_waits(self, source: WaitSource) -> None:
+        """Add ``source`` to the wait-for graph: nodes that wait without being threads (a
+        coroutine parked in a ``CoMutex``'s queue) and edges the kernel cannot see by itself.
 
-        def visit(t: Thread) -> bool:
-            path.append(t)
-            on = t.blocked_on
-            if on is not None and t.state == BLOCKED:
-                for h in on.holders():
-                    if h is start:
-                        return True
-                    if h.tid not in seen and h.state == BLOCKED:
-                        seen.add(h.tid)
-                        if visit(h):
+        The kernel's own graph is threads and the ``holders()`` of what they block on. A layer
+        above that parks its own kind of waiter registers one ``WaitSource`` per simulation
+        (keep it in ``extension``) and calls ``check_waits(node)`` whenever a node starts to
+        wait; the end of the run asks every source for its ``waiting()`` nodes.
+        """
+        if source not in self._wait_sources:
+            self._wait_sources.append(source)
+
+    def check_waits(self, node: Any) -> bool:
+        """Check the wait-for graph for a cycle through ``node``, which has just started to wait
+        (a coroutine parked in a lock's queue, say), as ``block`` does for a thread. A cycle
+        stops the run with a deadlock report naming every thread and node in it; returns True
+        then, else False. ``node`` comes from a ``WaitSource`` given to ``watch_waits``.
+        """
+        cycle = self._find_cycle(node)
+        if cycle is None:
+            return False
+        if self._stop is None:
+            self._stop = ("deadlock", self._report("cycle", cycle))
+        return True
+
+    def _targets(self, node: Any, settled: bool) -> list[Any]:
+        """Whom ``node`` waits for: a blocked thread the holders of what it blocks on, and
+        whatever the watched sources add (``settled``: the run is over, nothing can move)."""
+        sources = self._wait_sources
+        if isinstance(node, Thread):
+            if node.state != BLOCKED:
+                return []
+            on = node.blocked_on
+            out = on.holders() if on is not None else []
+            if not sources:
+                return out
+            out = list(out)
+        else:
+            out = []
+        for src in sources:
+            out += [e[0] for e in src.edges(node, settled)]
+        return out
+
+    def _find_cycle(
+        self, start: Any, settled: bool = False, anywhere: bool = False
+    ) -> list[Any] | None:
+        """Depth-first search of the wait-for graph from ``start``; the cycle through it, if any
+        (``anywhere``: any cycle reachable from it). Nodes are threads, and the nodes of the
+        watched sources; ``settled`` adds the edges that hold only once nothing can move."""
+        path: list[Any] = []
+        if not self._wait_sources and not anywhere:  # threads alone: the hot path of block()
+            seen_tids: set[int] = set()
+
+            def visit_thread(t: Thread) -> bool:
+                path.append(t)
+                on = t.blocked_on
+                if on is not None and t.state == BLOCKED:
+                    for h in on.holders():
+                        if h is start:
                             return True
+                        if h.tid not in seen_tids and h.state == BLOCKED:
+                            seen_tids.add(h.tid)
+                            if visit_thread(h):
+                                return True
+                path.pop()
+                return False
+
+            return path if visit_thread(start) else None
+        index: dict[int, int] = {}  # id -> position on the path
+        seen: set[int] = set()
+        found: list[int] = []
+        targets = self._targets
+
+        def visit(n: Any) -> bool:
+            index[id(n)] = len(path)
+            path.append(n)
+            for h in targets(n, settled):
+                if h is start or (anywhere and id(h) in index):
+                    found.append(index[id(h)])
+                    return True
+                k = id(h)
+                if k not in seen and (h.state == BLOCKED or not isinstance(h, Thread)):
+                    seen.add(k)
+                    if visit(h):
+                        return True
             path.pop()
+            del index[id(n)]
             return False
 
-        return path if visit(start) else None
+        return path[found[0] :] if visit(start) else None
 
-    def _report(self, kind: str, threads: Iterable[Thread]) -> DeadlockReport:
-        waits = []
+    @staticmethod
+    def _title(node: Any) -> str:
+        """How a report names a node: a thread by its name, any other node by its ``title``."""
+        return node.name if isinstance(node, Thread) else node.title
+
+    def _edges(self, node: Any, settled: bool) -> list[tuple[Any, str, str, list[str]]]:
+        """``node``'s waits for a report: ``(target, what, link, by)``."""
+        out = []
+        if isinstance(node, Thread):
+            if node.state != BLOCKED:
+                return []
+            on = node.blocked_on
+            holders = on.holders() if on is not None else []
+            by = [self._title(h) for h in holders]
+            out = [(h, on.label(), "held by", by) for h in holders]
+        for src in self._wait_sources:
+            out += [(t, what, link, [self._title(t)]) for t, what, link in src.edges(node, settled)]
+        return out
+
+    def _report(self, kind: str, nodes: Iterable[Any], settled: bool = False) -> DeadlockReport:
+        nodes = list(nodes)
+        waits, links, kinds = [], [], []
         holds = {}
-        for t in threads:
-            on = t.blocked_on
-            by = [h.name for h in on.holders()] if on is not None else []
-            what = on.label() if on is not None else "?"
-            if not by and kind == "stuck" and on is not None:
-                what += f" ({on.wait_reason()})"
-            waits.append((t.name, what, by))
-            holds[t.name] = [h.name for h in t.held]
-        return DeadlockReport(kind, self.now, waits, holds, self.schedule)
+        for i, n in enumerate(nodes):
+            name = self._title(n)
+            if isinstance(n, Thread):
+                on = n.blocked_on
+                by = [self._title(h) for h in on.holders()] if on is not None else []
+                what = on.label() if on is not None else "?"
+                link = "held by"
+                if kind == "cycle" and self._wait_sources:  # the edge to the next one
+                    nxt = nodes[(i + 1) % len(nodes)]
+                    edge = next((e for e in self._edges(n, settled) if e[0] is nxt), None)
+                    if edge is not None:
+                        _t, what, link, by = edge
+                if not by and kind == "stuck" and on is not None:
+                    what += f" ({on.wait_reason()})"
+                kinds.append("thread")
+                holds[name] = [h.name for h in n.held]
+            else:
+                edges = self._edges(n, settled)
+                if kind == "cycle":
+                    nxt = nodes[(i + 1) % len(nodes)]
+                    edges = [e for e in edges if e[0] is nxt] or edges
+                if edges:
+                    _t, what, link, by = edges[0]
+                    by = list(dict.fromkeys(b for e in edges if e[1] == what for b in e[3]))
+                else:
+                    what, link, by = f"{n.wait_label()} ({n.wait_reason()})", "held by", []
+                kinds.append(n.kind)
+                holds[name] = n.held_labels()
+            waits.append((name, what, by))
+            links.append(link)
+        if all(k == "thread" for k in kinds) and all(x == "held by" for x in links):
+            links, kinds = [], []  # a report of threads alone, as it always was
+        return DeadlockReport(kind, self.now, waits, holds, self.schedule, links, kinds)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -831,7 +1305,11 @@ class Simulation:
         policy = self.policy
         trace = self.trace if self.tracing else None
         step = self._step
-        budget = min(self.max_steps - self._steps, self.max_steps_per_instant - self._instant_steps)
+        # One comparison a step keeps every limit: the step budget, the per-instant budget and
+        # the next look at the wall clock (_check_at: whichever of max_steps and the next look
+        # comes first) come down to `budget`; _over_budget sorts out which one it was, and
+        # gives the loop its next budget (or raises).
+        budget = min(self._check_at - self._steps, self.max_steps_per_instant - self._instant_steps)
         n = 0
         while ready and self._stop is None:
             if len(ready) > 1:
@@ -843,9 +1321,7 @@ class Simulation:
                 t = ready[0]
             n += 1
             if n > budget:
-                self._steps += n
-                self._instant_steps += n
-                self._over_budget(ready)
+                budget = self._over_budget(t, n)
             if not step(t):
                 ready.remove(t)
         self._steps += n
@@ -853,17 +1329,103 @@ class Simulation:
         if trace is not None:
             trace.maybe_pack()
 
-    def _over_budget(self, ready: list[Thread]) -> None:
-        if self._steps > self.max_steps:
+    def _over_budget(self, t: Thread, n: int) -> int:
+        """The dispatch loop's budget ran out at its ``n``-th step, about to step ``t``: look
+        at the clock, raise if a limit is really passed, else return the loop's next budget."""
+        extra = n + self._sub_since()  # sub-generator resumptions count as steps too
+        steps, instant = self._steps + self._sub + n, self._instant_steps + extra
+        if time.monotonic() > self._deadline:
+            raise self._out_of_time()
+        if steps > self.max_steps:
+            where = where_is(t)
             raise StepLimitExceeded(
-                f"the run took more than {self.max_steps:,} steps (t={self.now:g} us); "
-                f"raise max_steps if the program is really that long"
+                f"the run took more than {self.max_steps:,} steps (t={self.now:g} us); {where}. "
+                f"A loop with no end keeps a run going for ever; if the program is really that "
+                f"long, raise max_steps",
+                where,
             )
-        names = ", ".join(x.name for x in ready)
-        raise StepLimitExceeded(
-            f"more than {self.max_steps_per_instant:,} steps at t={self.now:g} us without time "
-            f"moving on: {names} seem to be spinning (a loop with no compute(), sleep() or "
-            f"blocking wait can starve everyone else)"
+        spinners = self._spinners
+        if spinners is not None and n > self._spin_n:  # counting who steps, to name spinners
+            self._spin_n = n
+            spinners[t] = spinners.get(t, 0) + 1
+            if sum(spinners.values()) >= min(10_000, self.max_steps_per_instant):
+                raise self._spinning(spinners)
+            return n  # count the next step too
+        self._spinners = None  # (a count from an earlier instant)
+        # Valid work can take many steps at one instant (4 threads x 9,000 increments): the
+        # limit is max_steps_per_instant for each thread.
+        limit = self.max_steps_per_instant * max(1, len(self.threads))
+        if instant > limit:
+            self._spinners, self._spin_n = {t: 1}, n
+            return n
+        self._check_at = min(self.max_steps, steps + _CLOCK_EVERY) - self._sub
+        return n + min(self.max_steps - steps, limit - instant, _CLOCK_EVERY)
+
+    def _sub_since(self) -> int:
+        """Sub-generator resumptions since this instant's dispatch began (it began when the
+        step count last changed)."""
+        if self._sub_seen[0] != self._steps:
+            self._sub_seen = (self._steps, self._sub)
+        return self._sub - self._sub_seen[1]
+
+    def _spinning(self, spinners: dict[Thread, int]) -> StepLimitExceeded:
+        total = sum(spinners.values())
+        top = sorted(spinners.items(), key=lambda kv: -kv[1])
+        named = [t for t, k in top if k * 10 >= total] or [top[0][0]]
+        who = "; ".join(
+            f"{where_is(t)} ({spinners[t]:,} of the last {total:,} steps)" for t in named
+        )
+        return StepLimitExceeded(
+            f"more than {self.max_steps_per_instant * max(1, len(self.threads)):,} steps at "
+            f"t={self.now:g} us without time moving on "
+            f"({self.max_steps_per_instant:,} per thread): "
+            f"{' and '.join(t.name for t in named)} seem{'s' if len(named) == 1 else ''} to be "
+            f"spinning: {who}. A loop that waits for something (a flag, trylock(), "
+            f"aio_poll(ctx, False)) must let time pass: put a sleep() or compute() in it, or "
+            f"wait with a blocking call; if the program really takes that many steps at one "
+            f"instant, raise max_steps_per_instant",
+            who,
+        )
+
+    def _sub_over(self, t: Thread, gen: Any, depth: int) -> None:
+        """``t`` yielded the sub-generator ``gen`` at nesting ``depth``: refuse one the kernel
+        cannot drive or runaway nesting; if its resumptions used up the dispatch's budget, look
+        at the clock and the limits (a thread that never yields an operation never returns to
+        the dispatch loop)."""
+        if inspect.getgeneratorstate(gen) != "GEN_CREATED":
+            raise MisuseError(
+                f"thread {t.name} yielded the generator {gen.__name__}() that has already "
+                f"started (or finished); {where_is(t)}. Yield a fresh one: yield helper(), not a "
+                f"generator object kept from before (or running in another thread)"
+            )
+        if depth >= MAX_NESTING:
+            raise MisuseError(
+                f"thread {t.name} nests sub-generators more than {MAX_NESTING} deep; "
+                f"{where_is(t)}. A generator that yields itself (def body(): yield body()) "
+                f"would grow until memory runs out: loop instead, or give the recursion an end"
+            )
+        if self._sub <= self._sub_limit:
+            return
+        self._sub_limit = self._sub + _CLOCK_EVERY
+        if time.monotonic() > self._deadline:
+            raise self._out_of_time()
+        extra = self._sub_since()
+        limit = self.max_steps_per_instant * max(1, len(self.threads))
+        if self._steps + self._sub > self.max_steps or self._instant_steps + extra > limit:
+            raise self._spinning({t: extra})
+
+    def _out_of_time(self, frame: FrameType | None = None) -> TimeLimitExceeded:
+        """The error for a run over its wall-clock budget, naming the thread that was running
+        and its line (``frame``: where a signal interrupted it)."""
+        self._deadline = -math.inf  # every later look at the clock says so too
+        where = where_is(self.current, frame)
+        return TimeLimitExceeded(
+            f"the run used up its time budget of {self._limit_s:g} s of wall-clock time "
+            f"(at t={self.now:g} us of simulated time): {where}. A loop that never ends, or "
+            f"never waits, keeps a run going for ever: give it a way out (an end condition, a "
+            f"sleep(), a blocking wait); run(..., until=...) stops at a simulated time, and "
+            f"time_limit_s=... gives a long program more time",
+            where,
         )
 
     def _step(self, t: Thread) -> bool:
@@ -887,6 +1449,8 @@ class Simulation:
                     continue
                 t.state = DONE
                 self.record(tb.EXIT, t.tid, t.oid, -1)
+                if t.held and self.on_exit_holding != "ignore":
+                    self._exit_holding(t)
                 for j in t.joiners:
                     self.wake(j, t)
                 t.joiners.clear()
@@ -914,31 +1478,66 @@ class Simulation:
                 return item._execute(self, t)
             if item is None:
                 return _YIELD._execute(self, t)
-            if hasattr(item, "send") and hasattr(item, "throw"):
+            if item.__class__ is GeneratorType:  # a sub-generator: counts as a step
+                self._sub += 1
+                if (
+                    self._sub > self._sub_limit
+                    or len(stack) >= MAX_NESTING
+                    or inspect.getgeneratorstate(item) != "GEN_CREATED"
+                ):
+                    self._sub_over(t, item, len(stack))
                 stack.append(item)
                 value = None
                 continue
             raise TypeError(
                 f"thread {t.name} yielded {item!r}; a thread may yield an operation such as "
-                f"lock.lock(), x.load(), compute(us) or sleep(us), or a generator"
+                f"lock.lock(), x.load(), compute(us) or sleep(us), or a generator (from a "
+                f"function with yield in it; an async def coroutine cannot be a step)"
             )
 
     #: The simulation whose ``run`` is executing right now (None outside a run), so code that
     #: names a global object (the block-graph lock, say) can find this simulation's one.
     active: Simulation | None = None
 
+    def _exit_holding(self, t: Thread) -> None:
+        held = ", ".join(h.label() for h in t.held)
+        message = (
+            f"thread {t.name} ended at t={self.now:g} us while holding {held}: nobody can "
+            f"take it any more, so a thread that waits for it waits for ever; unlock it "
+            f"before the thread returns (on every path, an early return too)"
+        )
+        if self.on_exit_holding == "raise":
+            raise LockHeldAtExit(message)
+        self.warnings.append(message)
+
     def run(self, until: float | None = None) -> RunResult:
         """Run until every thread has finished, a deadlock is found, or time ``until`` (us).
 
         However the run ends, even by an exception (a policy may raise one to pause it),
-        ``current`` is None afterwards: no thread is taking a step outside ``run``.
+        ``current`` is None afterwards: no thread is taking a step outside ``run``. It never
+        hangs: see the class's docstring for its step and time limits.
         """
+        if until is not None:
+            validate.duration(
+                "until",
+                until,
+                says="must be None (no limit) or a time in microseconds >= 0",
+                type_error=TypeError,
+            )
         if self._result is not None and self._result.outcome != "time limit":
             return self._result
+        self._until = until
+        limit = self.time_limit_s if self.time_limit_s is not None else _budget_s
+        self._limit_s = limit
+        self._deadline = time.monotonic() + limit
         previous, Simulation.active = Simulation.active, self
+        alarm = _Alarm(self, limit)
         try:
             return self._run(until)
+        except _Abort as stop:
+            raise stop.error from None
         finally:
+            alarm.disarm()
             Simulation.active = previous
             self.current = None
 
@@ -976,19 +1575,32 @@ class Simulation:
                 error = payload
         else:
             blocked = [t for t in self.threads if t.state == BLOCKED and not t.daemon]
+            # nodes that wait without being threads (coroutines parked in a lock's queue) and
+            # are still waiting make the run stuck, even if only daemon loops are left
+            waiting = [n for src in self._wait_sources for n in src.waiting()]
             # a daemon waiting for a lock someone holds is part of the story too
             blocked += [
                 t
                 for t in self.threads
                 if t.state == BLOCKED
                 and t.daemon
-                and blocked
+                and (blocked or waiting)
                 and t.blocked_on is not None
                 and t.blocked_on.holders()
             ]
-            if blocked:
-                outcome = "stuck"
-                report = self._report("stuck", blocked)
+            if blocked or waiting:
+                cycle = None
+                if self._wait_sources:  # nothing moves any more: every edge holds now
+                    for start in blocked + waiting:
+                        cycle = self._find_cycle(start, settled=True, anywhere=True)
+                        if cycle:
+                            break
+                if cycle:
+                    outcome = "deadlock"
+                    report = self._report("cycle", cycle, settled=True)
+                else:
+                    outcome = "stuck"
+                    report = self._report("stuck", blocked + waiting, settled=True)
             else:
                 outcome = "completed"
         if outcome in ("completed", "deadlock", "stuck"):
@@ -1021,9 +1633,26 @@ def run(
     """Build a fresh ``Simulation(**options)``, let ``program(sim)`` spawn its threads, run it.
 
     Whatever ``program`` returns (its shared variables and locks, say) is kept as
-    ``result.sim.model``. The usual way to replay: ``r = run(prog, policy="random", seed=3)`` then
-    ``run(prog, schedule=r.schedule)`` happens exactly the same way.
+    ``result.sim.model``. To replay ``r = run(prog, policy="random", seed=3)``: ``r.replay()``,
+    or ``run(prog, schedule=r.schedule)``, which takes the seed, CPUs, ``until``, ... recorded
+    in ``r.schedule`` and refuses different ones (``r.recipe()`` prints the call). A
+    hand-written ``schedule="0110"`` is replayed on the options given.
     """
+    validate.function(
+        "program",
+        program,
+        kind="a function that takes the Simulation and spawns threads (def program(sim): ...)",
+    )
+    schedule = options.get("schedule")
+    if isinstance(schedule, Schedule):  # a recorded schedule brings its own options
+        recorded = schedule.options
+        if until is not None:
+            schedule.refuse({"until": until})
+        until = recorded.get("until")
+        for k, v in recorded.items():
+            if k != "until":
+                options.setdefault(k, v)
     sim = Simulation(**options)
+    sim._program, sim._program_name = program, _program_name(program)
     sim.model = program(sim)
     return sim.run(until=until)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import tracebuf as tb
+from . import validate
 from .kernel import (
     TIMED_OUT,
     MisuseError,
@@ -36,6 +37,13 @@ from .kernel import (
 #: halves first; the 2008 ``main_loop_wait`` ran fd handlers, then timers, then BHs *last*.
 AIO_ORDER = ("bh", "fd", "timer")
 MAIN_LOOP_2008_ORDER = ("fd", "timer", "bh")
+
+
+def _check_handler(ctx: Any, cb: Any, name: Any) -> None:
+    """A bottom half's or a timer's arguments: an AioContext, a callable and a name."""
+    validate.instance("ctx", ctx, AioContext, kind="an AioContext")
+    validate.function("cb", cb)
+    validate.label("name", name)
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -58,6 +66,8 @@ class EventNotifier:
     kind = "notifier"
 
     def __init__(self, sim: Simulation, name: str):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.label("name", name)
         self.sim = sim
         self.name = name
         self.is_set = False
@@ -89,23 +99,47 @@ class EventNotifier:
         return f"<EventNotifier {self.name} [{'set' if self.is_set else 'clear'}]>"
 
 
+class _OneshotName:
+    """What the simulation keeps of a one-shot BH: its kind and name, for the trace (a trace
+    table prints ``schedule <name>``). QEMU frees a one-shot BH once it has run; so does the
+    model: the simulation's object list holds this stand-in, not the BH, its callback and
+    what that callback holds."""
+
+    __slots__ = ("name",)
+    kind = "bh"
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<QEMUBH {self.name} [one-shot]>"
+
+
 class QEMUBH:
-    """A bottom half: a callback that runs in its AioContext's thread on the loop's next pass."""
+    """A bottom half: a callback that runs in its AioContext's thread on the loop's next pass.
+
+    A one-shot BH (``aio_bh_schedule_oneshot``) is referred to only by the queue it waits in:
+    once it has run, nothing keeps it (the trace names it by a stand-in, ``_OneshotName``).
+    """
 
     kind = "bh"
 
     def __init__(self, ctx: AioContext, cb: Callable[..., Any], name: str, oneshot: bool = False):
+        _check_handler(ctx, cb, name)
+        validate.flag("oneshot", oneshot)
         self.ctx = ctx
         self.cb = cb
         self.name = name
         self.scheduled = False
         self.oneshot = oneshot
-        self.oid = ctx.sim.register(self)
-        self._schedule_op = Step(self._do_schedule)
+        # A one-shot BH is registered by a stand-in and keeps no operation of its own (a
+        # Step holding its bound method would be a reference cycle): it is freed once it ran.
+        self.oid = ctx.sim.register(_OneshotName(name) if oneshot else self)
+        self._schedule_op = None if oneshot else Step(self._do_schedule)
 
     def schedule(self) -> Op:
         """``yield bh.schedule()`` (QEMU: ``qemu_bh_schedule``); safe from any thread."""
-        return self._schedule_op
+        return self._schedule_op or Step(self._do_schedule)
 
     def _do_schedule(self, t: Thread | None) -> bool:
         if t is not None:
@@ -126,6 +160,7 @@ class QEMUTimer:
     kind = "timer"
 
     def __init__(self, ctx: AioContext, cb: Callable[..., Any], name: str):
+        _check_handler(ctx, cb, name)
         self.ctx = ctx
         self.cb = cb
         self.name = name
@@ -134,10 +169,12 @@ class QEMUTimer:
 
     def mod(self, when_us: float) -> Op:
         """``yield timer.mod(t)``: fire at absolute simulated time ``t`` (us)."""
+        validate.duration("when_us", when_us)
         return Step(lambda t: self._arm(when_us))
 
     def arm(self, when_us: float) -> None:
         """Set the deadline from set-up code or from a handler (not a step)."""
+        validate.duration("when_us", when_us)
         self._arm(when_us)
 
     def _arm(self, when_us: float) -> bool:
@@ -185,7 +222,14 @@ class AioContext(Waitable):
         order: tuple[str, ...] = AIO_ORDER,
         notify_me_handshake: bool = True,
     ):
-        if sorted(order) != sorted(AIO_ORDER):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.label("name", name)
+        if home is not None:
+            validate.instance("home", home, Thread, kind="a Thread or None")
+        validate.flag("notify_me_handshake", notify_me_handshake)
+        if not isinstance(order, (tuple, list)) or sorted(map(repr, order)) != sorted(
+            map(repr, AIO_ORDER)
+        ):
             raise ValueError(f"order must arrange {AIO_ORDER} (each once); got {order!r}")
         super().__init__(sim, name)
         self.home = home
@@ -208,6 +252,7 @@ class AioContext(Waitable):
     # Registering work (set-up code; not steps).
     def bh_new(self, cb: Callable[..., Any], name: str = "bh") -> QEMUBH:
         """``aio_bh_new``: a bottom half that runs ``cb()`` in this context."""
+        _check_handler(self, cb, name)
         return QEMUBH(self, cb, name)
 
     def timer_new(self, cb: Callable[..., Any], name: str = "timer") -> QEMUTimer:
@@ -226,6 +271,11 @@ class AioContext(Waitable):
         ``can_read()``, if given, is asked first; the handler is skipped while it says False.
         ``io_read=None`` removes the handler.
         """
+        validate.instance("notifier", notifier, EventNotifier, kind="an EventNotifier")
+        if io_read is not None:
+            validate.function("io_read", io_read, kind="a function or None")
+        if can_read is not None:
+            validate.function("can_read", can_read, kind="a function or None")
         self.handlers = [h for h in self.handlers if h[0] is not notifier]
         if io_read is None:
             notifier.ctx = None
@@ -305,6 +355,8 @@ def aio_poll(ctx: AioContext, blocking: bool, drop: Any = None):
     dispatching, as QEMU's main loop does with the BQL (``os_host_main_loop_wait``) and the 2013
     IOThread with its AioContext lock.
     """
+    validate.instance("ctx", ctx, AioContext, kind="an AioContext")
+    validate.flag("blocking", blocking)
     sim = ctx.sim
     me = sim.current
     if ctx.home is None:
@@ -336,11 +388,13 @@ def aio_poll(ctx: AioContext, blocking: bool, drop: Any = None):
     for what in ctx.order:
         if what == "bh":
             batch, ctx.bh_queue = ctx.bh_queue, deque()
-            for bh in batch:
+            while batch:  # taken off the batch as it runs: a one-shot BH is then free
+                bh = batch.popleft()
                 bh.scheduled = False
                 yield Note(f"bh {bh.name}")
                 yield from _call(bh.cb)
                 progress = True
+            bh = None
         elif what == "fd":
             for notifier, io_read, can_read in list(ctx.handlers):
                 if notifier.is_set and (can_read is None or can_read()):
@@ -370,6 +424,10 @@ def aio_wait_while(
     held the (recursive) lock twice, the other thread still cannot get it (deadlock D1). The
     thread doing the work calls ``aio_wait_kick(main_ctx)`` when it has made progress.
     """
+    validate.instance("ctx", ctx, AioContext, kind="an AioContext")
+    validate.function("cond", cond)
+    if main_ctx is not None:
+        validate.instance("main_ctx", main_ctx, AioContext, kind="an AioContext or None")
     me = ctx.sim.current
     if ctx.home is me or ctx.home is None:
         while cond():
@@ -400,6 +458,7 @@ def aio_wait_kick(main_ctx: AioContext) -> Op:
     sleep (``notify_me``) finds the BH pending and does not sleep. A bare notify is dropped in
     exactly that window.
     """
+    validate.instance("main_ctx", main_ctx, AioContext, kind="an AioContext")
     return main_ctx.bh_schedule_oneshot(_aio_wait_kick_bh, "aio_wait_kick")
 
 

@@ -31,8 +31,8 @@ class Shared:
     kind = "variable"
 
     def __init__(self, sim: Simulation, name: str, value: Any = 0, atomic: bool = False):
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a shared variable needs a non-empty name; got {name!r}")
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.label("name", name)
         validate.flag("atomic", atomic, verb="is")
         self.sim = sim
         self.name = name
@@ -57,12 +57,16 @@ class Shared:
 
     def increment(self, n: int = 1, expand: bool | None = None) -> Any:
         """``yield x.increment()``: add ``n``; three steps (load, add, store) when expanded."""
+        validate.number("n", n)
+        if expand is not None:
+            validate.flag("expand", expand)
         if expand if expand is not None else self.sim.expand:
             return self._expanded_add(n)
         return self.qatomic_add(n)
 
     def qatomic_add(self, n: int = 1) -> Op:
         """``yield x.qatomic_add(n)``: add ``n`` in one indivisible step (QEMU: ``qatomic_add``)."""
+        validate.number("n", n)
         return Step(lambda t: self._do_rmw(t, n))
 
     def qatomic_inc(self) -> Op:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from . import validate
+
 
 def percentile(values: Iterable[float], p: float) -> float:
     """The nearest-rank ``p``-th percentile (0 < p <= 100) of ``values``; NaN if there are none.
@@ -23,7 +25,8 @@ def percentile(values: Iterable[float], p: float) -> float:
     always one of the measured values, never an interpolation between two of them: the p99 of
     100 latencies is the 99th smallest, the p50 of ``[1, 2, 3, 4]`` is 2.
     """
-    s = sorted(values)
+    validate.number("p", p, low=0, high=100, low_open=True, kind="a percentage")
+    s = sorted(validate.numbers("values", values))
     if not s:
         return math.nan
     k = max(1, math.ceil(p * len(s) / 100))  # p * n first: exact for a whole p (7% of 100 is 7)

@@ -21,6 +21,13 @@ from . import validate
 from .kernel import MisuseError, Op, Simulation, Step, Thread, Waitable, state_repr
 
 
+def check_waitable(sim: Any, name: Any) -> None:
+    """Refuse a primitive's ``sim`` that is not a Simulation (``QemuMutex("x", sim)``: the
+    arguments in the wrong order) and a ``name`` that is not a non-empty string."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
+    validate.label("name", name)
+
+
 def _state(owner: Thread | None, depth: int, waiters: int) -> str:
     if owner is None:
         return f"unlocked, waiters:{waiters}" if waiters else "unlocked"
@@ -34,6 +41,9 @@ class _OwnedLock(Waitable):
     recursive = False
 
     def __init__(self, sim: Simulation, name: str, lock_class: str | None = None):
+        check_waitable(sim, name)
+        if lock_class is not None:
+            validate.label("lock_class", lock_class)
         super().__init__(sim, name)
         #: what the lock-order validator groups locks by (every AioContext's lock is one class)
         self.lock_class = lock_class or name
@@ -159,6 +169,8 @@ class RFifoLock(_OwnedLock):
     recursive = True
 
     def __init__(self, sim: Simulation, name: str, on_contention=None, lock_class=None):
+        if on_contention is not None:
+            validate.function("on_contention", on_contention)
         super().__init__(sim, name, lock_class)
         self.on_contention = on_contention
         self.contentions = 0
@@ -179,12 +191,14 @@ class QemuCond(Waitable):
     kind = "condition"
 
     def __init__(self, sim: Simulation, name: str):
+        check_waitable(sim, name)
         super().__init__(sim, name)
         self._mutex_of: dict[int, _OwnedLock] = {}
         self._signal_op = Step(lambda t: self._do_signal(t, 1))
         self._broadcast_op = Step(lambda t: self._do_signal(t, None))
 
     def wait(self, mutex: _OwnedLock) -> Op:
+        validate.instance("mutex", mutex, _OwnedLock, kind="a QemuMutex, QemuRecMutex or RFifoLock")
         return Step(lambda t: self._do_wait(t, mutex))
 
     def signal(self) -> Op:
@@ -238,8 +252,10 @@ class QemuEvent(Waitable):
     kind = "event"
 
     def __init__(self, sim: Simulation, name: str, is_set: bool = False):
+        check_waitable(sim, name)
+        initially = validate.flag("is_set", is_set)
         super().__init__(sim, name)
-        self.is_set = bool(is_set)
+        self.is_set = initially
         self._set_op = Step(self._do_set)
         self._reset_op = Step(self._do_reset)
         self._wait_op = Step(self._do_wait)
@@ -267,6 +283,7 @@ class QemuEvent(Waitable):
 
     def _do_wait(self, t: Thread) -> bool:
         if self.is_set:
+            self.sim.record(tb.WAKE, t.tid, self.oid, 0)  # went through without waiting
             return True
         self.waiters.append(t)
         return self.sim.block(t, self)
@@ -285,6 +302,7 @@ class QemuSemaphore(Waitable):
     kind = "semaphore"
 
     def __init__(self, sim: Simulation, name: str, count: int = 0):
+        check_waitable(sim, name)
         validate.whole("a semaphore's count", count, 0, verb="is")
         super().__init__(sim, name)
         self.count = count
@@ -308,6 +326,7 @@ class QemuSemaphore(Waitable):
     def _do_wait(self, t: Thread) -> bool:
         if self.count > 0:
             self.count -= 1
+            self.sim.record(tb.WAKE, t.tid, self.oid, 0)  # went through without waiting
             return True
         self.waiters.append(t)
         return self.sim.block(t, self)
@@ -329,6 +348,7 @@ class RWLock(Waitable):
     kind = "rwlock"
 
     def __init__(self, sim: Simulation, name: str):
+        check_waitable(sim, name)
         super().__init__(sim, name)
         self.writer: Thread | None = None
         self.readers: list[Thread] = []

@@ -11,6 +11,10 @@ How events pair up (what the analyses rely on):
 - A BLOCK lasts until the thread's next event of any kind: a WAKE where nothing else happens on
   waking (an event set, a semaphore post, a join), otherwise the ACQUIRE of a lock handed over,
   the RUN of a CPU granted, or a BLOCK on a mutex retaken after a condition wait.
+- A WAKE with argument 0 and no BLOCK before it is a wait that went through at once (a
+  semaphore's count taken, an event already set, a thread already finished): the race
+  detector reads it as the synchronisation it is; the trace table does not show it.
+- SPAWN's argument is the thread whose step spawned it (-1 when the program did, before the run).
 - ACQUIRE's argument is the new depth (1 for a first acquisition; a read lock of an RWLock is 1,
   a write lock -1); RELEASE's is the depth left, so a hold ends at a RELEASE with 0.
 

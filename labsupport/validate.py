@@ -24,6 +24,11 @@ predicate after the name, for a sentence the pattern does not fit). The message 
 as ``error`` unless given). NaN and the infinities are floats, so they raise
 ``error``, like a number out of range.
 
+The same holds for what is not a number: ``label`` (a non-empty name: every lock, variable and
+event has one), ``labels`` (one name as a str, or a collection of names), ``numbers`` (a
+collection of numbers, not a lone number or a string), ``instance`` (an object of a given class:
+``sim`` is a Simulation) and ``function`` (something callable).
+
 Layer 1: imports nothing from labsupport, so every layer can use it.
 """
 
@@ -31,15 +36,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from numbers import Real
 from typing import Any
 
 __all__ = [
     "choice",
     "duration",
     "flag",
+    "function",
+    "instance",
     "is_number",
     "is_whole",
+    "items",
+    "label",
+    "labels",
     "number",
+    "numbers",
     "probability",
     "whole",
 ]
@@ -192,4 +204,140 @@ def choice(
         reprs = [repr(a) for a in allowed]
         listed = reprs[0] if len(reprs) == 1 else f"{', '.join(reprs[:-1])} or {reprs[-1]}"
         raise _fail(error, name, value, says, verb, listed)
+    return value
+
+
+def _listed(allowed: Iterable[Any]) -> str:
+    reprs = [repr(a) for a in allowed]
+    if not reprs:
+        return "(nothing)"
+    return reprs[0] if len(reprs) == 1 else f"{', '.join(reprs[:-1])} or {reprs[-1]}"
+
+
+def label(
+    name: str,
+    value: Any,
+    *,
+    kind: str = "a non-empty string",
+    verb: str = "must be",
+    says: str | None = None,
+    error: type[Exception] = ValueError,
+    type_error: type[Exception] | None = None,
+) -> str:
+    """Return ``value`` if it is a non-empty ``str`` (a lock's, a variable's, a thread's name).
+    A value that is not a str raises ``type_error`` (default: ``error``); ``""``, ``error``."""
+    if not isinstance(value, str):
+        raise _fail(type_error or error, name, value, says, verb, kind)
+    if not value.strip():
+        raise _fail(error, name, value, says, verb, kind)
+    return value
+
+
+def labels(
+    name: str,
+    value: Any,
+    allowed: Iterable[Any] | None = None,
+    *,
+    empty: bool = False,
+    kind: str = "a name or a collection of names",
+    error: type[Exception] = ValueError,
+) -> tuple[str, ...]:
+    """Return ``value`` as a tuple of names: a lone ``str`` is one name (``"BQL"`` is not the
+    set ``{'B', 'Q', 'L'}``), a list, tuple, set or frozenset of non-empty strs is each of them.
+    With ``allowed`` every name must be one of those (the message lists them); with
+    ``empty=False`` at least one name is needed."""
+    if isinstance(value, str):
+        items: tuple[Any, ...] = (value,)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = tuple(value)
+    else:
+        raise _fail(TypeError, name, value, None, "must be", kind)
+    if not items and not empty:
+        raise _fail(error, name, value, None, "must be", kind, "(at least one)")
+    for item in items:
+        label(name, item, kind=f"{kind}, each a non-empty string", error=error)
+        if allowed is not None:
+            allowed = tuple(allowed)
+            if item not in allowed:
+                raise _fail(error, name, item, None, "must name", _listed(allowed))
+    return items
+
+
+def items(
+    name: str,
+    value: Any,
+    *,
+    kind: str = "a list",
+    empty: bool = True,
+    error: type[Exception] = ValueError,
+) -> list[Any]:
+    """Return ``value`` as a list if it is a collection (a list, a tuple, a range, a set, a numpy
+    array, a generator: any iterable but a str, bytes or a dict). A lone number or a string
+    raises ``TypeError`` (``values must be a list; got 4``, not ``'int' object is not
+    iterable``); an empty one, ``error`` unless ``empty``."""
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise _fail(TypeError, name, value, None, "must be", kind)
+    out = list(value)
+    if not out and not empty:
+        raise _fail(error, name, value, None, "must be", kind, "(at least one)")
+    return out
+
+
+def numbers(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    whole_numbers: bool = False,
+    empty: bool = True,
+    kind: str | None = None,
+    error: type[Exception] = ValueError,
+) -> list[Any]:
+    """Return ``value`` as a list if it is a collection (a list, a tuple, a range, a numpy
+    array, any iterable but a str, a dict or an iterator used once) of finite numbers, each
+    within ``low``..``high`` (whole numbers if ``whole_numbers``). A lone number or a string
+    raises ``TypeError``; an item that is not a number, ``error`` naming ``name[i]``."""
+    what = kind or ("a list of whole numbers" if whole_numbers else "a list of numbers")
+    rng = _range(low, high, False, False)
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise _fail(TypeError, name, value, None, "must be", what, rng)
+    out = list(value)
+    if not out and not empty:
+        raise _fail(error, name, value, None, "must be", what, "(at least one)")
+    check = whole if whole_numbers else number
+    for i, item in enumerate(out):
+        if not isinstance(item, (int, float)) and isinstance(item, Real) and hasattr(item, "item"):
+            out[i] = item = item.item()  # a numpy scalar: numpy.int64 is not an int
+        if whole_numbers:
+            check(f"{name}[{i}]", item, low, high, error=error)
+        else:
+            check(f"{name}[{i}]", item, low=low, high=high, error=error)
+    return out
+
+
+def instance(
+    name: str,
+    value: Any,
+    types: type | tuple[type, ...],
+    *,
+    kind: str | None = None,
+    error: type[Exception] = TypeError,
+) -> Any:
+    """Return ``value`` if it is an instance of ``types``: ``sim must be a Simulation; got
+    'x'`` (the slip of passing the arguments in the wrong order)."""
+    if not isinstance(value, types):
+        if kind is None:
+            names = [t.__name__ for t in (types if isinstance(types, tuple) else (types,))]
+            kind = "a " + " or a ".join(names)
+        raise _fail(error, name, value, None, "must be", kind)
+    return value
+
+
+def function(
+    name: str, value: Any, *, kind: str = "a function", error: type[Exception] = TypeError
+) -> Any:
+    """Return ``value`` if it can be called (a function, a method, a class)."""
+    if not callable(value):
+        raise _fail(error, name, value, None, "must be", kind)
     return value

@@ -1,8 +1,9 @@
 """Analyses over one run's event stream: what happened, and what could have happened.
 
 ``metrics`` (CPU use, lock waits and holds, throughput and latency percentiles), ``lockdep``
-(lock order: a possible deadlock before it happens), ``races`` (Eraser's lockset), and ``tsa``
-(a static thread-safety pass with clang's limits), imported from its own module.
+(lock order: a possible deadlock before it happens), ``races`` (Eraser's lockset, with
+happens-before for semaphores, events, conditions, joins and atomics), and ``tsa`` (a static
+thread-safety pass with clang's limits), imported from its own module.
 
 Layer 5 (analysis): imports the kernel and the primitives.
 """

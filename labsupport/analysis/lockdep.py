@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import tracebuf as tb
+from .. import validate
 from ..kernel import RunResult, Simulation, run, simulation_of, state_repr
 
 #: The kinds of object (``obj.kind``) that are locks, for the detectors.
@@ -117,6 +118,7 @@ class LockOrder:
 
     def learn(self, x: Simulation | RunResult) -> LockOrder:
         """Add what one run did: for each lock taken (or waited for), the locks then held."""
+        validate.instance("x", x, (Simulation, RunResult), kind="a Simulation or a RunResult")
         sim = simulation_of(
             x,
             needs_trace=True,
@@ -192,8 +194,18 @@ def witness_deadlock(
     **options: Any,
 ) -> RunResult | None:
     """Search seeded random schedules for a run that really deadlocks (on ``cycle``'s locks if
-    given); return that run (replay it with ``schedule=result.schedule``) or None."""
-    want = set(cycle) if cycle is not None else None
+    given); return that run (replay it with ``result.replay()``; ``result.recipe()`` is the
+    call) or None.
+
+    ``cycle`` is one lock-class name (``"BQL"``) or a collection of them (``["BQL",
+    "AioContext"]``); a lone string is one name, not the set of its letters."""
+    validate.function("program", program, kind="a program function (sim -> model)")
+    want = None
+    if cycle is not None:
+        kind = "a lock-class name or a collection of lock-class names"
+        want = set(validate.labels("cycle", cycle, kind=kind))
+    if not isinstance(seeds, range):
+        seeds = validate.numbers("seeds", seeds, low=0, whole_numbers=True)
     options = {k: v for k, v in options.items() if k not in ("policy", "seed")}
     for seed in seeds:
         r = run(program, policy="random", seed=seed, **options)

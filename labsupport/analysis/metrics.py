@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import tracebuf as tb
+from .. import validate
 from ..kernel import RunResult, Simulation, simulation_of
 from ..stats import percentile  # the one definition (nearest rank); re-exported here
 
@@ -104,6 +105,7 @@ def _walk(sim: Simulation) -> _Walk:
 
 def intervals(x: Simulation | RunResult) -> list[Interval]:
     """Running, blocked and lock-holding intervals of every thread, in start order."""
+    validate.instance("x", x, (Simulation, RunResult), kind="a Simulation or a RunResult")
     sim = simulation_of(x, needs_trace=True)
     w = _walk(sim)
     names = [t.name for t in sim.threads]
@@ -142,6 +144,7 @@ class MarkStats:
     latencies: list[float] = field(repr=False, default_factory=list)
 
     def p(self, q: float) -> float:
+        validate.number("q", q, low=0, high=100, low_open=True, kind="a percentage")
         return percentile(self.latencies, q)
 
 
@@ -194,6 +197,7 @@ class Metrics:
 
 def metrics(x: Simulation | RunResult) -> Metrics:
     """Compute the run's metrics from its event stream."""
+    validate.instance("x", x, (Simulation, RunResult), kind="a Simulation or a RunResult")
     sim = simulation_of(x, needs_trace=True)
     objs = sim.objects
     end = sim.now

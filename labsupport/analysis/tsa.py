@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import validate
 from ..annotations import GuardedShared, TSASpec, lock_text, tsa_spec
 
 _LOCK_METHODS = {"lock": "exclusive", "wrlock": "exclusive", "rdlock": "shared", "unlock": None}
@@ -241,6 +242,7 @@ class _Checker(ast.NodeVisitor):
 
 def check_function(fn: Callable[..., Any]) -> list[Finding]:
     """The warnings for one function (annotated or not), from its source alone."""
+    validate.function("fn", fn)
     spec = tsa_spec(fn)
     orig = inspect.unwrap(fn)
     name = getattr(orig, "__name__", repr(orig))

@@ -13,6 +13,7 @@ import random
 from collections import deque
 from typing import Any
 
+from .. import validate
 from ..kernel import Simulation, Step, compute, sleep, state_repr
 from ..loop import (
     AioContext,
@@ -35,6 +36,9 @@ class Disk:
     """
 
     def __init__(self, sim: Simulation, service_us: float, queue_depth: int):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.duration("service_us", service_us, positive=True)
+        validate.whole("queue_depth", queue_depth, 1)
         self.sim = sim
         self.service_us = service_us
         self.queue_depth = queue_depth
@@ -85,6 +89,10 @@ class VirtioBlk:
     """
 
     def __init__(self, sim: Simulation, w: Workload, disk: Disk, block_layer: bool = True):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.instance("w", w, Workload, kind="a Workload(...)")
+        validate.instance("disk", disk, Disk, kind="a Disk")
+        validate.flag("block_layer", block_layer)
         self.sim = sim
         self.w = w
         self.disk = disk
@@ -135,6 +143,9 @@ class BlockDriverState:
     """
 
     def __init__(self, sim: Simulation, name: str, ctx: AioContext):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.label("name", name)
+        validate.instance("ctx", ctx, AioContext, kind="an AioContext")
         self.sim = sim
         self.name = name
         self.ctx = ctx

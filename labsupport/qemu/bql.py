@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import validate
 from ..kernel import Simulation, state_repr
-from ..sync import QemuMutex
+from ..sync import QemuMutex, _OwnedLock
 
 # --------------------------------------------------------------------------------------------
 # The Big QEMU Lock, with contention kept per call site (as QEMU's QSP profiler does).
@@ -40,6 +41,7 @@ class ProfiledLock:
     """
 
     def __init__(self, mutex: Any, ctx: Any = None):
+        validate.instance("mutex", mutex, _OwnedLock, kind="a QemuMutex, QemuRecMutex or RFifoLock")
         self.mutex = mutex
         self.sim = mutex.sim
         self.name = mutex.name
@@ -49,6 +51,7 @@ class ProfiledLock:
         self._since: dict[int, tuple[str, float]] = {}
 
     def lock(self, site: str = "?"):
+        validate.label("site", site)
         sim = self.sim
         me = sim.current
         if self.mutex.owner is me and self.mutex.recursive:
@@ -113,6 +116,7 @@ class BQL(ProfiledLock):
     """
 
     def __init__(self, sim: Simulation):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
         super().__init__(QemuMutex(sim, "BQL"))
 
     def lock(self, site: str = "main loop"):
@@ -136,6 +140,10 @@ class RetakeAt:
     again under a named call site (so the profile does not file the retake under "?")."""
 
     def __init__(self, lock: ProfiledLock, site: str):
+        validate.instance(
+            "lock", lock, ProfiledLock, kind="a ProfiledLock (the BQL, a context lock)"
+        )
+        validate.label("site", site)
         self.lock_, self.site = lock, site
 
     def unlock(self):

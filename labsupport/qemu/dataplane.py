@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import tracebuf as tb
+from .. import validate
 from ..kernel import Simulation, Step, compute, state_repr
 from ..loop import (
     AioContext,
@@ -38,6 +39,8 @@ class Dataplane:
     """
 
     def __init__(self, image_format: str = "raw", throttling: bool = False):
+        validate.label("image_format", image_format)
+        validate.flag("throttling", throttling)
         self.image_format = image_format
         self.throttling = throttling
         self.running = False
@@ -100,6 +103,8 @@ class HandlerGuard:
     """
 
     def __init__(self, sim: Simulation, handler: str):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.label("handler", handler)
         self.sim = sim
         self.handler = handler
         self.inside: list[Any] = []
@@ -141,6 +146,8 @@ def r2_program(fixed: bool = False, requests: int = 3):
     same handler from its own loop; the handler was never written to be entered twice at once.
     The fix gives the queue one owner: the vCPU only kicks.
     """
+    validate.flag("fixed", fixed)
+    validate.whole("requests", requests, 1, 1000)
 
     def program(sim: Simulation) -> HandlerGuard:
         bql = BQL(sim)

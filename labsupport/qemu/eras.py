@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import validate
 from ..kernel import RunResult, Simulation, compute, run
 from ..loop import (
     AIO_ORDER,
@@ -317,12 +318,16 @@ def _monitor(
     timer.arm(arrival[0])
 
 
+def _check_era(w: Any, era: Any) -> None:
+    """``era`` is one of ``ERAS`` (the message lists them); ``w`` a Workload."""
+    if not isinstance(era, str) or era not in ERAS:
+        raise ValueError(f"unknown era {era!r}; era must be one of {', '.join(ERAS)}")
+    validate.instance("w", w, Workload, kind="a Workload(...)")
+
+
 def era_program(w: Workload, era: str):
     """The program that ``run_era`` runs, for ``run(program, ...)`` and replays."""
-    if era not in ERAS:
-        raise ValueError(f"unknown era {era!r}; choose one of {', '.join(ERAS)}")
-    if not isinstance(w, Workload):
-        raise TypeError(f"expected a Workload; got {type(w).__name__}")
+    _check_era(w, era)
 
     def program(sim: Simulation) -> dict[str, Any]:
         return _build(sim, w, era)
@@ -342,6 +347,10 @@ def run_era(
     For the ``"dataplane"`` era, ``dataplane`` is its configuration (default: a raw image with
     nothing else asked of it); an unsupported configuration is refused before anything runs.
     """
+    _check_era(w, era)
+    validate.flag("trace", trace)
+    if dataplane is not None:
+        validate.instance("dataplane", dataplane, Dataplane, kind="a Dataplane(...) or None")
     if era == "dataplane":
         (dataplane or Dataplane()).start()
     elif dataplane is not None:

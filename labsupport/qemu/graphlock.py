@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .. import validate
 from ..annotations import (
     acquires,
     acquires_shared,
@@ -40,7 +41,7 @@ from ..annotations import (
     requires,
     requires_shared,
 )
-from ..coroutine import CoQueue, current_coroutine, qemu_coroutine_yield
+from ..coroutine import CoQueue, current_coroutine
 from ..kernel import MisuseError, Note, Simulation, Thread
 from ..loop import AioContext, aio_poll, aio_wait_kick
 from .block import BlockDriverState
@@ -73,6 +74,11 @@ class BdrvGraphLock:
         d6_bug: bool = False,
         drain_first: bool = True,
     ):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.instance("main_ctx", main_ctx, AioContext, kind="an AioContext")
+        validate.instance("bql", bql, BQL, kind="a BQL")
+        validate.flag("d6_bug", d6_bug)
+        validate.flag("drain_first", drain_first)
         self.sim = sim
         self.name = "graph_lock"
         self.main_ctx = main_ctx
@@ -82,7 +88,14 @@ class BdrvGraphLock:
         self.has_writer = 0
         self.reader_counts: dict[str, int] = {}
         self.contexts: list[AioContext] = [main_ctx]
-        self.queue = CoQueue(sim, "graph_lock.readers")
+        # a reader asleep here waits for the writer (holding the lock, or waiting for readers
+        # to drain with has_writer set): the wait-for graph sees it
+        self.queue = CoQueue(
+            sim,
+            "graph_lock.readers",
+            holders=lambda: [t for t in (self.writer or self.wants_write,) if t is not None],
+            what="graph_lock to read (asleep in its CoQueue)",
+        )
         self.writer: Thread | None = None
         self.wants_write: Thread | None = None
         self.nodes: list[Any] = []
@@ -95,6 +108,7 @@ class BdrvGraphLock:
 
     def add_context(self, ctx: AioContext) -> None:
         """Give an IOThread's context its reader counter."""
+        validate.instance("ctx", ctx, AioContext, kind="an AioContext")
         if ctx not in self.contexts:
             self.contexts.append(ctx)
 
@@ -133,6 +147,8 @@ class BdrvGraphLock:
 
 def get_graph_lock(sim: Simulation | None = None) -> BdrvGraphLock:
     """This simulation's graph lock (the one global ``graph_lock`` of QEMU)."""
+    if sim is not None:
+        validate.instance("sim", sim, Simulation, kind="a Simulation or None")
     sim = sim or Simulation.active
     gl = declared_capability(sim, "graph_lock") if sim else None
     if gl is None:
@@ -223,8 +239,7 @@ def bdrv_graph_co_rdlock():
         gl._log()
         yield Note(f"has_writer: {co.name} sleeps")
         yield aio_wait_kick(gl.main_ctx)
-        gl.queue.waiters.append(co)
-        yield qemu_coroutine_yield()
+        yield from gl.queue.wait()  # qemu_co_queue_wait(&reader_queue, NULL)
 
 
 @no_tsa
@@ -283,6 +298,9 @@ def poll_main_while(
 ):
     """Poll the main loop while ``cond()``; ``waiting_for()`` tells the deadlock detector whose
     work this thread waits for (saved and restored, so nested polls report their own)."""
+    validate.instance("gl", gl, BdrvGraphLock, kind="a BdrvGraphLock")
+    validate.function("cond", cond)
+    validate.function("waiting_for", waiting_for)
     ctx = gl.main_ctx
     while cond():
         saved = ctx.waiting_for
@@ -378,6 +396,7 @@ class DrainableNode(BlockDriverState):
 def bdrv_drained_begin(bs: DrainableNode):
     """``yield from bdrv_drained_begin(bs)``: stop new requests, then poll until none is in
     flight. It polls, so it is ``GRAPH_UNLOCKED``: never call it holding the graph lock (D7)."""
+    validate.instance("bs", bs, DrainableNode, kind="a DrainableNode")
     GLOBAL_STATE_CODE()
     gl = get_graph_lock()
     yield Note(f"bdrv_drained_begin({bs.name})")
@@ -386,6 +405,7 @@ def bdrv_drained_begin(bs: DrainableNode):
 
 def bdrv_drained_end(bs: DrainableNode):
     """``yield from bdrv_drained_end(bs)``."""
+    validate.instance("bs", bs, DrainableNode, kind="a DrainableNode")
     yield Note(f"bdrv_drained_end({bs.name})")
     yield from bs.drained_end()
 

@@ -13,6 +13,7 @@ Layer 4 (QEMU models).
 
 from __future__ import annotations
 
+from .. import validate
 from ..kernel import BLOCKED, MisuseError, Note, Simulation, compute, state_repr
 from ..loop import (
     AioContext,
@@ -39,6 +40,7 @@ class NoopContextLock:
     kind = "noop"
 
     def __init__(self, ctx: AioContext):
+        validate.instance("ctx", ctx, AioContext, kind="an AioContext")
         self.ctx = ctx
 
     def lock(self, site: str = "?") -> Note:
@@ -56,6 +58,7 @@ def aio_context_new_lock(ctx: AioContext, kind: str = "rfifo") -> ProfiledLock |
     ``aio_poll``), ``"rec"`` (2017: a plain ``QemuRecMutex``) or ``"noop"`` (late 2023: empty
     calls). Every real context lock is one lock class, ``AioContext``, for the lock-order
     validator."""
+    validate.instance("ctx", ctx, AioContext, kind="an AioContext")
     if kind == "rfifo":
         mutex = RFifoLock(
             ctx.sim,
@@ -79,6 +82,8 @@ def aio_context_new_lock(ctx: AioContext, kind: str = "rfifo") -> ProfiledLock |
 def aio_context_acquire(ctx: AioContext, site: str = "?"):
     """``yield aio_context_acquire(ctx, site)``: take the context's (recursive) lock; in late
     2023 an empty call. A context without a lock (QEMU 9.0) refuses: the call is gone."""
+    validate.instance("ctx", ctx, AioContext, kind="an AioContext")
+    validate.label("site", site)
     if ctx.lock is None:
         raise MisuseError(
             f"AioContext {ctx.name} has no lock (give it one with "
@@ -89,6 +94,7 @@ def aio_context_acquire(ctx: AioContext, site: str = "?"):
 
 def aio_context_release(ctx: AioContext):
     """``yield aio_context_release(ctx)``."""
+    validate.instance("ctx", ctx, AioContext, kind="an AioContext")
     if ctx.lock is None:
         raise MisuseError(f"AioContext {ctx.name} has no lock to release (this era has none)")
     return ctx.lock.unlock()
@@ -111,6 +117,11 @@ class IOThread:
         lock_kind: str | None = "rfifo",
         loop_holds_lock: bool = True,
     ):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.label("name", name)
+        if lock_kind is not None:
+            validate.choice("lock_kind", lock_kind, CONTEXT_LOCK_KINDS + (None,))
+        validate.flag("loop_holds_lock", loop_holds_lock)
         self.sim = sim
         self.name = name
         self.ctx = AioContext(sim, name)
@@ -147,18 +158,25 @@ class IOThread:
 
 def iothread_get_aio_context(iothread: IOThread) -> AioContext:
     """The AioContext an IOThread runs (QEMU: ``iothread_get_aio_context``)."""
+    validate.instance("iothread", iothread, IOThread, kind="an IOThread")
     return iothread.ctx
 
 
 def qemu_get_aio_context(sim: Simulation) -> AioContext:
     """The main loop's AioContext (QEMU: ``qemu_get_aio_context``), made on first use; its home
     thread is whichever thread polls it first."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
     return sim.extension("qemu.main_aio_context", lambda: AioContext(sim, "main"))
 
 
 def info_block(bql: BQL, contexts: list[AioContext], cost_us: float = 20.0):
     """The monitor's ``info block``: with the BQL held, take each device's AioContext lock in
     turn to read its state. Returns how long the command took (us)."""
+    validate.instance("bql", bql, ProfiledLock, kind="the BQL")
+    contexts = validate.items("contexts", contexts, kind="a list of AioContexts")
+    for ctx in contexts:
+        validate.instance("contexts", ctx, AioContext, kind="a list of AioContexts")
+    validate.duration("cost_us", cost_us)
     sim = bql.sim
     start = sim.now
     yield bql.lock("monitor: info block")

@@ -32,7 +32,7 @@ from ..coroutine import (
     qemu_coroutine_enter,
     qemu_coroutine_yield,
 )
-from ..kernel import Simulation, Step, compute, run, sleep, state_repr
+from ..kernel import MAX_THREADS, Simulation, Step, compute, run, sleep, state_repr
 from ..loop import AioContext, EventNotifier, aio_wait_while
 from ..stats import percentile
 from ..sync import QemuMutex, QemuSemaphore
@@ -99,6 +99,10 @@ def iothread_vq_mapping(mapping: Any, iothreads: list[str], num_queues: int) -> 
     IOThreads, in order). Every IOThread must exist; every virtqueue ``0..num_queues-1`` must be
     mapped exactly once; an IOThread may appear only once.
     """
+    names = validate.items("iothreads", iothreads, kind="a list of IOThread names", empty=False)
+    for n in names:
+        validate.label("iothreads", n, kind="a list of IOThread names, each a non-empty string")
+    validate.whole("num_queues", num_queues, 1, verb="is")
     if not isinstance(mapping, (list, tuple)) or not mapping:
         raise MappingError(
             'iothread-vq-mapping is a non-empty list such as [{"iothread": "iothread0", '
@@ -215,11 +219,25 @@ class VM:
             self.iothread_names,
             self.num_queues,
         )
+        if self.threads > MAX_THREADS:
+            monitor = " + 1 (the main loop, for the monitor)" if self.monitor_rate_hz > 0 else ""
+            raise ValueError(
+                f"min(vcpus, iodepth) + iothreads{monitor} must be at most {MAX_THREADS} "
+                f"threads (a simulation runs at most {MAX_THREADS}; a vCPU with no request in "
+                f"flight runs no thread); got {self.threads} (vcpus={self.vcpus}, "
+                f"iodepth={self.iodepth}, iothreads={self.iothreads})"
+            )
         if self.duration - self.warmup < 100:
             raise ValueError(
                 "duration_us must exceed warmup_us by at least 100 us; got "
                 f"{self.duration!r} and {self.warmup!r}"
             )
+
+    @property
+    def threads(self) -> int:
+        """The simulated threads ``measure`` runs: one per vCPU that keeps a request in flight
+        (``min(vcpus, iodepth)``), one per IOThread, and the main loop if the monitor is on."""
+        return min(self.vcpus, self.iodepth) + self.iothreads + (self.monitor_rate_hz > 0)
 
     @property
     def _cycle_us(self) -> float:
@@ -268,6 +286,12 @@ class VM:
 # The request path.
 
 
+def _check_reqs_lock(sim: Any, name: Any, costs: Any) -> None:
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
+    validate.label("name", name)
+    validate.instance("costs", costs, MQCosts, kind="an MQCosts")
+
+
 class ReqsCoMutex:
     """``bs->reqs_lock`` as a ``CoMutex``, with the costs of its contended path made explicit.
 
@@ -281,6 +305,7 @@ class ReqsCoMutex:
     kind = "co-mutex"
 
     def __init__(self, sim: Simulation, name: str, costs: MQCosts):
+        _check_reqs_lock(sim, name, costs)
         self.sim = sim
         self.name = name
         self.costs = costs
@@ -332,6 +357,7 @@ class ReqsQemuMutex:
     kind = "mutex"
 
     def __init__(self, sim: Simulation, name: str, costs: MQCosts):
+        _check_reqs_lock(sim, name, costs)
         self.mutex = QemuMutex(sim, name)
         self.name = name
 
@@ -364,6 +390,9 @@ class NVMeDisk:
     Linux AIO or io_uring per thread)."""
 
     def __init__(self, sim: Simulation, service_us: float, parallelism: int):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.duration("service_us", service_us, positive=True)
+        validate.whole("parallelism", parallelism, 1)
         self.sim = sim
         self.service_us = service_us
         self.parallelism = parallelism
@@ -473,10 +502,22 @@ class MQResult:
         return self.summary()
 
 
+def _check_locks(locks: Any) -> None:
+    """``locks``: None, or a dict from a ``reqs_lock`` kind to a class ``cls(sim, name, costs)``."""
+    if locks is None:
+        return
+    validate.instance("locks", locks, dict, kind="None or a dict {reqs_lock kind: class}")
+    for kind, cls in locks.items():
+        validate.choice("locks", kind, REQS_LOCK_KINDS, says=f"keys must be {REQS_LOCK_KINDS}")
+        validate.function(f"locks[{kind!r}]", cls, kind="a class built as cls(sim, name, costs)")
+
+
 def mq_program(vm: VM, locks: dict[str, Any] | None = None):
     """The simulation program for ``vm``: returns a dict of its parts when run. ``locks``
     maps a ``reqs_lock`` kind to the class that implements it (default: ``ReqsQemuMutex``
     and ``ReqsCoMutex``); each class is built as ``cls(sim, name, costs)``."""
+    validate.instance("vm", vm, VM, kind="a VM(...)")
+    _check_locks(locks)
     c = vm.costs
     classes = {"QemuMutex": ReqsQemuMutex, "CoMutex": ReqsCoMutex, **(locks or {})}
 
@@ -597,6 +638,7 @@ def measure(vm: VM, seed: int = 0, locks: dict[str, Any] | None = None) -> MQRes
     if not isinstance(vm, VM):
         raise TypeError(f"measure() takes a VM(...); got {vm!r}")
     validate.whole("seed", seed, verb="is")
+    _check_locks(locks)
     r = run(
         mq_program(vm, locks),
         until=vm.duration,
@@ -637,11 +679,15 @@ def sweep(
     vm: VM, name: str, values: list[Any], seed: int = 0, locks: dict[str, Any] | None = None
 ) -> list[MQResult]:
     """``measure`` ``vm`` with field ``name`` set to each of ``values`` (mapping reset)."""
-    if name not in {f.name for f in fields(VM)} or name == "costs":
+    validate.instance("vm", vm, VM, kind="a VM(...)")
+    if not isinstance(name, str) or name not in {f.name for f in fields(VM)} or name == "costs":
         raise ValueError(
             f"sweep a VM field such as 'iothreads', 'num_queues', 'iodepth', "
             f"'reqs_lock' or 'host_cpus'; got {name!r}"
         )
+    values = validate.items("values", values, kind="a list of values to try", empty=False)
+    validate.whole("seed", seed, verb="is")
+    _check_locks(locks)
     out = []
     for v in values:
         changes = {name: v}
@@ -653,6 +699,10 @@ def sweep(
 
 def format_sweep(name: str, results: list[MQResult]) -> str:
     """A text table of a sweep: one row per value."""
+    validate.choice("name", name, [f.name for f in fields(VM) if f.name != "costs"])
+    results = validate.items("results", results, kind="a list of MQResult (what sweep returns)")
+    for r in results:
+        validate.instance("results", r, MQResult, kind="a list of MQResult (what sweep returns)")
     lines = [
         f"{name:>11} {'kIOPS':>7} {'p50 us':>7} {'p99 us':>7} {'host CPUs':>10} "
         f"{'disk':>5} {'lock wait':>9}  limit"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from .. import validate
 from ..kernel import MisuseError, Simulation, compute
 from ..sync import QemuCond
 from .bql import BQL
@@ -30,6 +31,9 @@ class CPUState:
     """
 
     def __init__(self, sim: Simulation, index: int, bql: BQL):
+        validate.instance("sim", sim, Simulation, kind="a Simulation")
+        validate.whole("index", index, 0)
+        validate.instance("bql", bql, BQL, kind="a BQL")
         self.sim = sim
         self.index = index
         self.bql = bql
@@ -47,6 +51,7 @@ class CPUState:
 
 def qemu_cpu_kick(cpu: CPUState):
     """``yield qemu_cpu_kick(cpu)``: ask the vCPU to leave guest mode and look at its work."""
+    validate.instance("cpu", cpu, CPUState, kind="a CPUState")
     cpu.exit_request = True
     yield cpu.halt_cond.broadcast()
 
@@ -57,6 +62,8 @@ def run_on_cpu(cpu: CPUState, fn: Any):
     The caller must hold the BQL (the wait uses it as the condition's mutex). Called from the
     vCPU's own thread, ``fn`` simply runs.
     """
+    validate.instance("cpu", cpu, CPUState, kind="a CPUState")
+    validate.function("fn", fn)
     sim = cpu.sim
     me = sim.current
     if me is cpu.thread:
@@ -76,6 +83,7 @@ def run_on_cpu(cpu: CPUState, fn: Any):
 
 def process_queued_cpu_work(cpu: CPUState):
     """Run the functions queued for this vCPU (its thread holds the BQL), then wake the askers."""
+    validate.instance("cpu", cpu, CPUState, kind="a CPUState")
     ran = False
     while cpu.work:
         item = cpu.work.popleft()
@@ -97,6 +105,9 @@ def _call_fn(fn: Any):
 def vcpu_thread_fn(cpu: CPUState, guest_us: float, until: float):
     """A KVM vCPU thread that also serves kicks and queued work: guest mode without the BQL,
     then, holding it, the queued work; a halted vCPU sleeps on ``halt_cond``."""
+    validate.instance("cpu", cpu, CPUState, kind="a CPUState")
+    validate.duration("guest_us", guest_us, positive=True)
+    validate.duration("until", until)
     sim = cpu.sim
     cpu.thread = sim.current
     yield cpu.bql.lock("vcpu: work")

@@ -14,6 +14,9 @@ from typing import Any
 
 from .. import validate
 
+#: The longest ``duration_us`` a workload may ask for: 10 s of simulated time.
+MAX_DURATION_US = 10_000_000
+
 ERAS = (
     "one-thread",
     "tcg-rr",
@@ -51,7 +54,8 @@ class Workload:
     streams, so switching them on leaves the rest of a run's randomness as it was.
     monitor_takes_context_lock: whether ``info block`` takes the context lock of a disk served
     by an IOThread, as it did until QEMU 9.0 (False: a query that needs no context lock).
-    duration_us: how long to simulate. seed: for the random schedule policy.
+    duration_us: how long to simulate, at most ``MAX_DURATION_US`` (10 s of simulated time).
+    seed: for the random schedule policy.
     """
 
     vcpus: int = 2
@@ -100,7 +104,10 @@ class Workload:
             else:  # a time: first "is it a number at all", then the range, each with its message
                 validate.number(f.name, v, kind="a number of microseconds")
                 positive = f.name in self._POSITIVE
-                validate.duration(f.name, v, positive=positive, kind="", unit="microseconds")
+                high = MAX_DURATION_US if f.name == "duration_us" else None
+                validate.duration(
+                    f.name, v, positive=positive, high=high, kind="", unit="microseconds"
+                )
         if self.timer_period_us and self.timer_period_us < self.timer_us:
             raise ValueError("timer_period_us must be 0 (no timer) or at least timer_us")
 

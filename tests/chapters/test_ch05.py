@@ -97,13 +97,29 @@ def test_d1_deadlocks_as_a_cycle_when_nested_and_never_when_held_once():
 
 def test_d2_hangs_only_when_the_lock_is_held_across_the_yield():
     outcomes = outcome_table(SEEDS, names=("D2",))
-    assert outcomes[("D2", "buggy")]["stuck"] >= SEEDS // 4
+    # a cycle: the IOThread waits for the lock, the lock for the coroutine that holds it across
+    # its yield, the coroutine for the drain BH that only the IOThread can run
+    assert outcomes[("D2", "buggy")]["deadlock"] >= SEEDS // 4
+    assert "stuck" not in outcomes[("D2", "buggy")]
     assert outcomes[("D2", "fixed")] == {"completed": SEEDS}
     r = run_scenario("D2", fixed=False, seed=5)
     text = r.deadlock.text()
-    assert r.outcome == "stuck"
+    assert r.outcome == "deadlock" and r.deadlock.kind == "cycle"
+    assert r.deadlock.cycle == ["main-loop", "coroutine block_resize in main-loop", "iothread0"]
+    assert "2 threads and 1 coroutine wait for each other in a cycle" in text
     assert "iothread0 waits for rec-mutex iothread0.ctx, held by main-loop" in text
+    assert (
+        "main-loop waits for the release of rec-mutex iothread0.ctx (taken in main-loop by a "
+        "coroutine that yielded holding it), held by coroutine block_resize in main-loop"
+    ) in text
+    assert (
+        "coroutine block_resize in main-loop waits for bottom half drain in AioContext "
+        "iothread0 (it scheduled it and yielded), to be run by iothread0"
+    ) in text
     assert "main-loop holds iothread0.ctx" in text
+    assert "coroutine block_resize in main-loop holds rec-mutex iothread0.ctx (across a yield)" in (
+        text
+    )
     co = next(o for o in r.sim.objects if getattr(o, "kind", "") == "coroutine")
     assert co.state == "yielded"
     fixed = run_scenario("D2", fixed=True, seed=5)
@@ -199,7 +215,7 @@ def block_resize(drop):
 def test_exercise_5_2_fix_d2():
     assert _fix_d2(block_resize(True))[0]
     ok, msg = _fix_d2(block_resize(False))
-    assert not ok and "stuck" in msg
+    assert not ok and "deadlock" in msg and "coroutine block_resize" in msg
 
 
 def test_exercise_5_3_predict():

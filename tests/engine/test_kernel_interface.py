@@ -22,6 +22,8 @@ INTERFACE = [
     "block_for",
     "wake",
     "extension",
+    "watch_waits",
+    "check_waits",
 ]
 
 #: Attributes set on a Simulation from outside the kernel that are known and not yet moved to

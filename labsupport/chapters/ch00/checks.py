@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from labsupport import validate
-from labsupport.exercises import register
-from labsupport.kernel import ScheduleDivergence, SimulationError, run
+from labsupport.exercises import register, runaway
+from labsupport.kernel import RunawayError, ScheduleDivergence, SimulationError, run
 from labsupport.shared import Shared
 
 from .scenarios import counter_program
@@ -55,6 +55,8 @@ def _fixed_00(answer: Any) -> tuple[bool, str]:
     for seed in seeds:
         try:
             r = run(answer, policy="random", seed=seed, cpus=2)
+        except RunawayError as e:
+            return False, f"seed {seed}: {runaway(e)}"
         except SimulationError as e:
             return False, f"seed {seed}: {type(e).__name__}: {e}"
         model = r.sim.model

@@ -107,6 +107,8 @@ def first_losing_seed(
     threads: int = 2, increments: int = 2, seeds: range = range(1000)
 ) -> int | None:
     """The smallest seed whose random schedule loses an update, or None if none in ``seeds``."""
+    if not isinstance(seeds, range):
+        seeds = validate.numbers("seeds", seeds, low=0, high=2**31 - 1, whole_numbers=True)
     for s in seeds:
         if counter_experiment(s, threads, increments).lost:
             return s
@@ -115,6 +117,7 @@ def first_losing_seed(
 
 def abba_program(work_us: float = 5) -> Callable[[Simulation], tuple[QemuMutex, QemuMutex]]:
     """Two threads, two mutexes, opposite orders: T1 takes A then B; T2 takes B then A."""
+    validate.duration("work_us", work_us)
 
     def program(sim: Simulation) -> tuple[QemuMutex, QemuMutex]:
         a, b = QemuMutex(sim, "A"), QemuMutex(sim, "B")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...present import trace_table
-from ...widgets import int_slider
+from ...widgets import budgeted, int_slider
 from .scenarios import CounterOutcome, counter_experiment
 
 
@@ -28,9 +28,9 @@ def counter_lab(seed: int = 0, threads: int = 2, increments: int = 2) -> Any:
     import ipywidgets as w
 
     return w.interactive(
-        counter_view,
-        seed=int_slider(seed, 0, 99, "seed", label_width=None, width=None),
-        threads=int_slider(threads, 1, 6, "threads", label_width=None, width=None),
+        budgeted(counter_view),
+        seed=int_slider(seed, 0, 99, "seed", label_width=None, width=None, name="seed"),
+        threads=int_slider(threads, 1, 6, "threads", label_width=None, width=None, name="threads"),
         increments=w.fixed(increments),
         table=w.fixed(True),
     )

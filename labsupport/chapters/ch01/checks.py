@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from labsupport import validate
-from labsupport.exercises import register
-from labsupport.kernel import Simulation, SimulationError, compute, run
+from labsupport.exercises import register, runaway
+from labsupport.kernel import RunawayError, Simulation, SimulationError, compute, run
 from labsupport.loop import AIO_ORDER, MAIN_LOOP_2008_ORDER, AioContext, aio_poll
 from labsupport.qemu.block import Disk
 from labsupport.qemu.eras import run_era
@@ -223,6 +223,8 @@ def _offload_01(answer: Any) -> tuple[bool, str]:
                 cpus=2,
                 max_steps=OFFLOAD_MAX_STEPS,
             )
+        except RunawayError as e:
+            return False, f"seed {seed}: {runaway(e)}"
         except SimulationError as e:
             return False, f"seed {seed}: {type(e).__name__}: {e}"
         ok, message = _judge_offload(r, seed)
@@ -293,6 +295,7 @@ def _judge_offload(r: Any, seed: int) -> tuple[bool, str]:
 def bh_pass_program(order: tuple[str, ...]) -> Callable[[Simulation], list[int]]:
     """An fd handler schedules a BH; the loop makes up to three passes. Returns the pass
     numbers (1, 2, ...) in which the fd handler and the BH ran."""
+    validate.labels("order", order, AIO_ORDER, kind="a tuple arranging 'bh', 'fd' and 'timer'")
 
     def program(sim: Simulation) -> list[int]:
         ctx = AioContext(sim, "main", order=order)

@@ -17,7 +17,7 @@ from typing import Any
 
 from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.workload import Workload
-from labsupport.widgets import int_slider
+from labsupport.widgets import budgeted, int_slider
 
 #: The lab's workload: vCPU 0 reads from the disk one request at a time, the other vCPUs
 #: compute; a 1 ms device timer; 20 ms of simulated time.
@@ -66,8 +66,10 @@ def lab(vcpus: int = 3, slice_us: int = 200, handler_us: int = 0) -> Any:
 
     slider = partial(int_slider, label_width="initial", width=None)
     return w.interactive(
-        view,
-        vcpus=slider(vcpus, 1, 8, "vCPUs"),
-        slice_us=slider(slice_us, 50, 2000, "time slice (us)", step=50),
-        handler_us=slider(handler_us, 0, 500, "extra handler cost (us)", step=25),
+        budgeted(view),
+        vcpus=slider(vcpus, 1, 8, "vCPUs", name="vcpus"),
+        slice_us=slider(slice_us, 50, 2000, "time slice (us)", step=50, name="slice_us"),
+        handler_us=slider(
+            handler_us, 0, 500, "extra handler cost (us)", step=25, name="handler_us"
+        ),
     )

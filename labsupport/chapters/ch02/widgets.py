@@ -16,7 +16,7 @@ from typing import Any
 
 from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.workload import Workload
-from labsupport.widgets import int_slider, text_bar
+from labsupport.widgets import budgeted, int_slider, text_bar
 
 #: The arrangements this chapter compares: KVM vCPU threads, MTTCG, round-robin TCG.
 CH02_ERAS = ("kvm", "mttcg", "tcg-rr")
@@ -82,11 +82,13 @@ def lab(vcpus: int = 2, host_cpus: int = 4, guest_us: int = 50, mmio_emulation_u
     slider = partial(int_slider, label_width="180px")
 
     return w.interactive(
-        view,
-        vcpus=slider(vcpus, 1, 16, "vCPUs"),
-        host_cpus=slider(host_cpus, 1, 16, "host CPUs"),
-        guest_us=slider(guest_us, 5, 500, "guest us between exits"),
-        mmio_emulation_us=slider(mmio_emulation_us, 1, 50, "emulation us per exit"),
+        budgeted(view),
+        vcpus=slider(vcpus, 1, 16, "vCPUs", name="vcpus"),
+        host_cpus=slider(host_cpus, 1, 16, "host CPUs", name="host_cpus"),
+        guest_us=slider(guest_us, 5, 500, "guest us between exits", name="guest_us"),
+        mmio_emulation_us=slider(
+            mmio_emulation_us, 1, 50, "emulation us per exit", name="mmio_emulation_us"
+        ),
         era=w.Dropdown(
             options=list(CH02_ERAS),
             value="kvm",

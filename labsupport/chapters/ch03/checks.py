@@ -15,8 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from labsupport import validate
-from labsupport.exercises import register
-from labsupport.kernel import ScheduleDivergence, Simulation, SimulationError, run
+from labsupport.exercises import register, runaway
+from labsupport.kernel import (
+    RunawayError,
+    ScheduleDivergence,
+    Simulation,
+    SimulationError,
+    run,
+)
 from labsupport.qemu.dataplane import Dataplane, DataplaneRefused, HandlerGuard, r2_program
 from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.workload import Workload
@@ -120,7 +126,7 @@ def _walk_in_32(answer: Any) -> tuple[bool, str]:
     if WALK_IN in first:
         return True, (
             f"with {how} the dataplane is inside {HANDLER} first and vcpu0 walks in "
-            f"on it ({first}); the full schedule {r.schedule!r} replays it"
+            f"on it ({first}); {r.recipe()} replays it"
         )
     return False, f"with {how} the first report is the other way round: {first}"
 
@@ -137,6 +143,8 @@ def _one_owner_33(answer: Any) -> tuple[bool, str]:
     for seed in SEEDS_33:
         try:
             r = run(answer, policy="random", seed=seed, cpus=2)
+        except RunawayError as e:
+            return False, f"seed {seed}: {runaway(e)}"
         except SimulationError as e:
             return False, f"seed {seed}: {type(e).__name__}: {e}"
         sim = r.sim

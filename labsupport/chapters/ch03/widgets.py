@@ -17,7 +17,7 @@ from typing import Any
 
 from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.workload import Workload
-from labsupport.widgets import int_slider
+from labsupport.widgets import budgeted, int_slider
 
 #: The lab's starting point: the chapter's high-MMIO workload, simulated for 10 ms.
 LAB_BASE = Workload(
@@ -103,11 +103,11 @@ def lab(io_depth: int = 8, vcpus: int = 4, guest_us: float = 10, block_layer_us:
     common = dict(continuous_update=False, style={"description_width": "initial"})
     slider = partial(int_slider, label_width="initial", width=None)
     return w.interactive(
-        view,
-        io_depth=slider(io_depth, 1, 32, "I/O depth"),
-        vcpus=slider(vcpus, 1, 8, "vCPUs"),
+        budgeted(view),
+        io_depth=slider(io_depth, 1, 32, "I/O depth", name="io_depth"),
+        vcpus=slider(vcpus, 1, 8, "vCPUs", name="vcpus"),
         guest_us=w.SelectionSlider(
             options=GUEST_US, value=guest_us, description="guest us per exit", **common
         ),
-        block_layer_us=slider(block_layer_us, 0, 20, "block layer us"),
+        block_layer_us=slider(block_layer_us, 0, 20, "block layer us", name="block_layer_us"),
     )

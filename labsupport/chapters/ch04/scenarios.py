@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from labsupport import validate
 from labsupport.catalogue import Scenario
 from labsupport.kernel import RunResult, Simulation, compute, run, sleep
 from labsupport.loop import AioContext, aio_poll
@@ -84,6 +85,7 @@ class VMResult(EraResult):
 def measure_vm(p: IOThreadVM, policy: str = "first-come", trace: bool = True) -> VMResult:
     """Run the VM for ``p.duration_us`` of simulated time and measure it:
     ``run_era(p.workload(), "iothread")``, with ``p`` kept as the run's parameters."""
+    validate.instance("p", p, IOThreadVM, kind="an IOThreadVM(...)")
     r = run_era(p.workload(), "iothread", policy=policy, trace=trace)
     values = {f.name: getattr(r, f.name) for f in fields(EraResult)}
     return VMResult(**{**values, "workload": p})
@@ -205,6 +207,8 @@ def run_d4(
     **options: Any,
 ) -> RunResult:
     """One run of ``d4_program(completion)`` on two host CPUs."""
+    validate.function("completion", completion, kind="a completion function (dev -> steps)")
+    validate.whole("seed", seed, 0)
     program = d4_program(completion, **options)
     if schedule is not None:
         return run(program, schedule=schedule, seed=seed, cpus=2)

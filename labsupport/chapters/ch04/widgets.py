@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from labsupport import validate
-from labsupport.widgets import int_slider, text_bar
+from labsupport.widgets import budgeted, int_slider, text_bar
 
 from .scenarios import IOThreadVM, VMResult, measure_vm
 
@@ -81,11 +81,15 @@ def lab(
     slider = partial(int_slider, label_width="200px")
 
     return w.interactive(
-        view,
-        vcpus=slider(vcpus, 1, 8, "vCPUs"),
-        io_depth=slider(io_depth, 1, 32, "I/O depth"),
-        slow_syscall_permille=slider(slow_syscall_permille, 0, 100, "slow io_submit per 1000"),
-        monitor_per_s=slider(monitor_per_s, 0, 2000, "info block per second", 50),
+        budgeted(view),
+        vcpus=slider(vcpus, 1, 8, "vCPUs", name="vcpus"),
+        io_depth=slider(io_depth, 1, 32, "I/O depth", name="io_depth"),
+        slow_syscall_permille=slider(
+            slow_syscall_permille, 0, 100, "slow io_submit per 1000", name="slow_syscall_permille"
+        ),
+        monitor_per_s=slider(
+            monitor_per_s, 0, 2000, "info block per second", 50, name="monitor_per_s"
+        ),
         host_cpus=w.fixed(4),
         seed=w.fixed(0),
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from labsupport import catalogue
+from labsupport import catalogue, validate
 from labsupport.catalogue import Scenario
 from labsupport.coroutine import Coroutine, aio_co_enter, aio_co_wake, qemu_coroutine_yield
 from labsupport.kernel import RunResult, Simulation, compute, sleep
@@ -292,7 +292,12 @@ SCENARIOS: dict[str, Scenario] = {
         cpus=2,
     ),
     "D2": Scenario(
-        "D2", 5, "hang", "context lock held across a coroutine yield", program=d2_program, cpus=2
+        "D2",
+        5,
+        "deadlock",
+        "context lock held across a coroutine yield",
+        program=d2_program,
+        cpus=2,
     ),
     "D5": Scenario(
         "D5", 5, "deadlock", "two IOThreads waiting on each other", program=d5_program, cpus=2
@@ -317,13 +322,15 @@ def run_scenario(
     trace: bool = True,
 ) -> RunResult:
     """Run one of ``SCENARIOS`` (buggy or fixed) with a seeded policy or a schedule."""
-    if name not in SCENARIOS:
-        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got {name!r}")
+    if not isinstance(name, str) or name not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got name={name!r}")
+    validate.flag("fixed", fixed)
     return SCENARIOS[name].run(fixed, seed, policy=policy, schedule=schedule, trace=trace)
 
 
 def outcome_table(seeds: int = 200, names: tuple[str, ...] = tuple(SCENARIOS)) -> dict:
     """``{(name, "buggy"|"fixed"): Counter(outcome -> runs)}`` over ``seeds`` random seeds."""
+    names = validate.labels("names", names, SCENARIOS, kind="a scenario name or a tuple of them")
     return catalogue.outcome_table({n: SCENARIOS[n] for n in names}, seeds)
 
 

@@ -15,9 +15,10 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from labsupport import validate
 from labsupport.kernel import Policy, Replay, RunResult, ScheduleDivergence, Simulation
 from labsupport.present import trace_table
-from labsupport.widgets import int_slider
+from labsupport.widgets import budgeted, int_slider
 
 from .scenarios import d1_program
 
@@ -81,6 +82,10 @@ class Stepper:
     """
 
     def __init__(self, program: Any = None, cpus: int = 2, width: int = 30):
+        if program is not None:
+            validate.function("program", program, kind="a program function (sim -> model)")
+        validate.whole("cpus", cpus, 1, 64)
+        validate.whole("width", width, 8, 200)
         self.program = program if program is not None else d1_program(fixed=False)
         self.cpus = cpus
         self.width = width
@@ -113,8 +118,8 @@ class Stepper:
         if self.view.status != "choose":
             raise ValueError(f"the run has ended ({self.view.status}); undo() or reset() first")
         allowed = [c for c, _ in self.view.movable]
-        if char not in allowed:
-            raise ValueError(f"thread {char!r} cannot move now; choose one of {allowed}")
+        if not isinstance(char, str) or char not in allowed:
+            raise ValueError(f"char: thread {char!r} cannot move now; choose one of {allowed}")
         self.view = self._replay(self.schedule + char)
         self.schedule += char
         return self.view
@@ -129,6 +134,7 @@ class Stepper:
 
     def load(self, schedule: str) -> StepView:
         """Replay ``schedule`` as the prefix (a ``ValueError`` if it diverges)."""
+        validate.instance("schedule", schedule, str, kind="a schedule string such as '0011'")
         try:
             view = self._replay(schedule)
         except ScheduleDivergence as e:
@@ -142,6 +148,8 @@ def lab(recorded: str = RECORDED_D1) -> Any:
     deadlocking schedule; a button per thread makes the next choice; undo and reset; the trace
     table and the announcement below. ``.stepper`` is the ``Stepper``."""
     import ipywidgets as w
+
+    validate.label("recorded", recorded, kind="a recorded schedule string such as '0011'")
 
     stepper = Stepper()
     slider = int_slider(0, 0, len(recorded), "replay steps", label_width="120px", width="420px")
@@ -166,11 +174,11 @@ def lab(recorded: str = RECORDED_D1) -> Any:
     def on_step(char: str) -> Any:
         return lambda _b: show(stepper.step(char))
 
-    slider.observe(on_slider, names="value")
+    slider.observe(budgeted(on_slider), names="value")
     for c, b in buttons.items():
-        b.on_click(on_step(c))
-    undo.on_click(lambda _b: show(stepper.undo()))
-    reset.on_click(lambda _b: show(stepper.reset()))
+        b.on_click(budgeted(on_step(c)))
+    undo.on_click(budgeted(lambda _b: show(stepper.undo())))
+    reset.on_click(budgeted(lambda _b: show(stepper.reset())))
     show(stepper.view)
     box = w.VBox([slider, w.HBox([*buttons.values(), undo, reset]), out])
     box.stepper = stepper

@@ -16,8 +16,8 @@ from typing import Any
 
 from labsupport.analysis.tsa import static_check
 from labsupport.annotations import tsa_spec, tsa_violations
-from labsupport.exercises import attempt, register
-from labsupport.kernel import SimulationError
+from labsupport.exercises import attempt, register, runaway
+from labsupport.kernel import RunawayError, SimulationError
 
 from .scenarios import CONFIGS, call_as_reader, classify, run_blind_spot, run_graph, run_scenario
 
@@ -62,6 +62,8 @@ def _annotate_61(answer: Any) -> tuple[bool, str]:
     try:
         locked = call_as_reader(answer, locked=True)
         unlocked = call_as_reader(answer, locked=False)
+    except RunawayError as e:
+        return False, f"running it: {runaway(e)}"
     except SimulationError as e:
         return False, f"running it: {type(e).__name__}: {e}"
     if locked.outcome != "completed" or tsa_violations(locked):

@@ -452,6 +452,9 @@ def run_graph(
     schedule: str | None = None,
 ) -> GraphRun:
     """Run ``graph_program(cfg)`` on ``cfg.iothreads + 2`` host CPUs."""
+    validate.instance("cfg", cfg, GraphConfig, kind="a GraphConfig(...)")
+    if change_body is not None:
+        validate.function("change_body", change_body, kind="a generator function or None")
     r = run(
         graph_program(cfg, change_body),
         seed=seed,
@@ -479,8 +482,9 @@ CONFIGS: dict[str, tuple[GraphConfig, GraphConfig]] = {
 
 def run_scenario(name: str, fixed: bool, seed: int = 0, trace: bool = True) -> GraphRun:
     """Run one of ``SCENARIOS``, buggy or fixed, with the random policy and ``seed``."""
-    if name not in CONFIGS:
-        raise ValueError(f"scenario must be one of {', '.join(CONFIGS)}; got {name!r}")
+    if not isinstance(name, str) or name not in CONFIGS:
+        raise ValueError(f"scenario must be one of {', '.join(CONFIGS)}; got name={name!r}")
+    validate.flag("fixed", fixed)
     return run_graph(CONFIGS[name][int(fixed)], seed=seed, trace=trace)
 
 
@@ -504,12 +508,13 @@ SCENARIOS: dict[str, Scenario] = {
         "UAF", "unlocked", "freed", "a graph change without the graph lock, I/O in flight"
     ),
     "D6": _scenario("D6", "D6", "deadlock", "the graph writer polls with has_writer set"),
-    "D7": _scenario("D7", "D7", "hang", "a drain (which polls) under the graph lock"),
+    "D7": _scenario("D7", "D7", "deadlock", "a drain (which polls) under the graph lock"),
 }
 
 
 def outcome_table(seeds: int = 100, names: tuple[str, ...] = tuple(SCENARIOS)) -> dict:
     """``{(name, "buggy"|"fixed"): Counter(classification -> runs)}`` over ``seeds`` seeds."""
+    names = validate.labels("names", names, SCENARIOS, kind="a scenario name or a tuple of them")
     return catalogue.outcome_table({n: SCENARIOS[n] for n in names}, seeds)
 
 
@@ -726,7 +731,7 @@ def blind_spot_done(r: RunResult) -> bool:
 
 
 def run_blind_spot(variant: str = "ineffective unlock", seed: int = 0) -> RunResult:
-    if variant not in BLIND_SPOT_VARIANTS:
+    if not isinstance(variant, str) or variant not in BLIND_SPOT_VARIANTS:
         raise ValueError(
             f"variant must be one of {', '.join(BLIND_SPOT_VARIANTS)}; got {variant!r}"
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 from labsupport import validate
 from labsupport.present import PALETTE
-from labsupport.widgets import int_slider
+from labsupport.widgets import budgeted, int_slider
 
 from .scenarios import STARVE, GraphConfig, GraphRun, run_graph
 
@@ -98,9 +98,11 @@ def lab(reader_rate: int = 40, iothreads: int = 2) -> Any:
         )
 
     return w.interactive(
-        view,
-        reader_rate=int_slider(reader_rate, 0, 400, "reads per ms", 10, label_width="160px"),
-        iothreads=int_slider(iothreads, 1, 4, "IOThreads", label_width="160px"),
+        budgeted(view),
+        reader_rate=int_slider(
+            reader_rate, 0, 400, "reads per ms", 10, label_width="160px", name="reader_rate"
+        ),
+        iothreads=int_slider(iothreads, 1, 4, "IOThreads", label_width="160px", name="iothreads"),
         drain_first=toggle(True, "writer drains first (no-poll)"),
         d6=toggle(False, "D6: writer polls with has_writer=1"),
         d7=toggle(False, "D7: drain under the write lock"),

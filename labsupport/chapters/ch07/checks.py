@@ -133,6 +133,8 @@ GROWTH = 0.05
 
 def saturation_point(vm: VM = SATURATION_VM, most: int = 8) -> int:
     """The smallest IOThread count after which one more IOThread adds less than 5%."""
+    validate.instance("vm", vm, VM, kind="a VM(...)")
+    validate.whole("most", most, 2, 16)
     rates = [r.iops for r in sweep(vm, "iothreads", list(range(1, most + 1)))]
     for n in range(1, most):
         if rates[n] < (1 + GROWTH) * rates[n - 1]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from labsupport import catalogue
+from labsupport import catalogue, validate
 from labsupport.catalogue import Scenario
 from labsupport.coroutine import (
     Coroutine,
@@ -501,8 +501,9 @@ def run_scenario(
 ) -> ScenarioRun:
     """Run one of ``SCENARIOS`` (buggy or fixed) on a seeded random schedule and classify it.
     ``program``, if given, replaces the library's program (for the exercises)."""
-    if name not in SCENARIOS:
-        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got {name!r}")
+    if not isinstance(name, str) or name not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got name={name!r}")
+    validate.flag("fixed", fixed)
     sc = SCENARIOS[name]
     prog = program if program is not None else sc.program(fixed)
     try:
@@ -514,6 +515,7 @@ def run_scenario(
 
 def outcome_table(seeds: int = 200, names: tuple[str, ...] = tuple(SCENARIOS)) -> dict:
     """``{(name, "buggy"|"fixed"): Counter(outcome -> runs)}`` over ``seeds`` random seeds."""
+    names = validate.labels("names", names, SCENARIOS, kind="a scenario name or a tuple of them")
     return catalogue.outcome_table({n: SCENARIOS[n] for n in names}, seeds)
 
 
@@ -528,6 +530,7 @@ def format_outcomes(table: dict) -> str:
 
 def first_buggy_seed(name: str, limit: int = 200) -> int:
     """The smallest seed on which the buggy ``name`` shows its bug."""
+    validate.whole("limit", limit, 1, 10_000)
     for s in range(limit):
         if run_scenario(name, False, seed=s, trace=False).detected:
             return s

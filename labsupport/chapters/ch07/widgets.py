@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from labsupport import validate
 from labsupport.present import PALETTE
 from labsupport.qemu.multiqueue import REQS_LOCK_KINDS, VM, MQResult, measure
-from labsupport.widgets import int_slider, text_bar
+from labsupport.widgets import budgeted, int_slider, text_bar
 
 #: The mapping choices: round-robin over every IOThread, or explicit presets (functions of the
 #: IOThread and virtqueue counts, so every preset is valid for every setting).
@@ -24,6 +25,8 @@ MAPPINGS = ("round-robin", "all on iothread0", "first half / second half")
 
 def mapping_for(choice: str, iothreads: int, num_queues: int) -> list[dict[str, Any]]:
     """The ``iothread-vq-mapping`` a choice stands for, for these counts."""
+    validate.whole("iothreads", iothreads, 1, 64, verb="is")
+    validate.whole("num_queues", num_queues, 1, 64, verb="is")
     names = [f"iothread{i}" for i in range(iothreads)]
     if choice == "round-robin":
         return [{"iothread": n} for n in names]
@@ -51,6 +54,7 @@ def view(
 ) -> MQResult:
     """Measure the VM these controls describe (8 vCPUs, 8 host CPUs), print the result and
     each IOThread's load, draw the load as bars (``plot=True``), and return the result."""
+    validate.flag("plot", plot)
     if reqs_lock not in REQS_LOCK_KINDS:
         raise ValueError(f"reqs_lock is one of {', '.join(REQS_LOCK_KINDS)}; got {reqs_lock!r}")
     vm = VM(
@@ -85,6 +89,7 @@ def view(
 
 def draw(r: MQResult) -> Any:
     """Each IOThread's busy share as a horizontal bar (labelled with its number)."""
+    validate.instance("r", r, MQResult, kind="an MQResult (what view or measure returns)")
     import matplotlib.pyplot as plt
 
     names = list(r.iothread_busy)
@@ -114,6 +119,9 @@ def lab(
     and the request lock, over ``view``; ``.result`` holds the last ``MQResult``."""
     import ipywidgets as w
 
+    validate.choice("mapping", mapping, MAPPINGS)
+    validate.choice("reqs_lock", reqs_lock, REQS_LOCK_KINDS)
+
     def dropdown(options: tuple[str, ...], value: str, description: str) -> Any:
         return w.Dropdown(
             options=list(options),
@@ -124,12 +132,12 @@ def lab(
         )
 
     return w.interactive(
-        view,
-        iothreads=int_slider(iothreads, 1, 8, "IOThreads"),
-        num_queues=int_slider(num_queues, 1, 16, "virtqueues"),
+        budgeted(view),
+        iothreads=int_slider(iothreads, 1, 8, "IOThreads", name="iothreads"),
+        num_queues=int_slider(num_queues, 1, 16, "virtqueues", name="num_queues"),
         mapping=dropdown(MAPPINGS, mapping, "iothread-vq-mapping"),
         reqs_lock=dropdown(REQS_LOCK_KINDS, reqs_lock, "reqs_lock"),
-        iodepth=int_slider(iodepth, 1, 128, "I/O depth"),
+        iodepth=int_slider(iodepth, 1, 128, "I/O depth", name="iodepth"),
         plot=w.fixed(True),
         seed=w.fixed(0),
     )

@@ -95,6 +95,9 @@ def measure_eras(w: Workload = COMMON, eras: tuple[Era, ...] = CHAPTER_ERAS) -> 
     """Run each era on ``w`` (same seed, same workload) and measure it."""
     if not isinstance(w, Workload):
         raise TypeError(f"expected a Workload; got {type(w).__name__}")
+    eras = validate.items("eras", eras, kind="a tuple of Era", empty=False)
+    for era in eras:
+        validate.instance("eras", era, Era, kind="a tuple of Era")
     rows = []
     for era in eras:
         r = run_era(w, era.run_era_name, trace=False)

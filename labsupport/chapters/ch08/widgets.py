@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from labsupport import validate
-from labsupport.widgets import int_slider
+from labsupport.widgets import budgeted, int_slider
 
 from .scenarios import COMMON, EraRow, format_rows, measure_eras
 
@@ -60,9 +60,13 @@ def lab(slow_per_10000: int = 20, io_depth: int = 32, monitor_per_s: int = 1000)
     import ipywidgets as w
 
     return w.interactive(
-        view,
-        slow_per_10000=int_slider(slow_per_10000, 0, 200, "slow io_submit per 10000"),
-        io_depth=int_slider(io_depth, 1, 64, "I/O depth"),
-        monitor_per_s=int_slider(monitor_per_s, 0, 2000, "info block per second", 50),
+        budgeted(view),
+        slow_per_10000=int_slider(
+            slow_per_10000, 0, 200, "slow io_submit per 10000", name="slow_per_10000"
+        ),
+        io_depth=int_slider(io_depth, 1, 64, "I/O depth", name="io_depth"),
+        monitor_per_s=int_slider(
+            monitor_per_s, 0, 2000, "info block per second", 50, name="monitor_per_s"
+        ),
         seed=w.fixed(0),
     )
