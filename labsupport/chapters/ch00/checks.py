@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from labsupport import validate
-from labsupport.exercises import register, runaway
-from labsupport.kernel import RunawayError, ScheduleDivergence, SimulationError, run
+from labsupport.exercises import attempt, register
+from labsupport.kernel import ScheduleDivergence, run
 from labsupport.shared import Shared
 
 from .scenarios import counter_program
@@ -53,12 +53,9 @@ def _fixed_00(answer: Any) -> tuple[bool, str]:
         return False, "answer with a program: a function of sim that spawns the threads"
     seeds = range(200)
     for seed in seeds:
-        try:
-            r = run(answer, policy="random", seed=seed, cpus=2)
-        except RunawayError as e:
-            return False, f"seed {seed}: {runaway(e)}"
-        except SimulationError as e:
-            return False, f"seed {seed}: {type(e).__name__}: {e}"
+        r, problem = attempt(seed, lambda s=seed: run(answer, policy="random", seed=s, cpus=2))
+        if problem:
+            return False, problem
         model = r.sim.model
         if not isinstance(model, Shared):
             return False, "the program must return its counter (the Shared variable)"

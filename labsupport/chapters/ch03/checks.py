@@ -15,12 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from labsupport import validate
-from labsupport.exercises import register, runaway
+from labsupport.exercises import attempt, register
 from labsupport.kernel import (
-    RunawayError,
     ScheduleDivergence,
     Simulation,
-    SimulationError,
     run,
 )
 from labsupport.qemu.dataplane import Dataplane, DataplaneRefused, HandlerGuard, r2_program
@@ -141,12 +139,9 @@ def _one_owner_33(answer: Any) -> tuple[bool, str]:
     if not callable(answer):
         return False, "answer with a program: a function of sim that spawns vcpu0 and dataplane"
     for seed in SEEDS_33:
-        try:
-            r = run(answer, policy="random", seed=seed, cpus=2)
-        except RunawayError as e:
-            return False, f"seed {seed}: {runaway(e)}"
-        except SimulationError as e:
-            return False, f"seed {seed}: {type(e).__name__}: {e}"
+        r, problem = attempt(seed, lambda s=seed: run(answer, policy="random", seed=s, cpus=2))
+        if problem:
+            return False, problem
         sim = r.sim
         guard = sim.model
         if not isinstance(guard, HandlerGuard):
