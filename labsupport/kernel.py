@@ -1115,7 +1115,9 @@ class Simulation:
         thread.blocked_on = on
         holders = on.holders()
         self.record(tb.BLOCK, thread.tid, on.oid, holders[0].tid if holders else -1)
-        if holders:
+        # A cycle of threads needs a holder that waits too; with only threads in the graph, a
+        # free-running holder (the common case: a hand-over) needs no search.
+        if holders and (self._wait_sources or any(h.state == BLOCKED for h in holders)):
             cycle = self._find_cycle(thread)
             if cycle:
                 self._stop = ("deadlock", self._report("cycle", cycle))
