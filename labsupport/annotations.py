@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -238,15 +239,42 @@ def _sim_of(values: list[Any]) -> Simulation | None:
     return None
 
 
+def _nonlocals(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The closure variables of ``fn`` and their current values (what ``inspect.getclosurevars``
+    reports as ``nonlocals``, without its scan of globals and builtins, on every call)."""
+    code = getattr(fn, "__code__", None)
+    cells = getattr(fn, "__closure__", None) or ()
+    out: dict[str, Any] = {}
+    if code is not None:
+        for name, cell in zip(code.co_freevars, cells):
+            try:
+                out[name] = cell.cell_contents
+            except ValueError:  # a cell not filled yet
+                pass
+    return out
+
+
+_SIGNATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(fn)``, worked out once per function (it is asked on every call)."""
+    try:
+        return _SIGNATURES[fn]
+    except (KeyError, TypeError):
+        sig = inspect.signature(fn)
+        try:
+            _SIGNATURES[fn] = sig
+        except TypeError:  # pragma: no cover - not weak-referenceable
+            pass
+        return sig
+
+
 def _resolve(fn: Callable[..., Any], expr: Any, bound: dict[str, Any]) -> Any:
     if not isinstance(expr, str):
         return expr
     first, *rest = expr.split(".")
-    scope: dict[str, Any] = {}
-    try:
-        scope.update(inspect.getclosurevars(fn).nonlocals)
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        pass
+    scope = _nonlocals(fn)
     if first in bound:
         obj = bound[first]
     elif first in scope:
@@ -272,7 +300,7 @@ def _resolve_all(
     fn: Callable[..., Any], spec: TSASpec, args: tuple, kwargs: dict
 ) -> list[tuple[str, str, Any]]:
     try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
+        bound = _signature(fn).bind(*args, **kwargs)
         bound.apply_defaults()
         names = dict(bound.arguments)
     except TypeError:

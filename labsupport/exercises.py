@@ -40,7 +40,7 @@ Checker = Callable[[Any], tuple[bool, str]]
 
 #: The wall-clock budget of each run inside ``check()``, in seconds: an answer that loops for
 #: ever costs the learner this long, then a verdict that says where it looped.
-CHECK_TIME_LIMIT_S = 5.0
+CHECK_TIME_LIMIT_S = 3.0
 
 
 @dataclass(frozen=True)
