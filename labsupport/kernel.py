@@ -375,12 +375,21 @@ def note(text: str, value: Any = None) -> Note:
 # Things threads wait on.
 
 
+def check_waitable(sim: Any, name: Any) -> None:
+    """Refuse a primitive's ``sim`` that is not a Simulation (``QemuMutex("x", sim)``: the
+    arguments in the wrong order) and a ``name`` that is not a non-empty string. ``Waitable``
+    checks its own; a primitive that checks more arguments first calls it before them."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
+    validate.label("name", name)
+
+
 class Waitable:
     """Anything a thread can block on. Subclasses say who holds it (for the wait-for graph)."""
 
     kind = "object"
 
     def __init__(self, sim: Simulation, name: str):
+        check_waitable(sim, name)
         self.sim = sim
         self.name = name
         self.waiters: deque[Thread] = deque()
@@ -950,7 +959,7 @@ class Simulation:
         self.warnings: list[str] = []  # see RunResult.warnings
         # Never hang (see _dispatch, _over_budget, _step): sub-generator resumptions, where the
         # next look at the clock is due, the run's wall-clock deadline, who spins (when counted).
-        self._sub, self._sub_limit, self._sub_seen = 0, _CLOCK_EVERY, (0, 0)
+        self._sub, self._sub_limit, self._sub_at_instant = 0, _CLOCK_EVERY, 0
         self._check_at = min(max_steps, _CLOCK_EVERY)
         self._spin_n = 0
         self._deadline = math.inf
@@ -1364,11 +1373,8 @@ class Simulation:
         return n + min(self.max_steps - steps, limit - instant, _CLOCK_EVERY)
 
     def _sub_since(self) -> int:
-        """Sub-generator resumptions since this instant's dispatch began (it began when the
-        step count last changed)."""
-        if self._sub_seen[0] != self._steps:
-            self._sub_seen = (self._steps, self._sub)
-        return self._sub - self._sub_seen[1]
+        """Sub-generator resumptions since simulated time last moved on."""
+        return self._sub - self._sub_at_instant
 
     def _spinning(self, spinners: dict[Thread, int]) -> StepLimitExceeded:
         total = sum(spinners.values())
@@ -1561,6 +1567,7 @@ class Simulation:
             while env.peek() == env.now:
                 env.step()
             self._instant_steps = 0
+            self._sub_at_instant = self._sub
         return self._finish(None)
 
     def _finish(self, forced: str | None) -> RunResult:

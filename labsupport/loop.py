@@ -222,8 +222,6 @@ class AioContext(Waitable):
         order: tuple[str, ...] = AIO_ORDER,
         notify_me_handshake: bool = True,
     ):
-        validate.instance("sim", sim, Simulation, kind="a Simulation")
-        validate.label("name", name)
         if home is not None:
             validate.instance("home", home, Thread, kind="a Thread or None")
         validate.flag("notify_me_handshake", notify_me_handshake)

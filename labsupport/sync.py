@@ -18,14 +18,16 @@ from typing import Any
 
 from . import tracebuf as tb
 from . import validate
-from .kernel import MisuseError, Op, Simulation, Step, Thread, Waitable, state_repr
-
-
-def check_waitable(sim: Any, name: Any) -> None:
-    """Refuse a primitive's ``sim`` that is not a Simulation (``QemuMutex("x", sim)``: the
-    arguments in the wrong order) and a ``name`` that is not a non-empty string."""
-    validate.instance("sim", sim, Simulation, kind="a Simulation")
-    validate.label("name", name)
+from .kernel import (
+    MisuseError,
+    Op,
+    Simulation,
+    Step,
+    Thread,
+    Waitable,
+    check_waitable,
+    state_repr,
+)
 
 
 def _state(owner: Thread | None, depth: int, waiters: int) -> str:
@@ -191,7 +193,6 @@ class QemuCond(Waitable):
     kind = "condition"
 
     def __init__(self, sim: Simulation, name: str):
-        check_waitable(sim, name)
         super().__init__(sim, name)
         self._mutex_of: dict[int, _OwnedLock] = {}
         self._signal_op = Step(lambda t: self._do_signal(t, 1))
@@ -348,7 +349,6 @@ class RWLock(Waitable):
     kind = "rwlock"
 
     def __init__(self, sim: Simulation, name: str):
-        check_waitable(sim, name)
         super().__init__(sim, name)
         self.writer: Thread | None = None
         self.readers: list[Thread] = []
