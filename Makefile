@@ -29,7 +29,7 @@ CHROMIUM := /usr/bin/chromium
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lab test test-unit test-notebooks test-browser browser browser-if-possible \
-	notebooks exercises check-exercises bench lint format clean distclean scratch
+	notebooks exercises sources check-exercises bench lint format clean distclean scratch
 
 help: ## list the targets
 	@echo "Unlocking QEMU - make targets:"
@@ -131,9 +131,13 @@ notebooks: venv scratch ## re-execute notebooks/ and solutions/ in place, then r
 	@echo "tools/run_notebooks.py $(NOTEBOOKS) (private Jupyter, IPython and matplotlib folders)"
 	@$(ISOLATED) $(VPY) tools/run_notebooks.py $(NOTEBOOKS)
 	$(VPY) tools/exercises.py
+	$(VPY) tools/sources.py
 
 exercises: venv ## regenerate exercises/ from solutions/
 	$(VPY) tools/exercises.py
+
+sources: venv ## regenerate docs/sources.md from the notebooks' Sources cells
+	$(VPY) tools/sources.py
 
 check-exercises: venv ## fail if regenerating exercises/ from solutions/ would change it
 	$(VPY) tools/exercises.py --check

@@ -19,13 +19,18 @@ from typing import Any
 
 from . import validate
 from .chapters import CHAPTERS
+from .kernel import MisuseError
 from .kernel import run as run_program
 
 #: The most seeds a hunt or an outcome table runs (each is two runs per scenario).
 MAX_SEEDS = 10_000
 
-#: What kind of failure a catalogued bug is.
-KINDS = ("deadlock", "hang", "stall", "race", "freed")
+#: What kind of failure a catalogued bug is. "misuse" is a call QEMU refuses with an assertion
+#: (the model raises ``MisuseError`` with QEMU's reason; a run that raises it ends "misuse").
+KINDS = ("deadlock", "hang", "stall", "race", "freed", "misuse")
+
+#: The outcome of a run that a ``MisuseError`` stopped.
+MISUSE = "misuse"
 
 
 def _outcome(run: Any) -> str:
@@ -96,11 +101,19 @@ class Scenario:
             trace=trace,
         )
 
+    def classify(self, fixed: bool, seed: int, trace: bool = False) -> str:
+        """How one run ended: its ``outcome``, or ``"misuse"`` if a ``MisuseError`` (QEMU's
+        assertion) stopped it."""
+        try:
+            return self.outcome(self.run(fixed, seed, trace=trace))
+        except MisuseError:
+            return MISUSE
+
     def found(self, fixed: bool, seed: int) -> bool:
         """Whether the bug showed on seed ``seed`` in the buggy or the fixed variant."""
         validate.flag("fixed", fixed)
         validate.whole("seed", seed, 0)
-        return self.outcome(self.run(fixed, seed, trace=self.trace)) != self.ok
+        return self.classify(fixed, seed, trace=self.trace) != self.ok
 
 
 def outcome_table(scenarios: Mapping[str, Scenario], seeds: int) -> dict[tuple[str, str], Counter]:
@@ -114,7 +127,7 @@ def outcome_table(scenarios: Mapping[str, Scenario], seeds: int) -> dict[tuple[s
     for name, sc in scenarios.items():
         for fixed in (False, True):
             table[(name, "fixed" if fixed else "buggy")] = Counter(
-                sc.outcome(sc.run(fixed, s, trace=False)) for s in range(seeds)
+                sc.classify(fixed, s) for s in range(seeds)
             )
     return table
 
@@ -146,4 +159,4 @@ def hunt(scenarios: Iterable[Scenario], seeds: int) -> list[HuntResult]:
     ]
 
 
-__all__ = ["KINDS", "HuntResult", "Scenario", "hunt", "outcome_table"]
+__all__ = ["KINDS", "MISUSE", "HuntResult", "Scenario", "hunt", "outcome_table"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import tracebuf as tb
 from . import validate
-from .kernel import MisuseError, Op, Simulation, Step, Thread, WaitSource, state_repr
+from .kernel import MisuseError, Note, Op, Simulation, Step, Thread, WaitSource, state_repr
 from .loop import QEMUBH, AioContext
 
 _YIELD = object()
@@ -191,9 +191,11 @@ def _note_yield(co: Coroutine, me: Thread, entry_held: list[Any]) -> None:
 
 
 def aio_co_schedule(ctx: AioContext, co: Coroutine) -> Op:
-    """``yield aio_co_schedule(ctx, co)``: enter ``co`` in ``ctx``'s thread, soon (a one-shot BH).
+    """``yield aio_co_schedule(ctx, co)``: enter ``co`` in ``ctx``'s thread, soon.
 
-    Scheduling a coroutine that is already scheduled is an error, as in QEMU.
+    As in QEMU, ``co`` joins the context's list of scheduled coroutines and the context's one
+    ``co_schedule_bh`` is scheduled; that BH enters them oldest first. Scheduling a coroutine
+    that is already scheduled is an error, as in QEMU.
     """
     validate.instance("ctx", ctx, AioContext, kind="an AioContext")
     validate.instance("co", co, Coroutine, kind="a Coroutine")
@@ -206,14 +208,22 @@ def aio_co_schedule(ctx: AioContext, co: Coroutine) -> Op:
             )
         co.scheduled = True
         co.ctx = ctx
-
-        def entry():
-            co.scheduled = False
-            yield from qemu_coroutine_enter(co)
-
-        return ctx.bh_schedule_oneshot(entry, name=f"co {co.name}")._execute(co.sim, t)
+        ctx.scheduled_coroutines.append(co)
+        if ctx.co_schedule_bh is None:
+            ctx.co_schedule_bh = ctx.bh_new(lambda: _co_schedule_bh_cb(ctx), "co_schedule_bh")
+        return ctx.co_schedule_bh._do_schedule(t)
 
     return Step(do)
+
+
+def _co_schedule_bh_cb(ctx: AioContext):
+    """Enter the coroutines scheduled so far, oldest first; later ones wait for the next run."""
+    batch = list(ctx.scheduled_coroutines)
+    ctx.scheduled_coroutines.clear()
+    for co in batch:
+        co.scheduled = False
+        yield Note(f"enter {co.name}")
+        yield from qemu_coroutine_enter(co)
 
 
 def aio_co_enter(ctx: AioContext, co: Coroutine):

@@ -8,6 +8,16 @@ loop's home thread may run ``aio_poll()``; any thread may schedule a BH or set a
 notifier. The ``notify_me`` handshake makes sure a notify that races with the loop going to
 sleep is never lost; switch it off (``notify_me_handshake=False``) to see the lost wake-up.
 
+Where the model differs from QEMU on purpose:
+
+- The handshake is the 2015-2020 one: announce ``notify_me``, then look for work. Since 2020
+  ``aio_poll`` computes its timeout first, then adds to ``notify_me``, then checks
+  ``ctx->notified``, which ``aio_notify()`` always sets; both orders close the same window.
+- QEMU's main loop is a glib main loop with the main AioContext attached as a source; here the
+  main loop polls its context directly. Either way it drops the BQL only around ``poll()``.
+- ``pending()`` also counts BHs, notifications and due timers (what a loop checks before it
+  sleeps); QEMU's ``aio_pending()`` looks at fd handlers only.
+
 Handlers are plain functions or generator functions (so they can compute, take locks and
 block); ``aio_poll`` is a generator that the home thread runs with ``yield aio_poll(ctx, True)``.
 Layer 3 (event loop): imports the kernel and the primitives.
@@ -35,6 +45,12 @@ from .kernel import (
 
 #: The order in which ``aio_poll`` dispatches what is ready. QEMU's AioContext runs bottom
 #: halves first; the 2008 ``main_loop_wait`` ran fd handlers, then timers, then BHs *last*.
+#: Within one pass, BHs run newest first: QEMU pushes a scheduled BH on the head of a list and
+#: runs the list from the head (``QSLIST_INSERT_HEAD_ATOMIC`` in ``util/async.c`` since 2020;
+#: before, one list of every BH, newest created first, where a one-shot BH is created when it
+#: is scheduled). The model uses schedule order, newest first, for every BH; coroutines
+#: scheduled with ``aio_co_schedule`` are still entered oldest first, as QEMU's
+#: ``co_schedule_bh`` puts them back in order.
 AIO_ORDER = ("bh", "fd", "timer")
 MAIN_LOOP_2008_ORDER = ("fd", "timer", "bh")
 
@@ -230,6 +246,7 @@ class AioContext(Waitable):
         ):
             raise ValueError(f"order must arrange {AIO_ORDER} (each once); got {order!r}")
         super().__init__(sim, name)
+        sim.extension("aio.contexts", list).append(self)
         self.home = home
         self.order = tuple(order)
         self.notify_me_handshake = notify_me_handshake
@@ -240,6 +257,9 @@ class AioContext(Waitable):
         self.notify_me = False
         self.notified = False
         self.polls = 0
+        #: coroutines waiting for ``co_schedule_bh`` (``aio_co_schedule``), oldest first
+        self.scheduled_coroutines: deque[Any] = deque()
+        self.co_schedule_bh: QEMUBH | None = None
         #: threads whose work a poller of this context is waiting for (set by aio_wait_while),
         #: so the wait-for graph can see that wait
         self.waiting_for: list[Thread] = []
@@ -267,7 +287,9 @@ class AioContext(Waitable):
         """``aio_set_event_notifier``/``aio_set_fd_handler``: run ``io_read()`` when it is set.
 
         ``can_read()``, if given, is asked first; the handler is skipped while it says False.
-        ``io_read=None`` removes the handler.
+        That guard is the model's (the 2008 main loop's ``qemu_set_fd_handler2`` had such a "can
+        read" poll); the extra argument of QEMU's ``aio_set_event_notifier`` is ``io_poll``, a
+        busy-poll function, which the model does not have. ``io_read=None`` removes the handler.
         """
         validate.instance("notifier", notifier, EventNotifier, kind="an EventNotifier")
         if io_read is not None:
@@ -309,7 +331,9 @@ class AioContext(Waitable):
         return any(n.is_set for n, _io, _can in self.handlers)
 
     def pending(self) -> bool:
-        """Is anything ready to run, without running it? (QEMU: ``aio_pending``.) Not a step."""
+        """Is anything ready to run, without running it? Not a step. This is what a loop checks
+        before it sleeps: BHs, a notification, ready fds, due timers. (QEMU's ``aio_pending()``
+        looks at fd handlers only.)"""
         if self.bh_queue or self.notified or self._fds_ready():
             return True
         now = self.sim.now
@@ -387,7 +411,7 @@ def aio_poll(ctx: AioContext, blocking: bool, drop: Any = None):
         if what == "bh":
             batch, ctx.bh_queue = ctx.bh_queue, deque()
             while batch:  # taken off the batch as it runs: a one-shot BH is then free
-                bh = batch.popleft()
+                bh = batch.pop()
                 bh.scheduled = False
                 yield Note(f"bh {bh.name}")
                 yield from _call(bh.cb)
@@ -411,53 +435,117 @@ def aio_poll(ctx: AioContext, blocking: bool, drop: Any = None):
     return progress
 
 
-def aio_wait_while(
-    ctx: AioContext, cond: Callable[[], bool], lock: Any = None, main_ctx: AioContext | None = None
-):
-    """``yield aio_wait_while(ctx, cond, lock, main_ctx)``: poll until ``cond()`` is false.
+def qemu_get_aio_context(sim: Simulation) -> AioContext:
+    """The main loop's AioContext (QEMU: ``qemu_get_aio_context``), made on first use; its home
+    thread is whichever thread polls it first (in QEMU: any thread holding the BQL)."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
+    return sim.extension("qemu.main_aio_context", lambda: AioContext(sim, "main"))
 
-    QEMU's ``AIO_WAIT_WHILE`` as it was in the AioContext-lock years. In ``ctx``'s own thread it
-    polls ``ctx``. From the main loop, waiting for another context's work, it releases that
-    context's ``lock`` **once**, polls the main context, and takes the lock again: if the caller
-    held the (recursive) lock twice, the other thread still cannot get it (deadlock D1). The
-    thread doing the work calls ``aio_wait_kick(main_ctx)`` when it has made progress.
+
+class AioWait:
+    """QEMU's one global ``AioWait``: how many threads are inside ``AIO_WAIT_WHILE`` right now
+    (``num_waiters``), so that ``aio_wait_kick()`` costs nothing when nobody waits."""
+
+    def __init__(self) -> None:
+        self.num_waiters = 0
+
+    def __repr__(self) -> str:
+        return f"<AioWait [num_waiters:{self.num_waiters}]>"
+
+
+def aio_wait(sim: Simulation) -> AioWait:
+    """The simulation's one ``AioWait`` (QEMU: ``global_aio_wait``)."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
+    return sim.extension("aio.wait", AioWait)
+
+
+def _current_context(me: Thread) -> AioContext | None:
+    """The context whose loop this thread runs, if any (QEMU: ``qemu_get_current_aio_context``)."""
+    for ctx in me.sim.extension("aio.contexts", list):
+        if ctx.home is me:
+            return ctx
+    return None
+
+
+def aio_wait_while(
+    ctx: AioContext, cond: Callable[[], bool], unlocked: bool = False, *, poll_ctx: Any = None
+):
+    """``yield aio_wait_while(ctx, cond)``: run event loops until ``cond()`` is false.
+
+    QEMU's ``AIO_WAIT_WHILE(ctx, cond)`` (``include/block/aio-wait.h``). In ``ctx``'s home
+    thread it polls ``ctx``. Any other caller must be the main loop: it polls the main context
+    (``qemu_get_aio_context``), and in the years contexts had a lock it releases ``ctx``'s lock
+    **once** around each poll and takes it again, so a caller that held the (recursive) lock
+    twice still keeps the other thread out (deadlock D1). ``unlocked=True`` is
+    ``AIO_WAIT_WHILE_UNLOCKED`` (no release), which the 9.0 form equals. Whoever finishes the
+    awaited work calls ``aio_wait_kick()``.
+
+    A thread that is neither (an IOThread waiting for another IOThread's work) is refused with a
+    ``MisuseError``: QEMU asserts it, because ``aio_wait_kick()`` only ever wakes the main loop.
+
+    ``poll_ctx`` is not QEMU's: it lets such a thread poll a context of its choice instead, only
+    to show what the assertion prevents (chapter 5's D5).
     """
     validate.instance("ctx", ctx, AioContext, kind="an AioContext")
     validate.function("cond", cond)
-    if main_ctx is not None:
-        validate.instance("main_ctx", main_ctx, AioContext, kind="an AioContext or None")
-    me = ctx.sim.current
-    if ctx.home is me or ctx.home is None:
+    validate.flag("unlocked", unlocked)
+    if poll_ctx is not None:
+        validate.instance("poll_ctx", poll_ctx, AioContext, kind="an AioContext or None")
+    sim = ctx.sim
+    me = sim.current
+    waits = aio_wait(sim)
+    waits.num_waiters += 1  # before cond() is read, in the same step: no kick can slip between
+    try:
+        if ctx.home is me or ctx.home is None:
+            while cond():
+                yield aio_poll(ctx, True)
+            return
+        main = qemu_get_aio_context(sim) if poll_ctx is None else poll_ctx
+        mine = _current_context(me)
+        if poll_ctx is None and mine is not None and mine is not main:
+            raise MisuseError(
+                f"{me.name} called AIO_WAIT_WHILE on {ctx.name} from {mine.name}'s thread: the "
+                f"caller must be {ctx.name}'s home thread or the main loop (QEMU asserts "
+                f"qemu_get_current_aio_context() == qemu_get_aio_context()), because "
+                f"aio_wait_kick() only ever wakes the main loop; wait from the main loop, or "
+                f"hand the work over with a BH"
+            )
+        lock = None if unlocked else ctx.lock
         while cond():
-            yield aio_poll(ctx, True)
-        return
-    if main_ctx is None:
-        raise MisuseError(
-            f"{me.name} waits for {ctx.name}'s work from another thread: pass main_ctx, the "
-            f"context this thread polls while it waits"
-        )
-    while cond():
-        if lock is not None:
-            yield lock.unlock()
-        main_ctx.waiting_for = [ctx.home]
-        try:
-            yield aio_poll(main_ctx, True)
-        finally:
-            main_ctx.waiting_for = []
-        if lock is not None:
-            yield lock.lock()
+            if lock is not None:
+                yield lock.unlock()
+            main.waiting_for = [ctx.home]
+            try:
+                yield aio_poll(main, True)
+            finally:
+                main.waiting_for = []
+            if lock is not None:
+                yield lock.lock()
+    finally:
+        waits.num_waiters -= 1
 
 
-def aio_wait_kick(main_ctx: AioContext) -> Op:
-    """``yield aio_wait_kick(main_ctx)``: wake a thread in ``aio_wait_while`` to look again.
+def aio_wait_kick() -> Op:
+    """``yield aio_wait_kick()``: wake the main loop in ``aio_wait_while`` to look again.
 
-    As in QEMU, it schedules an empty one-shot BH in the waiter's context rather than only
-    notifying it: a waiter that has checked its condition but not yet announced that it will
-    sleep (``notify_me``) finds the BH pending and does not sleep. A bare notify is dropped in
+    As in QEMU, it takes no context and does nothing when nobody waits (``num_waiters``); when
+    someone does, it schedules an empty one-shot BH in the *main* context, which is QEMU's own
+    mechanism: a waiter that has checked its condition but not yet announced that it will sleep
+    (``notify_me``) finds the BH pending and does not sleep. A bare notify could be dropped in
     exactly that window.
     """
-    validate.instance("main_ctx", main_ctx, AioContext, kind="an AioContext")
-    return main_ctx.bh_schedule_oneshot(_aio_wait_kick_bh, "aio_wait_kick")
+    return _AIO_WAIT_KICK
+
+
+def _do_aio_wait_kick(t: Thread) -> bool:
+    sim = t.sim
+    if aio_wait(sim).num_waiters == 0:
+        return True
+    bh = QEMUBH(qemu_get_aio_context(sim), _aio_wait_kick_bh, "aio_wait_kick", oneshot=True)
+    return bh._do_schedule(t)
+
+
+_AIO_WAIT_KICK = Step(_do_aio_wait_kick)
 
 
 def _aio_wait_kick_bh() -> None:
@@ -466,6 +554,7 @@ def _aio_wait_kick_bh() -> None:
 
 __all__ = [
     "AIO_ORDER",
+    "AioWait",
     "MAIN_LOOP_2008_ORDER",
     "TIMED_OUT",
     "AioContext",
@@ -473,6 +562,8 @@ __all__ = [
     "QEMUBH",
     "QEMUTimer",
     "aio_poll",
+    "aio_wait",
     "aio_wait_kick",
     "aio_wait_while",
+    "qemu_get_aio_context",
 ]

@@ -166,17 +166,15 @@ class BlockDriverState:
         """``yield bs.inc_in_flight()`` (``bdrv_inc_in_flight``)."""
         return self.in_flight.qatomic_add(1)
 
-    def dec_in_flight(self, main_ctx: AioContext | None = None):
-        """``yield bs.dec_in_flight(main_ctx)``: one request fewer; kick a waiting drain."""
+    def dec_in_flight(self):
+        """``yield from bs.dec_in_flight()``: one request fewer; kick a waiting drain."""
         yield self.in_flight.qatomic_add(-1)
-        if main_ctx is not None:
-            yield aio_wait_kick(main_ctx)
+        yield aio_wait_kick()
 
-    def drained_begin(self, main_ctx: AioContext | None = None):
-        """``yield bs.drained_begin(main_ctx)``: no new requests; wait for those in flight."""
+    def drained_begin(self):
+        """``yield from bs.drained_begin()``: no new requests; wait for those in flight."""
         self.quiesce_counter += 1
-        lock = getattr(self.ctx, "lock", None)
-        yield aio_wait_while(self.ctx, lambda: self.in_flight.value > 0, lock, main_ctx)
+        yield aio_wait_while(self.ctx, lambda: self.in_flight.value > 0)
 
     def drained_end(self):
         self.quiesce_counter -= 1

@@ -43,7 +43,7 @@ from ..annotations import (
 )
 from ..coroutine import CoQueue, current_coroutine
 from ..kernel import MisuseError, Note, Simulation, Thread
-from ..loop import AioContext, aio_poll, aio_wait_kick
+from ..loop import AioContext, aio_poll, aio_wait, aio_wait_kick
 from .block import BlockDriverState
 from .bql import BQL
 
@@ -238,7 +238,7 @@ def bdrv_graph_co_rdlock():
         gl.reader_counts[ctx.name] -= 1
         gl._log()
         yield Note(f"has_writer: {co.name} sleeps")
-        yield aio_wait_kick(gl.main_ctx)
+        yield aio_wait_kick()
         yield from gl.queue.wait()  # qemu_co_queue_wait(&reader_queue, NULL)
 
 
@@ -257,7 +257,7 @@ def bdrv_graph_co_rdunlock():
     gl.reader_counts[ctx.name] -= 1
     gl._log()
     yield Note(f"graph reader_count[{ctx.name}]--")
-    yield aio_wait_kick(gl.main_ctx)  # unlock always kicks: a writer may be polling
+    yield aio_wait_kick()  # unlock always kicks: a writer may be polling
 
 
 @no_tsa
@@ -302,13 +302,18 @@ def poll_main_while(
     validate.function("cond", cond)
     validate.function("waiting_for", waiting_for)
     ctx = gl.main_ctx
-    while cond():
-        saved = ctx.waiting_for
-        ctx.waiting_for = waiting_for()
-        try:
-            yield aio_poll(ctx, True)
-        finally:
-            ctx.waiting_for = saved
+    waits = aio_wait(gl.sim)  # AIO_WAIT_WHILE_UNLOCKED: count this thread as a waiter
+    waits.num_waiters += 1
+    try:
+        while cond():
+            saved = ctx.waiting_for
+            ctx.waiting_for = waiting_for()
+            try:
+                yield aio_poll(ctx, True)
+            finally:
+                ctx.waiting_for = saved
+    finally:
+        waits.num_waiters -= 1
 
 
 def _reader_threads(gl: BdrvGraphLock) -> list[Thread]:
@@ -398,9 +403,8 @@ def bdrv_drained_begin(bs: DrainableNode):
     flight. It polls, so it is ``GRAPH_UNLOCKED``: never call it holding the graph lock (D7)."""
     validate.instance("bs", bs, DrainableNode, kind="a DrainableNode")
     GLOBAL_STATE_CODE()
-    gl = get_graph_lock()
     yield Note(f"bdrv_drained_begin({bs.name})")
-    yield from bs.drained_begin(gl.main_ctx)
+    yield from bs.drained_begin()
 
 
 def bdrv_drained_end(bs: DrainableNode):

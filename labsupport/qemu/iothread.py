@@ -5,8 +5,8 @@ An IOThread runs its own ``AioContext``; until QEMU 9.0 every context had a lock
 (``aio_context_acquire``/``aio_context_release``). This module is the one home of that lock in
 every era (``CONTEXT_LOCK_KINDS``): the 2013 recursive FIFO lock that kicks its owner out of
 ``aio_poll`` (``"rfifo"``), the 2017 recursive mutex (``"rec"``), the empty functions of late
-2023 (``"noop"``), and no lock at all in QEMU 9.0 (``None``). ``qemu_get_aio_context`` is the one
-way to get the main loop's context.
+2023 (``"noop"``), and no lock at all in QEMU 9.0 (``None``). ``qemu_get_aio_context`` (from
+``labsupport.loop``) is the one way to get the main loop's context.
 
 Layer 4 (QEMU models).
 """
@@ -18,6 +18,7 @@ from ..kernel import BLOCKED, MisuseError, Note, Simulation, compute, state_repr
 from ..loop import (
     AioContext,
     aio_poll,
+    qemu_get_aio_context,  # noqa: F401  (lives in the loop layer; re-exported here)
 )
 from ..sync import QemuRecMutex, RFifoLock
 from .bql import BQL, ProfiledLock, RetakeAt
@@ -160,13 +161,6 @@ def iothread_get_aio_context(iothread: IOThread) -> AioContext:
     """The AioContext an IOThread runs (QEMU: ``iothread_get_aio_context``)."""
     validate.instance("iothread", iothread, IOThread, kind="an IOThread")
     return iothread.ctx
-
-
-def qemu_get_aio_context(sim: Simulation) -> AioContext:
-    """The main loop's AioContext (QEMU: ``qemu_get_aio_context``), made on first use; its home
-    thread is whichever thread polls it first."""
-    validate.instance("sim", sim, Simulation, kind="a Simulation")
-    return sim.extension("qemu.main_aio_context", lambda: AioContext(sim, "main"))
 
 
 def info_block(bql: BQL, contexts: list[AioContext], cost_us: float = 20.0):

@@ -47,10 +47,10 @@ REQS_LOCK_KINDS = ("QemuMutex", "CoMutex")
 # "noop")`` in ``labsupport.qemu.iothread``), and an AIO_WAIT_WHILE with nothing to release.
 
 
-def AIO_WAIT_WHILE(ctx: AioContext, cond: Any, main_ctx: AioContext | None = None):  # noqa: N802
+def AIO_WAIT_WHILE(ctx: AioContext, cond: Any):  # noqa: N802
     """``AIO_WAIT_WHILE`` in QEMU 9.0: the same as ``AIO_WAIT_WHILE_UNLOCKED``, no lock to
     release and retake around the main loop's ``aio_poll``."""
-    return aio_wait_while(ctx, cond, None, main_ctx)
+    return aio_wait_while(ctx, cond, unlocked=True)
 
 
 # --------------------------------------------------------------------------------------------

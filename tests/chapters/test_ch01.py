@@ -141,11 +141,12 @@ def test_a_bh_scheduled_by_a_handler_runs_last_in_the_same_pass():
     assert bh_pass(MAIN_LOOP_2008_ORDER) == 1 and bh_pass(AIO_ORDER) == 2
 
 
-def test_one_pass_runs_fd_handlers_then_due_timers_then_bhs_in_scheduling_order():
+def test_one_pass_runs_fd_handlers_then_due_timers_then_bhs_newest_first():
     ran = run(pass_order_program).sim.model
-    # every ready fd handler, then every due timer (watchdog is not due yet), then the BHs in
-    # the order they were scheduled, the one the fd handler scheduled included
-    assert ran == ["disk-completion", "rtc-tick", "dma-restart", "raise-irq"]
+    # every ready fd handler, then every due timer (watchdog is not due yet), then the BHs,
+    # newest first (the 2008 list was walked from its head, where qemu_bh_new put the newest),
+    # the one the fd handler scheduled included
+    assert ran == ["disk-completion", "rtc-tick", "raise-irq", "dma-restart"]
 
 
 # -- section 2: a slow handler stalls the guest -----------------------------------------------
@@ -287,7 +288,9 @@ def solutions() -> dict:
 
 def test_1_1_order(solutions):
     assert _order_01(solutions["order"])[0]
-    assert _order_01(["fd disk-completion", "timer rtc-tick", "bh dma-restart", "bh raise-irq"])[0]
+    assert _order_01(["fd disk-completion", "timer rtc-tick", "bh raise-irq", "bh dma-restart"])[0]
+    ok, why = _order_01(["disk-completion", "rtc-tick", "dma-restart", "raise-irq"])
+    assert not ok and "dma-restart is not number 3" in why  # the order they were scheduled
     ok, why = _order_01(["disk-completion", "dma-restart", "raise-irq", "rtc-tick"])
     assert not ok and "dma-restart is not number 2" in why
     ok, why = _order_01(["disk-completion", "rtc-tick", "watchdog", "dma-restart", "raise-irq"])

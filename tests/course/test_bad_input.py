@@ -174,8 +174,9 @@ CASES = [
     (lambda: first(aio_poll("ctx", True)), TypeError, "ctx"),
     (lambda: first(aio_poll(ctx(), "yes")), ValueError, "blocking"),
     (lambda: first(aio_wait_while(ctx(), True)), TypeError, "cond"),
-    (lambda: first(aio_wait_while(ctx(), lambda: False, None, "main")), TypeError, "main_ctx"),
-    (lambda: aio_wait_kick(None), TypeError, "main_ctx"),
+    (lambda: first(aio_wait_while(ctx(), lambda: False, "yes")), ValueError, "unlocked"),
+    (lambda: first(aio_wait_while(ctx(), lambda: False, poll_ctx="main")), TypeError, "poll_ctx"),
+    (lambda: aio_wait_kick(None), TypeError, "argument"),
     # -- coroutine -------------------------------------------------------------------------
     (lambda: Coroutine("sim", body), TypeError, "sim"),
     (lambda: Coroutine(sim(), 3), TypeError, "fn"),

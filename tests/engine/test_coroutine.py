@@ -12,7 +12,13 @@ from labsupport.coroutine import (
     qemu_coroutine_enter,
     qemu_coroutine_yield,
 )
-from labsupport.loop import AioContext, aio_poll, aio_wait_kick, aio_wait_while
+from labsupport.loop import (
+    AioContext,
+    aio_poll,
+    aio_wait_kick,
+    aio_wait_while,
+    qemu_get_aio_context,
+)
 from labsupport.sync import RFifoLock
 
 
@@ -159,9 +165,10 @@ def d1_program(depth):
     """The main loop holds an IOThread's context lock ``depth`` times and waits for its work."""
 
     def program(sim):
-        main_ctx = AioContext(sim, "main")
+        qemu_get_aio_context(sim)  # the main loop's context, which AIO_WAIT_WHILE polls
         io_ctx = AioContext(sim, "iothread0")
         lock = QemuRecMutex(sim, "iothread0.ctx", lock_class="AioContext")
+        io_ctx.lock = lock  # the context's lock, which AIO_WAIT_WHILE releases once
         in_flight = Shared(sim, "in_flight", 1)
 
         def iothread():
@@ -173,7 +180,7 @@ def d1_program(depth):
         def complete():
             yield compute(5)
             yield in_flight.store(0)
-            yield aio_wait_kick(main_ctx)
+            yield aio_wait_kick()
 
         bh = io_ctx.bh_new(complete, "complete-request")
 
@@ -181,7 +188,7 @@ def d1_program(depth):
             for _ in range(depth):
                 yield lock.lock()
             yield bh.schedule()
-            yield aio_wait_while(io_ctx, lambda: in_flight.value > 0, lock, main_ctx)
+            yield aio_wait_while(io_ctx, lambda: in_flight.value > 0)
             for _ in range(depth):
                 yield lock.unlock()
 

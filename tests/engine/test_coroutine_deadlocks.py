@@ -15,7 +15,7 @@ from labsupport.coroutine import (
     aio_co_wake,
     qemu_coroutine_yield,
 )
-from labsupport.loop import AioContext, aio_poll
+from labsupport.loop import AioContext, aio_poll, qemu_get_aio_context
 from labsupport.qemu import BQL
 from labsupport.qemu.graphlock import (
     BdrvGraphLock,
@@ -285,7 +285,7 @@ def graph_program(reader_waits_for_main: bool):
     that only the main loop restarts (after its change), or just finishes."""
 
     def program(sim):
-        main_ctx = AioContext(sim, "main")
+        main_ctx = qemu_get_aio_context(sim)
         bql = BQL(sim)
         gl = BdrvGraphLock(sim, main_ctx, bql)
         (io_ctx,) = loops(sim, True, 1)
@@ -336,7 +336,7 @@ def test_a_reader_asleep_in_the_graph_locks_queue_waits_for_the_writer():
     in the lock's CoQueue, and the report says whom it waits for."""
 
     def program(sim):
-        main_ctx = AioContext(sim, "main")
+        main_ctx = qemu_get_aio_context(sim)
         bql = BQL(sim)
         BdrvGraphLock(sim, main_ctx, bql)
         (io_ctx,) = loops(sim, True, 1)

@@ -151,3 +151,119 @@ def test_without_the_notify_me_handshake_a_wakeup_can_be_lost():
     for s in range(40):
         r = run(lost_wakeup_program(True), policy="random", seed=s)
         assert r.ok and r.sim.model.value == 1
+
+
+# -- QEMU's own rules: BH order, AIO_WAIT_WHILE's callers, aio_wait_kick ----------------------
+
+
+def test_the_bhs_of_one_pass_run_newest_first_and_scheduled_coroutines_oldest_first():
+    from labsupport.coroutine import Coroutine, aio_co_schedule
+
+    log = []
+
+    def prog(sim):
+        ctx = AioContext(sim, "main")
+        bhs = [ctx.bh_new(lambda i=i: log.append(f"bh{i}"), f"bh{i}") for i in range(3)]
+
+        def co_body(i):
+            def body():
+                log.append(f"co{i}")
+                return
+                yield
+
+            return body
+
+        def main():
+            for bh in bhs:
+                yield bh.schedule()
+            for i in range(3):
+                yield aio_co_schedule(ctx, Coroutine(sim, co_body(i), name=f"co{i}"))
+            yield aio_poll(ctx, False)
+
+        sim.spawn("main-loop", main)
+
+    assert run(prog).ok
+    # QEMU pushes each scheduled BH on the head of its list and runs the list from the head;
+    # co_schedule_bh, scheduled last, runs first and enters its coroutines in order
+    assert log == ["co0", "co1", "co2", "bh2", "bh1", "bh0"]
+
+
+def _wait_from(waiter_is_iothread, poll_ctx=False):
+    from labsupport.loop import aio_wait_kick, aio_wait_while, qemu_get_aio_context
+
+    def prog(sim):
+        main = qemu_get_aio_context(sim)
+        a = AioContext(sim, "iothread-a")
+        b = AioContext(sim, "iothread-b")
+        done = Shared(sim, "done", 0)
+        returned = []
+
+        def work():
+            yield compute(2)
+            yield done.store(1)
+            yield aio_wait_kick()
+
+        def waiter():
+            yield b.bh_schedule_oneshot(work, "work")
+            kw = {"unlocked": True, "poll_ctx": a} if poll_ctx else {}
+            yield aio_wait_while(b, lambda: done.value == 0, **kw)
+            returned.append(sim.current.name)
+
+        def loop(ctx):
+            def body():
+                while True:
+                    yield aio_poll(ctx, True)
+
+            return body
+
+        if waiter_is_iothread:  # iothread-a's loop runs the waiter as a BH
+            a.home = sim.spawn("iothread-a", loop(a), daemon=True)
+            job = a.bh_new(waiter, "job")
+            sim.spawn("starter", lambda: (yield job.schedule()))
+        else:
+            main.home = sim.spawn("main-loop", waiter)
+        b.home = sim.spawn("iothread-b", loop(b), daemon=True)
+        return done, returned
+
+    return prog
+
+
+def test_aio_wait_while_from_the_main_loop_is_woken_by_the_kick():
+    from labsupport import trace_table
+
+    r = run(_wait_from(False), cpus=3)
+    done, returned = r.sim.model
+    assert r.ok and done.value == 1 and returned == ["main-loop"]
+    assert "bh aio_wait_kick" in trace_table(r)
+
+
+def test_aio_wait_while_between_two_iothreads_is_refused_as_qemu_asserts():
+    with pytest.raises(MisuseError, match="AIO_WAIT_WHILE on iothread-b from iothread-a"):
+        run(_wait_from(True), cpus=3)
+    # what the assertion prevents: polling its own context, iothread-a never hears the kick,
+    # which only ever goes to the main context
+    r = run(_wait_from(True, poll_ctx=True), cpus=3)
+    done, returned = r.sim.model
+    assert done.value == 1 and returned == []  # the work is done; the waiter sleeps on
+
+
+def test_aio_wait_kick_does_nothing_when_nobody_waits():
+    from labsupport.loop import aio_wait, aio_wait_kick, qemu_get_aio_context
+
+    seen = {}
+
+    def prog(sim):
+        main = qemu_get_aio_context(sim)
+
+        def body():
+            yield aio_wait_kick()
+            seen["nobody"] = len(main.bh_queue)
+            aio_wait(sim).num_waiters += 1  # as if a thread were inside AIO_WAIT_WHILE
+            yield aio_wait_kick()
+            seen["one"] = len(main.bh_queue)
+            aio_wait(sim).num_waiters -= 1
+
+        sim.spawn("vcpu0", body)
+
+    assert run(prog).ok
+    assert seen == {"nobody": 0, "one": 1}

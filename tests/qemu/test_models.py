@@ -221,18 +221,18 @@ def test_the_context_lock_profile_names_the_monitor():
 
 def test_a_drained_section_waits_for_requests_in_flight():
     from labsupport import sleep
-    from labsupport.loop import AioContext, aio_poll
+    from labsupport.loop import aio_poll, qemu_get_aio_context
     from labsupport.qemu import BlockDriverState, IOThread
 
     def program(sim):
-        main_ctx = AioContext(sim, "main")
+        main_ctx = qemu_get_aio_context(sim)
         io = IOThread(sim, "iothread0", lock_kind=None)
         bs = BlockDriverState(sim, "disk0", io.ctx)
         done = []
 
         def request():
             yield compute(30)
-            yield from bs.dec_in_flight(main_ctx)
+            yield from bs.dec_in_flight()
 
         bh = io.ctx.bh_new(request, "request")
 
@@ -241,7 +241,7 @@ def test_a_drained_section_waits_for_requests_in_flight():
             yield bs.inc_in_flight()
             yield bh.schedule()
             yield sleep(1)
-            yield from bs.drained_begin(main_ctx)
+            yield from bs.drained_begin()
             done.append((sim.now, bs.in_flight.value))
             yield from bs.drained_end()
 

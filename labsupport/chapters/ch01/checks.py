@@ -103,7 +103,8 @@ def _order_01(answer: Any) -> tuple[bool, str]:
     if names == ran:
         return True, (
             f"the pass runs {', '.join(ran)}: fd handlers, then due timers, then "
-            f"every BH scheduled so far, the one the handler scheduled included"
+            f"every BH scheduled so far, the one the handler scheduled included, newest "
+            f"first (QEMU's BH list is walked from its head, where the newest BH sits)"
         )
     known = {"dma-restart", "raise-irq", "disk-completion", "rtc-tick", "watchdog"}
     unknown = [n for n in names if n not in known]
@@ -359,7 +360,8 @@ register(
     "1.1",
     _order_01,
     "the 2008 loop runs the ready fd handlers, then the timers that are "
-    "due, then every scheduled bottom half in the order they were scheduled",
+    "due, then every scheduled bottom half, newest first: the list of BHs is walked from its "
+    "head, where the newest one sits",
 )
 register(
     "1.2",

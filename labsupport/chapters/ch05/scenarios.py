@@ -53,7 +53,7 @@ def d1_program(fixed: bool = False, save_vmstate_body: Callable[..., Any] | None
         def complete_request():  # an fd handler: in 2017 it takes its context's lock itself
             yield aio_context_acquire(io.ctx, "iothread0: complete")
             yield in_flight.store(0)
-            yield aio_wait_kick(main_ctx)
+            yield aio_wait_kick()
             yield aio_context_release(io.ctx)
 
         io.ctx.set_event_notifier(disk_done, complete_request)
@@ -62,7 +62,7 @@ def d1_program(fixed: bool = False, save_vmstate_body: Callable[..., Any] | None
             yield aio_context_acquire(io.ctx, "main: save_vmstate")
             if not fixed:  # a helper that takes the context again, "just to be safe"
                 yield aio_context_acquire(io.ctx, "main: bdrv_flush")
-            yield aio_wait_while(io.ctx, lambda: in_flight.value > 0, io.lock, main_ctx)
+            yield aio_wait_while(io.ctx, lambda: in_flight.value > 0)
             if not fixed:
                 yield aio_context_release(io.ctx)
             yield aio_context_release(io.ctx)
@@ -160,7 +160,6 @@ def d5_program(fixed: bool = False) -> Program:
         updated = Shared(sim, "updated", 0)
         start = EventNotifier(sim, "job-start")
         start.is_set = True
-        waiter = main_ctx if fixed else a.ctx
 
         def copy_in_b():  # a BH in iothread-b
             yield aio_context_acquire(b.ctx, "b: copy")
@@ -169,7 +168,7 @@ def d5_program(fixed: bool = False) -> Program:
                 yield aio_context_acquire(a.ctx, "b: update a's node")
                 yield aio_context_release(a.ctx)
             yield copied.store(1)
-            yield aio_wait_kick(waiter)
+            yield aio_wait_kick()
             yield aio_context_release(b.ctx)
 
         def job_in_a():  # an fd handler in iothread-a: takes its own context
@@ -178,15 +177,17 @@ def d5_program(fixed: bool = False) -> Program:
                 yield main_ctx.bh_schedule_oneshot(job_in_main_loop, "job")
             else:
                 yield b.ctx.bh_schedule_oneshot(copy_in_b, "copy")
-                yield aio_wait_while(b.ctx, lambda: copied.value == 0, None, a.ctx)
+                yield aio_wait_while(
+                    b.ctx, lambda: copied.value == 0, unlocked=True, poll_ctx=a.ctx
+                )
                 yield updated.store(1)
-                yield aio_wait_kick(main_ctx)
+                yield aio_wait_kick()
             yield aio_context_release(a.ctx)
 
         def job_in_main_loop():  # the main loop holds the BQL: it may take any context
             yield aio_context_acquire(b.ctx, "main: job")
             yield b.ctx.bh_schedule_oneshot(copy_in_b, "copy")
-            yield aio_wait_while(b.ctx, lambda: copied.value == 0, b.lock, main_ctx)
+            yield aio_wait_while(b.ctx, lambda: copied.value == 0)
             yield aio_context_release(b.ctx)
             yield aio_context_acquire(a.ctx, "main: job")
             yield updated.store(1)

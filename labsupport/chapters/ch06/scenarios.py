@@ -33,7 +33,7 @@ from labsupport.coroutine import (
     qemu_coroutine_yield,
 )
 from labsupport.kernel import Note, RunResult, Simulation, compute, run, sleep
-from labsupport.loop import AioContext, aio_poll
+from labsupport.loop import AioContext, aio_wait_while
 from labsupport.qemu.bql import BQL
 from labsupport.qemu.graphlock import (
     GLOBAL_STATE_CODE,
@@ -178,7 +178,7 @@ def blk_co_preadv(
     m = current_model()
     m.completed += 1
     m.latencies.append(sim.now - start)
-    yield from blk.dec_in_flight(get_graph_lock().main_ctx)  # its kick wakes the main loop
+    yield from blk.dec_in_flight()  # its kick wakes the main loop
 
 
 @GRAPH_WRLOCK
@@ -370,10 +370,9 @@ def graph_program(cfg: GraphConfig, change_body: Callable[..., Any] | None = Non
                 and all(m.extra.get(k) for k in m.extra.get("wanted", ()))
             )
 
-        def main_loop():
+        def main_loop():  # AIO_WAIT_WHILE in its home thread: aio_wait_kick() wakes it
             yield bql.lock("main loop")
-            while not finished():
-                yield aio_poll(main_ctx, True)
+            yield aio_wait_while(main_ctx, lambda: not finished())
             yield bql.unlock()
 
         main_ctx.home = sim.spawn("main-loop", main_loop)

@@ -69,7 +69,7 @@ def removal_program(stage: str = "no-op") -> Program:
             if stage != "deleted":
                 yield acquire(io.ctx, "iothread0: complete")
             yield in_flight.store(0)
-            yield aio_wait_kick(main_ctx)
+            yield aio_wait_kick()
             if stage != "deleted":
                 yield release(io.ctx)
 
@@ -81,9 +81,9 @@ def removal_program(stage: str = "no-op") -> Program:
                 yield acquire(io.ctx, "main: bdrv_flush")
             yield disk_done.set()  # the disk answers; the IOThread's handler completes it
             if stage == "2017":
-                yield aio_wait_while(io.ctx, lambda: in_flight.value > 0, io.lock, main_ctx)
+                yield aio_wait_while(io.ctx, lambda: in_flight.value > 0)
             else:
-                yield AIO_WAIT_WHILE(io.ctx, lambda: in_flight.value > 0, main_ctx)
+                yield AIO_WAIT_WHILE(io.ctx, lambda: in_flight.value > 0)
             if stage != "deleted":
                 yield release(io.ctx)
                 yield release(io.ctx)
@@ -115,11 +115,11 @@ def handover_program() -> Program:
             yield compute(2 * n)
             yield requests.store(0)
             yield done.store(1)
-            yield aio_wait_kick(main_ctx)
+            yield aio_wait_kick()
 
         def main_loop():
             yield io.ctx.bh_schedule_oneshot(complete_bh, "complete requests")
-            yield AIO_WAIT_WHILE(io.ctx, lambda: done.value == 0, main_ctx)
+            yield AIO_WAIT_WHILE(io.ctx, lambda: done.value == 0)
 
         main_ctx.home = sim.spawn("main-loop", main_loop)
         return done
@@ -312,15 +312,14 @@ def r6_program(fixed: bool = False, move: Callable[..., Any] | None = None) -> P
             where.append(sim.current.name)
             yield compute(3)
             yield done.store(1)
-            yield aio_wait_kick(main_ctx)
+            yield aio_wait_kick()
 
         co = Coroutine(sim, moving_co, name="moving_co")
         where: list[str] = []
 
         def main_loop():
             yield aio_co_enter(main_ctx, co)
-            while done.value == 0:
-                yield aio_poll(main_ctx, True)
+            yield aio_wait_while(main_ctx, lambda: done.value == 0)
 
         busy = round(sim.rng.uniform(0, 4), 1)
         bookkeeping = round(sim.rng.uniform(0.5, 3), 1)
@@ -368,7 +367,7 @@ def r7_program(fixed: bool = False) -> Program:
                     yield resized.store(node)
                 else:
                     yield Note(f"{node} was replaced meanwhile: report an error")
-            yield aio_wait_kick(main_ctx)
+            yield aio_wait_kick()
 
         co = Coroutine(sim, block_resize, name="qmp_block_resize")
 
