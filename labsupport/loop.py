@@ -374,8 +374,10 @@ def aio_poll(ctx: AioContext, blocking: bool, drop: Any = None):
     Blocking: announce ``notify_me``, sleep until there is work (or the next timer), then
     dispatch in ``ctx.order``. A BH scheduled while BHs run waits for the next pass. ``drop``
     is a lock the caller holds and releases around the poll (sleeping or not) and retakes before
-    dispatching, as QEMU's main loop does with the BQL (``os_host_main_loop_wait``) and the 2013
-    IOThread with its AioContext lock.
+    dispatching, as QEMU's main loop does with the BQL (``os_host_main_loop_wait``, in glib's
+    loop; QEMU's ``aio_poll`` itself never drops the BQL) and, from the 2015 rework of
+    ``aio_poll``, an IOThread with its AioContext lock (QEMU released it only when the poll
+    could block). ``drop`` is the model's argument, not QEMU's.
     """
     validate.instance("ctx", ctx, AioContext, kind="an AioContext")
     validate.flag("blocking", blocking)

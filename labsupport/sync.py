@@ -163,8 +163,11 @@ class RFifoLock(_OwnedLock):
 
     QEMU's ``RFifoLock`` (``util/rfifolock.c``) gave out tickets so that waiters get the lock in
     arrival order, and called a contention callback when a thread had to wait; the AioContext
-    lock used it to ``aio_notify`` the context, so an owner sleeping in ``aio_poll`` would wake
-    up and let go. ``on_contention(waiting_thread)`` is that callback.
+    lock used it to ``aio_notify`` the context, so that an owner asleep in ``aio_poll`` with the
+    lock held (the 2014 IOThread loop did that) would wake up and let go.
+    ``on_contention(waiting_thread)`` is that callback; it runs in the waiting thread, before it
+    waits, and the trace shows it there ("contention callback"). ``contentions`` counts the
+    times a thread had to wait.
     """
 
     kind = "rfifolock"
@@ -180,6 +183,8 @@ class RFifoLock(_OwnedLock):
     def _contended(self, t: Thread) -> None:
         self.contentions += 1
         if self.on_contention is not None:
+            # Part of the waiter's lock step, recorded before its BLOCK: not a step of its own.
+            self.sim.record(tb.OP, t.tid, self.sim.label("note", "contention callback"), None)
             self.on_contention(t)
 
 

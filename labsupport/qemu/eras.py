@@ -131,6 +131,7 @@ def _build(sim: Simulation, w: Workload, era: str) -> dict[str, Any]:
     if era == "dataplane":
         io_ctx = AioContext(sim, "dataplane")
     elif era == "iothread":  # 2013-2017: the device's own loop, its handlers under the ctx lock
+        # (IOThread's default loop_year=2015: the lock dropped around each blocking poll)
         iothread = IOThread(sim, "iothread0", lock_kind="rfifo")
     elif era == "iothread-2017":  # 2017-2023: the loop runs unlocked, each handler locks
         iothread = IOThread(sim, "iothread0", lock_kind="rec", loop_holds_lock=False)

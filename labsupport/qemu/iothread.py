@@ -3,9 +3,12 @@
 An IOThread runs its own ``AioContext``; until QEMU 9.0 every context had a lock that handlers
 (and the monitor's ``info block``) took before touching the block nodes of that context
 (``aio_context_acquire``/``aio_context_release``). This module is the one home of that lock in
-every era (``CONTEXT_LOCK_KINDS``): the 2013 recursive FIFO lock that kicks its owner out of
-``aio_poll`` (``"rfifo"``), the 2017 recursive mutex (``"rec"``), the empty functions of late
-2023 (``"noop"``), and no lock at all in QEMU 9.0 (``None``). ``qemu_get_aio_context`` (from
+every era (``CONTEXT_LOCK_KINDS``): the 2013 recursive FIFO lock whose contention callback kicks
+its owner out of ``aio_poll`` (``"rfifo"``), the 2017 recursive mutex (``"rec"``), the empty
+functions of late 2023 (``"noop"``), and no lock at all in QEMU 9.0 (``None``). While the loop
+itself held the lock, the ``IOThread`` runs one of two loops (``LOOP_YEARS``): the 2014 loop,
+which kept the lock while it slept in ``aio_poll`` and so needed the kick, and the 2015 one,
+where ``aio_poll`` let go of it around the wait. ``qemu_get_aio_context`` (from
 ``labsupport.loop``) is the one way to get the main loop's context.
 
 Layer 4 (QEMU models).
@@ -101,14 +104,36 @@ def aio_context_release(ctx: AioContext):
     return ctx.lock.unlock()
 
 
+#: The IOThread loops the model runs (``IOThread(loop_year=...)``) while the loop holds the lock.
+LOOP_YEARS = (2014, 2015)
+
+
 class IOThread:
     """``-object iothread,id=NAME``: a thread that runs its own AioContext's loop.
 
     ``lock_kind`` is the context lock of the era (``CONTEXT_LOCK_KINDS``, or None for none).
-    ``loop_holds_lock=True`` is the 2013 design: ``aio_poll`` holds the context lock while it
-    dispatches and lets go only around the blocking wait, so every handler runs under it. With
-    ``False`` (2017) the loop takes no lock and each handler takes it itself. A loop never
-    holds an empty ("noop") lock.
+    ``loop_holds_lock=True`` is the lock years' design: the loop holds the context lock while
+    it dispatches, so every handler runs under it. ``loop_year`` says how it holds it:
+
+    - ``2014``: ``iothread_run()`` as first added takes the lock, calls the blocking
+      ``aio_poll`` again and again while it makes progress, and releases the lock only when a
+      poll returns without progress. The lock stays held while the thread sleeps in ``poll()``,
+      so a thread that wants it depends on the ``RFifoLock``'s contention callback: the callback
+      notifies the context, the sleeping poll returns with nothing done, the loop releases the
+      lock, and the FIFO lock goes to the waiter (the trace shows "contention callback" in the
+      waiter, then "aio_poll: no progress" in the IOThread). Without the callback the waiter
+      waits until the poll returns for some other reason.
+    - ``2015`` (the default): the lock is released around the wait inside ``aio_poll``, as
+      the 2015 rework of ``aio_poll`` did, so a waiter never has to wake the loop. Where the
+      model differs from QEMU: QEMU's ``aio_poll`` released the lock only when its timeout was
+      non-zero (a wait that may block); the model's ``aio_poll(..., drop=...)`` releases and
+      retakes it around every poll, including one that finds work ready at once. ``drop`` is
+      the model's argument (QEMU's ``aio_poll(ctx, blocking)`` has none): it names the lock
+      the poll lets go of.
+
+    With ``loop_holds_lock=False`` (2017) the loop takes no lock and each handler takes it
+    itself; ``loop_year`` does not apply and must stay 2015. A loop never holds an empty
+    ("noop") lock.
     """
 
     def __init__(
@@ -117,17 +142,25 @@ class IOThread:
         name: str,
         lock_kind: str | None = "rfifo",
         loop_holds_lock: bool = True,
+        loop_year: int = 2015,
     ):
         validate.instance("sim", sim, Simulation, kind="a Simulation")
         validate.label("name", name)
         if lock_kind is not None:
             validate.choice("lock_kind", lock_kind, CONTEXT_LOCK_KINDS + (None,))
         validate.flag("loop_holds_lock", loop_holds_lock)
+        validate.choice("loop_year", loop_year, LOOP_YEARS)
+        if loop_year == 2014 and not (loop_holds_lock and lock_kind in ("rfifo", "rec")):
+            raise ValueError(
+                "loop_year=2014 is a loop that holds its context lock across the wait: it "
+                "needs loop_holds_lock=True and a real lock (lock_kind 'rfifo' or 'rec')"
+            )
         self.sim = sim
         self.name = name
         self.ctx = AioContext(sim, name)
         self.lock = aio_context_new_lock(self.ctx, lock_kind) if lock_kind else None
         self.loop_holds_lock = loop_holds_lock and isinstance(self.lock, ProfiledLock)
+        self.loop_year = loop_year
         self.thread = sim.spawn(name, self._run, daemon=True)
         self.ctx.home = self.thread
 
@@ -149,7 +182,13 @@ class IOThread:
 
     def _run(self):
         while True:
-            if self.loop_holds_lock:
+            if self.loop_holds_lock and self.loop_year == 2014:
+                yield self.lock.lock("iothread: iothread_run")
+                while (yield aio_poll(self.ctx, True)):  # asleep in poll() with the lock held
+                    pass  # progress was made: poll again, still holding it
+                yield Note("aio_poll: no progress")  # woken with nothing to do (a kick, say)
+                yield self.lock.unlock()
+            elif self.loop_holds_lock:
                 yield self.lock.lock("iothread: aio_poll")
                 yield aio_poll(self.ctx, True, drop=RetakeAt(self.lock, "iothread: aio_poll"))
                 yield self.lock.unlock()

@@ -25,11 +25,15 @@ from labsupport.chapters.ch04.checks import (
     report_run,
 )
 from labsupport.chapters.ch04.scenarios import (
+    KICK_INFO_BLOCK_US,
+    KICK_MONITOR_AT,
     IOThreadVM,
     complete_in_documented_order,
     complete_under_bql,
     complete_via_main_loop,
     d4_program,
+    kick_program,
+    kick_scene,
     measure_vm,
 )
 from labsupport.qemu import Workload, run_era
@@ -130,7 +134,7 @@ def test_a_slow_request_holds_up_info_block_and_through_the_bql_a_vcpu(era_model
     assert waits[("main-loop", "iothread0.ctx")] == 35 and waits[("vcpu1", "BQL")] == 35
 
 
-def test_the_iothread_loop_holds_its_lock_while_dispatching_and_drops_it_to_wait(era_model):
+def test_the_2015_loop_holds_its_lock_while_dispatching_and_drops_it_to_wait(era_model):
     r = era_model["measure"](IOThreadVM(vcpus=2, io_depth=4, duration_us=5_000)).result
     ivs = [iv for iv in intervals(r) if iv.thread == "iothread0"]
     holds = [iv for iv in ivs if iv.what == "hold" and iv.obj == "iothread0.ctx"]
@@ -141,6 +145,123 @@ def test_the_iothread_loop_holds_its_lock_while_dispatching_and_drops_it_to_wait
         assert not any(h.start < s.end and s.start < h.end for h in holds)
     for x in runs:  # every handler ran under the lock
         assert any(h.start <= x.start and x.end <= h.end for h in holds)
+
+
+def test_the_stall_traces_contention_callback_runs_in_the_main_loop_and_wakes_nobody(era_model):
+    ns = _run_cell(era_model, "def one_slow_request")
+    r = ns["stall"]
+    sim = r.sim
+    names = [t.name for t in sim.threads]
+    calls = [
+        (ev.time, names[ev.thread])
+        for ev in sim.trace
+        if ev.kind == "op" and sim.objects[ev.obj].name == "contention callback"
+    ]
+    assert calls[0] == (10, "main-loop")  # the monitor's wait, while iothread0 is in the kernel
+    assert r.sim.model["info block"] == 50  # the kick did not shorten the stall
+
+
+# -- Section 3: the kick, in the 2014 loop and the 2015 loop ----------------------------------
+
+
+def _kick_rows():
+    return {
+        "2014": kick_scene(2014),
+        "2014, no callback": kick_scene(2014, callback=False),
+        "2014, no callback, request at 50": kick_scene(2014, callback=False, request_at=50),
+        "2014, no callback, + aio_notify at 100": kick_scene(
+            2014, callback=False, request_at=50, notify_at=100
+        ),
+        "2015": kick_scene(2015),
+        "2015, no callback": kick_scene(2015, callback=False),
+    }
+
+
+def test_2014_the_kick_lets_the_monitor_in_and_the_trace_shows_it():
+    k = kick_scene(2014)
+    assert k.outcome == "completed" and k.info_block_waited_us == 0
+    assert k.contentions == 2 and k.kicks == 1
+    sim = k.result.sim
+    names = [t.name for t in sim.threads]
+    rows = [
+        (ev.time, names[ev.thread], ev.kind, sim.objects[ev.obj].name)
+        for ev in sim.trace
+        if ev.thread >= 0
+    ]
+    at = KICK_MONITOR_AT
+    kick = rows.index((at, "main-loop", "op", "contention callback"))
+    rest = rows[kick:]
+    order = [
+        rest.index((at, "iothread0", "op", "aio_poll: no progress")),
+        rest.index((at, "iothread0", "release", "iothread0.ctx")),
+        rest.index((at, "main-loop", "acquire", "iothread0.ctx")),
+        rest.index((at + KICK_INFO_BLOCK_US, "iothread0", "acquire", "iothread0.ctx")),
+    ]
+    assert order == sorted(order)
+
+
+def test_2014_without_the_callback_the_monitor_waits_for_another_reason_or_forever():
+    never = kick_scene(2014, callback=False)
+    assert never.outcome == "stuck" and never.info_block_waited_us is None
+    assert never.kicks == 0 and never.contentions == 1
+    io = never.result.sim.model["iothread"]
+    assert io.lock.mutex.owner is io.thread and io.thread.blocked_on is io.ctx
+    busy = kick_scene(2014, callback=False, request_at=50)
+    assert busy.outcome == "stuck" and busy.info_block_waited_us is None
+    late = kick_scene(2014, callback=False, request_at=50, notify_at=100)
+    assert late.outcome == "completed" and late.info_block_waited_us == 100 - KICK_MONITOR_AT
+    assert kick_scene(2014, request_at=50, notify_at=100).info_block_waited_us == 0
+
+
+@pytest.mark.parametrize("callback", [True, False])
+def test_2015_nobody_needs_kicking(callback):
+    k = kick_scene(2015, callback=callback, request_at=50)
+    assert k.outcome == "completed" and k.info_block_waited_us == 0
+    assert k.contentions == 0 and k.kicks == 0
+
+
+def test_the_kick_scene_refuses_what_it_cannot_run():
+    with pytest.raises(ValueError, match="loop_year must be 2014 or 2015"):
+        kick_program(2013)
+    with pytest.raises(ValueError, match="notify_at"):
+        kick_program(2014, notify_at=-1)
+    with pytest.raises(ValueError, match="callback"):
+        kick_program(2014, callback="yes")
+
+
+def test_the_kick_section_prints_and_says_what_it_computes(era_model):
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    ns = _run_cell(era_model, "kicked = kick_scene(2014)")
+    assert ns["kicked"].kicks == 1
+    ns = run_cell_containing(NOTEBOOK, ns, "scenes = {")
+    rows = {
+        name: (k.outcome, k.info_block_waited_us, k.contentions, k.kicks)
+        for name, k in ns["scenes"].items()
+    }
+    assert rows == {
+        name: (k.outcome, k.info_block_waited_us, k.contentions, k.kicks)
+        for name, k in _kick_rows().items()
+    }
+    text = next(c.source for c in nb.cells if c.cell_type == "markdown" and "**90 µs**" in c.source)
+    old, late, new = rows["2014"], rows["2014, no callback, + aio_notify at 100"], rows["2015"]
+    assert f"**{old[1]:g} µs**" in text and f"**{old[2]}**" in text and f"**{old[3]}**" in text
+    assert f"**{late[1]:g} µs**" in text and f"with **{new[2]}** contentions" in text
+    assert rows["2014, no callback"][0] == "stuck" and "run ends stuck" in text
+    assert rows["2015, no callback"] == new
+
+
+def test_every_sentence_about_the_loop_and_the_callback_names_its_year():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    flat = " ".join(text.split())
+    for sentence in flat.split(". "):
+        s = sentence.lower()
+        if "dropped only around" in s or "drops it only around" in s:
+            raise AssertionError(f"an undated claim about the loop: {sentence!r}")
+        if ("around the blocking wait" in s or "around the wait" in s) and "aio_poll" in s:
+            assert "2015" in s or "2014" in s, sentence
+    assert "`drop` is the model's" in flat
+    assert "reference/" not in text and "qemu-history" not in text
 
 
 # -- Section 4: I/O leaves the BQL -------------------------------------------------------------
@@ -263,6 +384,11 @@ def test_the_notebook_presents_d4_as_derived_and_links_on():
     assert "Fam Zheng" in text and "[qemu-devel, 2020-09-17, Fam Zheng" in text
     assert "05-handlers-take-the-lock.ipynb" in text
     assert "04-iothreads-and-the-aiocontext-lock-exercises.ipynb" in text
+    assert "QEMU AioContext removal and how it was done" in text
+    assert "http://blog.vmsplice.net/2024/01/qemu-aiocontext-removal-and-how-it-was.html" in text
+    for source in ("[qemu.git aio-posix.c @ 05e514b1]", "[QEMU source: async.c, c. 2014 version]"):
+        assert source in text
+    assert "be8d8537668c9be7a8dee6aed94b2b3f9fcd4a9f" in text  # the 2014 loop
     checked = [c for c in nb.cells if "nbval-check-output" in c.metadata.get("tags", [])]
     assert len(checked) >= 8
 

@@ -1,6 +1,6 @@
-"""What chapter 5 teaches, asserted: the notebook's era model is the library's, each deadlock
-and race is found under the buggy model and absent under the fixed one on many seeds, and the
-exercises' checkers accept the model answers and refuse the bugs."""
+"""What chapter 5 teaches, asserted: the notebook's era model is the library's, each deadlock,
+refused call and race is found under the buggy model and absent under the fixed one on many
+seeds, and the exercises' checkers accept the model answers and refuse the bugs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from notebook_cells import assert_same_run, run_cells
 
-from labsupport import compute, run, trace_table
+from labsupport import MisuseError, compute, run, trace_table
 from labsupport.analysis import find_races
 from labsupport.chapters.ch05.checks import (
     PREDICT_KEYS,
@@ -24,13 +24,17 @@ from labsupport.chapters.ch05.scenarios import (
     R3_LOST_SCHEDULE,
     SCENARIOS,
     d1_program,
+    d2_program,
     d5_program,
+    format_outcomes,
     outcome_table,
+    r1_outcome,
+    r1_program,
     r3_program,
     run_scenario,
 )
 from labsupport.coroutine import qemu_coroutine_yield
-from labsupport.loop import aio_wait_while
+from labsupport.loop import aio_wait_kick, aio_wait_while, qemu_get_aio_context
 from labsupport.present import trace_rows
 from labsupport.qemu import aio_context_acquire, aio_context_release
 
@@ -45,6 +49,21 @@ def era_model() -> dict:
     return run_cells(NOTEBOOK, "era-model", minimum=3)
 
 
+def _run_or_refusal(program, seed: int, cpus: int):
+    """A seeded run, or the text of the ``MisuseError`` (QEMU's assertion) that stopped it."""
+    try:
+        return run(program, policy="random", seed=seed, cpus=cpus)
+    except MisuseError as e:
+        return f"MisuseError: {e}"
+
+
+def _assert_same(mine, theirs) -> None:
+    if isinstance(mine, str) or isinstance(theirs, str):
+        assert mine == theirs
+    else:
+        assert_same_run(mine, theirs)
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 @pytest.mark.parametrize("fixed", [False, True])
 def test_the_notebooks_era_model_gives_the_librarys_traces(era_model, name, fixed):
@@ -52,19 +71,46 @@ def test_the_notebooks_era_model_gives_the_librarys_traces(era_model, name, fixe
     visible = era_model[factory.__name__]
     assert visible is not factory
     for seed in range(30):
-        assert_same_run(
-            run(visible(fixed), policy="random", seed=seed, cpus=cpus),
-            run(factory(fixed), policy="random", seed=seed, cpus=cpus),
+        _assert_same(
+            _run_or_refusal(visible(fixed), seed, cpus), _run_or_refusal(factory(fixed), seed, cpus)
         )
 
 
-def test_the_visible_iothread_and_aio_wait_while_are_the_notebooks_own(era_model):
+def test_the_notebooks_d5_without_the_assertion_is_the_librarys(era_model):
+    visible = era_model["d5_program"]
+    for seed in range(30):
+        assert_same_run(
+            run(visible(False, qemu_assertion=False), policy="random", seed=seed, cpus=2),
+            run(d5_program(False, qemu_assertion=False), policy="random", seed=seed, cpus=2),
+        )
+
+
+def test_the_visible_iothread_and_aio_wait_calls_are_the_notebooks_own(era_model):
     from labsupport import qemu
 
     assert era_model["IOThread"] is not qemu.IOThread
     assert era_model["aio_wait_while"] is not aio_wait_while
+    assert era_model["aio_wait_kick"] is not aio_wait_kick
+    assert era_model["qemu_get_aio_context"] is qemu_get_aio_context  # the one main context
     with pytest.raises(ValueError, match="never holds"):
         run(lambda sim: era_model["IOThread"](sim, "x", loop_holds_lock=True))
+
+
+def test_the_notebooks_kick_does_nothing_without_a_waiter_and_wakes_only_the_main_loop(era_model):
+    visible = era_model["d1_program"]
+    # the IOThread completes the request before save_vmstate waits: nobody waits, no BH
+    early = run(visible(fixed=False), cpus=2, schedule="00000000")
+    assert early.ok
+    assert not any("aio_wait_kick" in row["text"] for row in trace_rows(early))
+    # the main loop waits: the kick is an empty BH that the main loop runs
+    waited = run(visible(fixed=True), policy="random", seed=0, cpus=2)
+    rows = trace_rows(waited)
+    kicks = [(row["thread"], row["text"]) for row in rows if "aio_wait_kick" in row["text"]]
+    assert kicks == [("iothread0", "schedule aio_wait_kick"), ("main-loop", "bh aio_wait_kick")]
+    # and the kick takes no context: it is a call without arguments
+    import inspect
+
+    assert not inspect.signature(era_model["aio_wait_kick"]).parameters
 
 
 def test_the_2017_loop_holds_no_lock_and_the_handler_takes_it():
@@ -126,19 +172,36 @@ def test_d2_hangs_only_when_the_lock_is_held_across_the_yield():
     assert fixed.ok and fixed.sim.model.value == 1
 
 
-def test_d5_an_iothread_waiting_for_another_deadlocks_and_the_main_loop_route_does_not():
+def test_d5_qemu_refuses_a_wait_between_iothreads_and_the_main_loop_route_works():
+    assert SCENARIOS["D5"].kind == "misuse"
     outcomes = outcome_table(SEEDS, names=("D5",))
-    assert outcomes[("D5", "buggy")] == {"deadlock": SEEDS}
+    assert outcomes[("D5", "buggy")] == {"misuse": SEEDS}
     assert outcomes[("D5", "fixed")] == {"completed": SEEDS}
-    r = run(d5_program(False), policy="random", seed=0, cpus=2)
+    with pytest.raises(MisuseError) as refused:
+        run(d5_program(False), policy="random", seed=0, cpus=2)
+    text = str(refused.value)
+    assert "iothread-a called AIO_WAIT_WHILE on iothread-b from iothread-a's thread" in text
+    assert "home thread or the main loop" in text
+    assert "qemu_get_current_aio_context() == qemu_get_aio_context()" in text
+    assert "aio_wait_kick() only ever wakes the main loop" in text
+    copied, updated = run(d5_program(True), policy="random", seed=0, cpus=2).sim.model
+    assert copied.value == 1 and updated.value == 1
+
+
+def test_d5_without_the_assertion_the_two_iothreads_deadlock_on_every_seed():
+    for seed in range(SEEDS):
+        r = run(d5_program(False, qemu_assertion=False), policy="random", seed=seed, cpus=2)
+        assert r.outcome == "deadlock", seed
     text = r.deadlock.text()
     assert "iothread-b waits for rec-mutex iothread-a.ctx, held by iothread-a" in text
     assert (
         "iothread-a waits for AioContext iothread-a (in AIO_WAIT_WHILE, for iothread-b's "
         "work), held by iothread-b"
     ) in text
-    copied, updated = run(d5_program(True), policy="random", seed=0, cpus=2).sim.model
-    assert copied.value == 1 and updated.value == 1
+    # the fixed program does not depend on the switch
+    assert run(d5_program(True, qemu_assertion=False), policy="random", seed=0, cpus=2).ok
+    with pytest.raises(ValueError, match="qemu_assertion must be True or False"):
+        d5_program(False, qemu_assertion="no")
 
 
 def test_r3_a_seeded_schedule_loses_the_wakeup_and_the_handshake_never_does():
@@ -153,14 +216,103 @@ def test_r3_a_seeded_schedule_loses_the_wakeup_and_the_handshake_never_does():
     assert find_races(r) == []
 
 
+def test_r3_the_model_announces_then_looks_the_2015_2020_order():
+    def first_iothread_step(fixed):
+        r = run(r3_program(fixed=fixed), schedule=R3_LOST_SCHEDULE)
+        return next(row["text"] for row in trace_rows(r) if row["thread"] == "iothread0")
+
+    assert first_iothread_step(True) == "notify_me = 1"  # announce, then look
+    assert first_iothread_step(False) == "check for work: none"  # look, then announce
+
+
+def test_r1_the_restart_coroutine_reads_the_unregistered_member_on_every_seed():
+    sc = SCENARIOS["R1"]
+    assert (sc.id, sc.chapter, sc.kind) == ("R1", 5, "freed")
+    outcomes = outcome_table(SEEDS, names=("R1",))
+    assert outcomes[("R1", "buggy")] == {"use-after-free": SEEDS}
+    assert outcomes[("R1", "fixed")] == {"completed": SEEDS}
+    for seed in range(SEEDS):
+        r = run(r1_program(False), policy="random", seed=seed, cpus=2)
+        rows = trace_rows(r)
+        # why the lock did not help: the coroutine runs only after device_del let go
+        released = next(
+            row["step"]
+            for row in rows
+            if row["thread"] == "main-loop" and row["text"] == "unlock iothread0.ctx"
+        )
+        read = next(
+            row["step"] for row in rows if row["text"].startswith("load tgm.throttle_state")
+        )
+        assert released < read, seed
+        assert r1_outcome(r) == "use-after-free" and len(r.sim.model["uaf"]) == 1
+
+
+def test_r1_the_fix_waits_for_the_restart_before_unregistering():
+    for seed in range(SEEDS):
+        r = run(r1_program(True), policy="random", seed=seed, cpus=2)
+        assert r.ok and r.sim.model["uaf"] == [], seed
+        m = r.sim.model
+        assert m["throttle_state"].value is None and m["restart_pending"].value == 0
+        rows = trace_rows(r)
+        read = next(
+            row["step"] for row in rows if row["text"] == "load tgm.throttle_state -> 'tg0'"
+        )
+        gone = next(
+            row["step"] for row in rows if row["text"].startswith("store tgm.throttle_state")
+        )
+        assert read < gone, seed
+    # the counter is atomic, as QEMU's qatomic_inc/dec: no race on it
+    assert find_races(r) == []
+
+
+def test_r1_the_prose_step_of_the_unregistering():
+    r = run(r1_program(False), policy="random", seed=0, cpus=2)
+    [row] = [x for x in trace_rows(r) if x["text"] == "store tgm.throttle_state = None"]
+    assert (row["step"], row["thread"]) == (4, "main-loop")  # "unregisters the member (step 4)"
+
+
+def test_r1_is_in_chapter_8s_catalogue():
+    from labsupport.chapters.ch08.scenarios import CATALOGUE
+
+    assert SCENARIOS["R1"] in CATALOGUE and SCENARIOS["D5"] in CATALOGUE
+
+
+def test_the_chapters_coroutines_meet_no_context_lock_on_entry():
+    # aio_co_enter takes no lock in the model: D2's coroutine is entered only in the main
+    # loop's context, which has no lock, and R1's (scheduled) takes its context first thing
+    d2 = run(d2_program(True), policy="random", seed=5, cpus=2)
+    assert qemu_get_aio_context(d2.sim).lock is None
+    entries = {row["thread"] for row in trace_rows(d2) if row["text"].startswith("enter ")}
+    assert entries == {"main-loop"}
+    r1 = run(r1_program(True), policy="random", seed=0, cpus=2)
+    rows = [row["text"] for row in trace_rows(r1) if row["thread"] == "iothread0"]
+    first = next(i for i, t in enumerate(rows) if t.startswith("enter ")) + 1
+    while rows[first].startswith("enter "):
+        first += 1
+    assert rows[first] == "lock iothread0.ctx"
+
+
+def test_the_measurement_every_bug_shows_and_no_fix_fails():
+    table = outcome_table(SEEDS)
+    for name in SCENARIOS:
+        assert table[(name, "fixed")] == {"completed": SEEDS}, name
+        assert table[(name, "buggy")]["completed"] < SEEDS, name
+    text = format_outcomes(table)
+    assert "misuse" in text and "use-after-free" in text
+
+
 def test_runs_are_the_same_for_the_same_seed():
     for name in SCENARIOS:
+        if SCENARIOS[name].kind == "misuse":
+            with pytest.raises(MisuseError):
+                run_scenario(name, False, seed=7)
+            continue
         a, b = run_scenario(name, False, seed=7), run_scenario(name, False, seed=7)
         assert trace_table(a) == trace_table(b) and a.schedule == b.schedule
 
 
 def test_unknown_scenarios_are_refused():
-    with pytest.raises(ValueError, match="D1, D2, D5, R3"):
+    with pytest.raises(ValueError, match="D1, D2, D5, R3, R1"):
         run_scenario("D9", False)
 
 
@@ -169,14 +321,14 @@ def test_unknown_scenarios_are_refused():
 
 def save_vmstate_once(io, main_ctx, in_flight):
     yield aio_context_acquire(io.ctx, "main: save_vmstate")
-    yield aio_wait_while(io.ctx, lambda: in_flight.value > 0, io.lock, main_ctx)
+    yield aio_wait_while(io.ctx, lambda: in_flight.value > 0)
     yield aio_context_release(io.ctx)
 
 
 def save_vmstate_nested(io, main_ctx, in_flight):
     yield aio_context_acquire(io.ctx, "main: save_vmstate")
     yield aio_context_acquire(io.ctx, "main: bdrv_flush")
-    yield aio_wait_while(io.ctx, lambda: in_flight.value > 0, io.lock, main_ctx)
+    yield aio_wait_while(io.ctx, lambda: in_flight.value > 0)
     yield aio_context_release(io.ctx)
     yield aio_context_release(io.ctx)
 
@@ -255,3 +407,17 @@ def test_r3_written_out_the_race_detector_flags_every_buggy_run_and_no_fixed_one
     lucky = run(r3_handshake_program(False), policy="random", seed=0)
     assert lucky.outcome == "completed"
     assert {rep.variable for rep in find_races(lucky)} == {"notify_me", "bh.scheduled"}
+
+
+def test_r1_the_prose_steps_of_the_fixed_run():
+    r = run(r1_program(True), policy="random", seed=0, cpus=2)
+    rows = trace_rows(r)
+    step = {
+        (row["thread"], row["text"]): row["step"]
+        for row in rows
+        if row["text"] in ("wait: main (iothread0 has it)", "load tgm.throttle_state -> 'tg0'")
+        or row["text"].startswith("store tgm.throttle_state")
+    }
+    assert step[("main-loop", "wait: main (iothread0 has it)")] == 8  # "waits (step 8)"
+    assert step[("iothread0", "load tgm.throttle_state -> 'tg0'")] == 12  # "read (step 12)"
+    assert step[("main-loop", "store tgm.throttle_state = None")] == 23  # "at step 23"

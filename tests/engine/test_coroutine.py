@@ -261,3 +261,35 @@ def test_aio_co_enter_runs_at_once_in_the_home_thread():
         sim.spawn("main", main)
 
     assert run(prog).ok and where == [("co", 0), ("after", 1)]
+
+
+def test_aio_co_enter_takes_no_context_lock_even_when_the_context_has_one():
+    # QEMU's aio_co_enter took the target context's lock (2017-2023); the model's does not, so
+    # a direct entry goes ahead while another thread holds the context's lock
+    log = []
+
+    def prog(sim):
+        ctx = AioContext(sim, "io")
+        ctx.lock = QemuRecMutex(sim, "io.ctx")
+
+        def body():
+            log.append(("entered", sim.current.name))
+            yield compute(1)
+
+        co = Coroutine(sim, body, name="co")
+
+        def holder():
+            yield ctx.lock.lock()
+            yield sleep(10)
+            yield ctx.lock.unlock()
+
+        def home():
+            yield sleep(1)  # the holder has the lock by now
+            yield from aio_co_enter(ctx, co)
+            log.append(("done", sim.now, ctx.lock.owner.name if ctx.lock.owner else None))
+
+        sim.spawn("holder", holder)
+        ctx.home = sim.spawn("home", home)
+
+    assert run(prog).ok
+    assert log == [("entered", "home"), ("done", 2, "holder")]

@@ -3,12 +3,14 @@
 From 2013 a virtio-blk device could be handed to an IOThread (``-object iothread``): its
 virtqueue and its disk completions were served by that thread's own AioContext, outside the Big
 QEMU Lock. What the BQL had serialised, each context's lock now did: an ``RFifoLock`` that the
-IOThread's ``aio_poll`` held while it dispatched and dropped only around its wait, and that any
-other thread (the monitor's ``info block`` in the main loop, say) acquired to look at the device.
-This module keeps the chapter's programs for later chapters and the tests: the VM with an
-IOThread whose ``io_submit`` is sometimes slow while the monitor asks ``info block`` (D3), and
-the BQL/AioContext lock-order inversion (D4, the course's own derivation from the documented
-rules).
+IOThread's loop held while it dispatched, and that any other thread (the monitor's ``info block``
+in the main loop, say) acquired to look at the device. The 2014 loop kept the lock while it slept
+in ``aio_poll`` too, so a thread that wanted it relied on the lock's contention callback to kick
+the loop awake; from the 2015 rework of ``aio_poll`` the lock was dropped around the wait (the
+chapter's VM runs that loop). This module keeps the chapter's programs for later chapters and
+the tests: the two loops meeting ``info block`` (``kick_scene``), the VM with an IOThread whose
+``io_submit`` is sometimes slow while the monitor asks ``info block`` (D3), and the
+BQL/AioContext lock-order inversion (D4, the course's own derivation from the documented rules).
 
 Layer 9 (chapters): imports the layers below.
 """
@@ -25,13 +27,130 @@ from labsupport.loop import AioContext, aio_poll
 from labsupport.qemu.bql import BQL, RetakeAt
 from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.iothread import (
+    LOOP_YEARS,
     IOThread,
     aio_context_acquire,
     aio_context_release,
+    info_block,
     qemu_get_aio_context,
 )
 from labsupport.qemu.workload import Workload
 from labsupport.shared import Shared
+
+# --------------------------------------------------------------------------------------------
+# The kick: the 2014 loop sleeps in aio_poll holding the lock; the 2015 loop lets go to sleep.
+
+#: The kick scene's times (us): when ``info block`` arrives, and its work under the context lock.
+KICK_MONITOR_AT = 10
+KICK_INFO_BLOCK_US = 5
+
+
+@dataclass(frozen=True)
+class KickScene:
+    """One run of ``kick_program``: did ``info block`` get the IOThread's context lock, how long
+    did it wait for it (None: never), how many times a thread had to wait for that lock
+    (``RFifoLock.contentions``), and how many contention callbacks found the IOThread asleep in
+    ``aio_poll`` (the kicks that woke it)."""
+
+    loop_year: int
+    callback: bool
+    outcome: str
+    info_block_waited_us: float | None
+    contentions: int
+    kicks: int
+    result: RunResult
+
+
+def kick_program(
+    loop_year: int = 2014,
+    callback: bool = True,
+    request_at: float | None = None,
+    notify_at: float | None = None,
+):
+    """An idle IOThread (``IOThread(loop_year=...)``) asleep in ``aio_poll``, and the monitor's
+    ``info block`` asking for its context lock at ``KICK_MONITOR_AT``.
+
+    ``callback=False`` takes the contention callback off the ``RFifoLock`` (a counterfactual:
+    QEMU's AioContext lock always had it). ``request_at``: a guest request (a 3 us handler) at
+    that time. ``notify_at``: at that time another thread calls ``aio_notify`` on the context
+    for a reason of its own (``aio_set_fd_handler`` does, for one). The monitor's thread is not a
+    daemon: if it never gets the lock, the run ends "stuck". The model is
+    ``{"iothread", "bql", "kicks"}`` (``kicks``: times a contention callback found the IOThread
+    asleep in ``aio_poll``).
+    """
+    validate.choice("loop_year", loop_year, LOOP_YEARS)
+    validate.flag("callback", callback)
+    for name, at in (("request_at", request_at), ("notify_at", notify_at)):
+        if at is not None:
+            validate.duration(name, at)
+
+    def program(sim: Simulation) -> dict[str, Any]:
+        bql = BQL(sim)
+        io = IOThread(sim, "iothread0", loop_year=loop_year)
+        mutex = io.lock.mutex
+        kicks: list[float] = []
+        if callback:
+            notify = mutex.on_contention  # aio_notify on the context, as QEMU's callback did
+
+            def counted(waiter):
+                if io.thread.blocked_on is io.ctx:  # the owner sleeps in aio_poll
+                    kicks.append(sim.now)
+                notify(waiter)
+
+            mutex.on_contention = counted
+        else:
+            mutex.on_contention = None
+
+        def monitor():  # the main loop runs info block under the BQL
+            yield sleep(KICK_MONITOR_AT)
+            yield info_block(bql, [io.ctx], cost_us=KICK_INFO_BLOCK_US)
+
+        sim.spawn("main-loop", monitor)
+        if request_at is not None:
+
+            def request():
+                yield compute(3)
+
+            bh = io.ctx.bh_new(request, "virtio_blk_handle_vq")
+
+            def guest():
+                yield sleep(request_at)
+                yield bh.schedule()
+
+            sim.spawn("vcpu0", guest)
+        if notify_at is not None:
+
+            def other():
+                yield sleep(notify_at)
+                yield io.ctx.notify()
+
+            sim.spawn("other", other)
+        return {"iothread": io, "bql": bql, "kicks": kicks}
+
+    return program
+
+
+def kick_scene(
+    loop_year: int = 2014,
+    callback: bool = True,
+    request_at: float | None = None,
+    notify_at: float | None = None,
+) -> KickScene:
+    """Run ``kick_program`` on four host CPUs and read what it measured."""
+    r = run(kick_program(loop_year, callback, request_at, notify_at), cpus=4)
+    io = r.sim.model["iothread"]
+    site = io.lock.sites.get("monitor: info block")
+    got = site is not None and site.acquisitions > 0
+    return KickScene(
+        loop_year=loop_year,
+        callback=callback,
+        outcome=r.outcome,
+        info_block_waited_us=site.wait_us if got else None,
+        contentions=io.lock.mutex.contentions,
+        kicks=len(r.sim.model["kicks"]),
+        result=r,
+    )
+
 
 # --------------------------------------------------------------------------------------------
 # The VM: vCPUs, a main loop with a monitor, and a virtio-blk disk on an IOThread. It is the
@@ -259,16 +378,21 @@ SCENARIOS: dict[str, Scenario] = {
 
 __all__ = [
     "D3_VM",
+    "KICK_INFO_BLOCK_US",
+    "KICK_MONITOR_AT",
     "SCENARIOS",
     "BlockDevice",
     "D4_MONITOR_AT",
     "D4_REQUEST_AT",
     "IOThreadVM",
+    "KickScene",
     "VMResult",
     "complete_in_documented_order",
     "complete_under_bql",
     "complete_via_main_loop",
     "d4_program",
+    "kick_program",
+    "kick_scene",
     "measure_vm",
     "run_d4",
 ]

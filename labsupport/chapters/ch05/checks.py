@@ -212,7 +212,7 @@ register(
     "5.1",
     _fix_d1,
     "take iothread0's context once, wait with aio_wait_while(io.ctx, "
-    "lambda: in_flight.value > 0, io.lock, main_ctx), then release it once",
+    "lambda: in_flight.value > 0), then release it once",
 )
 register(
     "5.2",

@@ -6,7 +6,22 @@ entry takes its context's lock itself (``aio_context_acquire``). Nesting the loc
 possible but discouraged, because ``AIO_WAIT_WHILE`` (called ``BDRV_POLL_WHILE`` before 2018)
 lets go of it only once. Each program here has a ``fixed`` switch: D1 (a caller that holds the
 context twice), D2 (the lock held across a coroutine yield), D5 (an IOThread that waits for
-another IOThread) and R3 (the lost wake-up without the ``notify_me`` handshake).
+another IOThread, which QEMU refuses with an assertion), R3 (the lost wake-up without the
+``notify_me`` handshake) and R1 (work scheduled in an IOThread under the lock, then the object
+it needs unregistered before it runs).
+
+Where the model differs from QEMU on purpose:
+
+- ``aio_context_acquire(ctx, site)`` takes a ``site``, a label for the trace; QEMU's takes only
+  the context. ``ctx.bh_schedule_oneshot(cb, name)`` is QEMU's
+  ``aio_bh_schedule_oneshot(ctx, cb, opaque)`` as a method, with a name for the trace.
+- ``aio_co_enter`` takes no context lock here; from 2017 to 2023 QEMU's took the target
+  context's lock around a direct entry, and ``co_schedule_bh`` took it around each scheduled
+  entry. In these programs a coroutine is entered directly only in the main loop's context,
+  which has no lock in the model, and R1's coroutine takes its context's lock as its first
+  step, where QEMU's ``co_schedule_bh`` took it just before entering it.
+- D5's second variant (``qemu_assertion=False``) uses ``aio_wait_while(..., poll_ctx=...)``,
+  which QEMU does not have, only to show the deadlock that the assertion prevents.
 
 Layer 9 (chapters): imports the layers below.
 """
@@ -19,7 +34,7 @@ from typing import Any
 from labsupport import catalogue, validate
 from labsupport.catalogue import Scenario
 from labsupport.coroutine import Coroutine, aio_co_enter, aio_co_wake, qemu_coroutine_yield
-from labsupport.kernel import RunResult, Simulation, compute, sleep
+from labsupport.kernel import RunResult, Simulation, compute, note, sleep
 from labsupport.loop import AioContext, EventNotifier, aio_poll, aio_wait_kick, aio_wait_while
 from labsupport.qemu.iothread import (
     IOThread,
@@ -141,16 +156,22 @@ def d2_program(fixed: bool = False, block_resize_body: Callable[..., Any] | None
 
 
 # --------------------------------------------------------------------------------------------
-# D5: one IOThread waits, holding its context, for work that another IOThread must do.
+# D5: one IOThread waits for work that another IOThread must do.
 
 
-def d5_program(fixed: bool = False) -> Program:
+def d5_program(fixed: bool = False, qemu_assertion: bool = True) -> Program:
     """A job in ``iothread-a`` needs ``iothread-b`` to copy data, then updates a's node.
 
-    Buggy: a's handler holds a's context and waits with ``AIO_WAIT_WHILE`` for b's work; b's
-    work touches a's node too, so it takes a's context. Fixed, as the rule says ("go via the
-    main loop"): a's handler hands the job to the main loop, which acquires b's context once,
-    waits with ``AIO_WAIT_WHILE`` (letting go of it), then updates a's node itself."""
+    Buggy: a's handler holds a's context and waits with ``AIO_WAIT_WHILE`` for b's work. QEMU
+    asserts that the caller is the context's home thread or the main loop (``aio_wait_kick()``
+    only ever wakes the main loop), so the wait fails at once: a ``MisuseError`` that gives
+    QEMU's reason, outcome ``"misuse"`` in the catalogue. ``qemu_assertion=False`` shows what
+    the assertion prevents: a's handler polls its own context instead (``poll_ctx=a.ctx``, an
+    argument QEMU does not have); b's work also records the copy in a's node, so it takes a's
+    context, and the two IOThreads deadlock. Fixed, as the rule says ("go via the main loop"):
+    a's handler hands the job to the main loop, which acquires b's context once, waits with
+    ``AIO_WAIT_WHILE`` (letting go of it), then updates a's node itself."""
+    validate.flag("qemu_assertion", qemu_assertion)
 
     def program(sim: Simulation) -> tuple[Shared, Shared]:
         main_ctx = qemu_get_aio_context(sim)
@@ -177,9 +198,12 @@ def d5_program(fixed: bool = False) -> Program:
                 yield main_ctx.bh_schedule_oneshot(job_in_main_loop, "job")
             else:
                 yield b.ctx.bh_schedule_oneshot(copy_in_b, "copy")
-                yield aio_wait_while(
-                    b.ctx, lambda: copied.value == 0, unlocked=True, poll_ctx=a.ctx
-                )
+                if qemu_assertion:  # QEMU's AIO_WAIT_WHILE: refused in an IOThread
+                    yield aio_wait_while(b.ctx, lambda: copied.value == 0)
+                else:  # not QEMU's: poll a's own context instead of the main loop's
+                    yield aio_wait_while(
+                        b.ctx, lambda: copied.value == 0, unlocked=True, poll_ctx=a.ctx
+                    )
                 yield updated.store(1)
                 yield aio_wait_kick()
             yield aio_context_release(a.ctx)
@@ -196,8 +220,7 @@ def d5_program(fixed: bool = False) -> Program:
         a.ctx.set_event_notifier(start, job_in_a)
 
         def main_loop():
-            while updated.value == 0:
-                yield aio_poll(main_ctx, True)
+            yield aio_wait_while(main_ctx, lambda: updated.value == 0)
 
         main_ctx.home = sim.spawn("main-loop", main_loop)
         return copied, updated
@@ -278,6 +301,70 @@ def r3_handshake_program(fixed: bool = True) -> Program:
     return program
 
 
+# --------------------------------------------------------------------------------------------
+# R1: work scheduled in another thread under the lock; the object it needs goes first.
+
+
+def r1_program(fixed: bool = False) -> Program:
+    """``device_del`` of a throttled disk whose node runs in ``iothread0`` (2019).
+
+    The main loop holds iothread0's context. It restarts the throttle group member's queue: a
+    coroutine (``throttle_group_restart_queue_entry``) that ``aio_co_enter`` schedules in
+    iothread0, since the main loop is not that context's home. Then it unregisters the member
+    (``throttle_group_unregister_tgm``: ``throttle_state`` becomes None) and lets go of the
+    context. The coroutine needs the context to run, so it runs only after that, and reads a
+    member that is gone: a use-after-free, recorded in ``uaf`` (QEMU crashed on it).
+    Fixed, as QEMU fixed it: the member counts the restarts it scheduled
+    (``restart_pending``, atomic); the coroutine decrements it when done and calls
+    ``aio_wait_kick()``, and ``device_del`` waits with ``AIO_WAIT_WHILE`` for the count to
+    reach 0 before it unregisters. The coroutine takes the context as its first step (QEMU's
+    ``co_schedule_bh`` took it just before entering the coroutine)."""
+
+    def program(sim: Simulation) -> dict[str, Any]:
+        main_ctx = qemu_get_aio_context(sim)
+        io = IOThread(sim, "iothread0", lock_kind="rec", loop_holds_lock=False)
+        throttle_state = Shared(sim, "tgm.throttle_state", "tg0")
+        restart_pending = Shared(sim, "tgm.restart_pending", 0, atomic=True)
+        uaf: list[str] = []
+
+        def restart_queue_entry():  # the restart coroutine, run by iothread0
+            yield aio_context_acquire(io.ctx, "iothread0: co_schedule_bh")
+            ts = yield throttle_state.load()
+            if ts is None:  # QEMU: a NULL throttle_state, then a crash on the group's lock
+                uaf.append(
+                    f"the restart coroutine read the unregistered member at t={sim.now:g} us"
+                )
+                yield note("use after free")
+            else:
+                yield compute(2)  # start the next throttled request
+            if fixed:
+                yield restart_pending.qatomic_add(-1)
+                yield aio_wait_kick()
+            yield aio_context_release(io.ctx)
+
+        def device_del():
+            yield aio_context_acquire(io.ctx, "main: device_del")
+            if fixed:
+                yield restart_pending.qatomic_inc()
+            co = Coroutine(sim, restart_queue_entry, name="restart_queue_entry")
+            yield aio_co_enter(io.ctx, co)  # another thread's context: scheduled there
+            if fixed:  # wait for the restart coroutines before unregistering
+                yield aio_wait_while(io.ctx, lambda: restart_pending.value > 0)
+            yield throttle_state.store(None)  # throttle_group_unregister_tgm
+            yield aio_context_release(io.ctx)
+
+        main_ctx.home = sim.spawn("main-loop", device_del)
+        return {"throttle_state": throttle_state, "restart_pending": restart_pending, "uaf": uaf}
+
+    return program
+
+
+def r1_outcome(r: RunResult) -> str:
+    """``"use-after-free"`` if R1's coroutine read the unregistered member, else the run's
+    outcome."""
+    return "use-after-free" if r.sim.model["uaf"] else r.outcome
+
+
 #: The schedule that loses the wake-up in ``r3_program(fixed=False)``: the IOThread checks
 #: for work, then the main loop schedules the BH, then the IOThread sleeps.
 R3_LOST_SCHEDULE = "01"
@@ -301,7 +388,12 @@ SCENARIOS: dict[str, Scenario] = {
         cpus=2,
     ),
     "D5": Scenario(
-        "D5", 5, "deadlock", "two IOThreads waiting on each other", program=d5_program, cpus=2
+        "D5",
+        5,
+        "misuse",
+        "an IOThread waits in AIO_WAIT_WHILE for another IOThread (QEMU asserts)",
+        program=d5_program,
+        cpus=2,
     ),
     "R3": Scenario(
         "R3",
@@ -310,6 +402,15 @@ SCENARIOS: dict[str, Scenario] = {
         "the lost wake-up without the notify_me handshake",
         program=r3_program,
         cpus=1,
+    ),
+    "R1": Scenario(
+        "R1",
+        5,
+        "freed",
+        "work scheduled in another thread under the lock; object freed before it runs",
+        program=r1_program,
+        cpus=2,
+        outcome=r1_outcome,
     ),
 }
 
@@ -322,7 +423,8 @@ def run_scenario(
     schedule: str | None = None,
     trace: bool = True,
 ) -> RunResult:
-    """Run one of ``SCENARIOS`` (buggy or fixed) with a seeded policy or a schedule."""
+    """Run one of ``SCENARIOS`` (buggy or fixed) with a seeded policy or a schedule. A run that
+    QEMU would refuse with an assertion (D5's buggy variant) raises ``MisuseError``."""
     if not isinstance(name, str) or name not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got name={name!r}")
     validate.flag("fixed", fixed)
@@ -337,10 +439,10 @@ def outcome_table(seeds: int = 200, names: tuple[str, ...] = tuple(SCENARIOS)) -
 
 def format_outcomes(table: dict) -> str:
     """The outcome table as text: one row per scenario and variant."""
-    kinds = ("completed", "deadlock", "stuck")
-    lines = [f"{'scenario':<10}{'variant':<8}" + "".join(f"{k:>11}" for k in kinds)]
+    kinds = ("completed", "deadlock", "stuck", "misuse", "use-after-free")
+    lines = [f"{'scenario':<10}{'variant':<8}" + "".join(f"{k:>15}" for k in kinds)]
     for (name, variant), counts in table.items():
-        lines.append(f"{name:<10}{variant:<8}" + "".join(f"{counts.get(k, 0):>11}" for k in kinds))
+        lines.append(f"{name:<10}{variant:<8}" + "".join(f"{counts.get(k, 0):>15}" for k in kinds))
     return "\n".join(lines)
 
 
@@ -352,6 +454,8 @@ __all__ = [
     "d5_program",
     "format_outcomes",
     "outcome_table",
+    "r1_outcome",
+    "r1_program",
     "r3_program",
     "run_scenario",
 ]
