@@ -1,6 +1,6 @@
 """The bug catalogue: every deadlock, hang, stall and race the course reproduces, one record each.
 
-QEMU's concurrency history is told through its bugs: the deadlocks and hangs D1-D7 and the races
+QEMU's concurrency history is told through its bugs: the deadlocks and hangs D1-D8 and the races
 R1-R7, each with a buggy and a fixed variant. A ``Scenario`` says how to run one variant on a
 seeded schedule and how to read from that run whether the bug happened. ``outcome_table`` counts
 the outcomes over many seeds (the tables of chapters 5, 6 and 7) and ``hunt`` counts, bug by

@@ -23,8 +23,8 @@ from typing import Any
 
 from . import tracebuf as tb
 from . import validate
-from .kernel import MisuseError, Note, Op, Simulation, Step, Thread, WaitSource, state_repr
-from .loop import QEMUBH, AioContext
+from .kernel import MisuseError, Op, Simulation, Step, Thread, WaitSource, state_repr
+from .loop import QEMUBH, AioContext, _current_context
 
 _YIELD = object()
 
@@ -222,12 +222,19 @@ def _co_schedule_bh_cb(ctx: AioContext):
     ctx.scheduled_coroutines.clear()
     for co in batch:
         co.scheduled = False
-        yield Note(f"enter {co.name}")
-        yield from qemu_coroutine_enter(co)
+        yield from qemu_coroutine_enter(co)  # which notes "enter <co>" in the trace
 
 
 def aio_co_enter(ctx: AioContext, co: Coroutine):
-    """``yield aio_co_enter(ctx, co)``: enter now if this is ``ctx``'s thread, else schedule."""
+    """``yield aio_co_enter(ctx, co)``: enter now if this is ``ctx``'s thread, else schedule.
+
+    Where the model differs from QEMU: from 2017 to 2023 QEMU's ``aio_co_enter`` took ``ctx``'s
+    AioContext lock around a direct entry (and ``co_schedule_bh`` took it around each scheduled
+    one); this one takes no lock, whatever the context, and a coroutine that needs its
+    context's lock takes it itself. QEMU also queues a coroutine entered from inside another
+    coroutine of the same context (``co_queue_wakeup``, entered when the current one yields);
+    here it is entered at once.
+    """
     validate.instance("ctx", ctx, AioContext, kind="an AioContext")
     validate.instance("co", co, Coroutine, kind="a Coroutine")
     co.ctx = ctx
@@ -246,23 +253,93 @@ def aio_co_wake(co: Coroutine):
 
 
 class CoMutex:
-    """A mutex for coroutines (QEMU: ``CoMutex``): a coroutine that waits yields its thread.
+    """A mutex for coroutines (QEMU: ``CoMutex``, ``util/qemu-coroutine-lock.c``): a coroutine
+    that waits yields its thread instead of blocking it.
 
-    Handed over in arrival order; the next holder is woken with ``aio_co_wake``, so it resumes
-    in its own AioContext, which costs a trip through that context's loop.
+    ``lock`` takes the mutex if it is free. If it is not, and one coroutine holds it with nobody
+    queued yet, it first **spins**, as ``qemu_co_mutex_lock()`` does: up to
+    ``spin_iterations`` checks (QEMU's loop stops at 1000), each costing ``spin_iteration_us``
+    of CPU, taking the mutex at once if it comes free. It stops spinning early when the mutex
+    belongs to a coroutine of its own AioContext (the holder, or the one it is being handed to):
+    that one cannot run while its thread spins. Then it queues and yields. How long one
+    iteration takes is a model parameter (QEMU's loop body is a ``cpu_relax()`` and two reads,
+    whose cost depends on the host CPU); ``spin_iterations=0`` turns the spin off.
+
+    ``unlock`` hands the mutex to the first queued coroutine (arrival order); it is that
+    coroutine's before it runs again, so until it does, every other taker waits too. A waiter
+    of another AioContext is woken with ``aio_co_wake``: a trip through that context's
+    ``co_schedule_bh``. A waiter of the unlocker's own context is, with ``wakeup_queue=True``
+    (QEMU), not entered at once: QEMU's ``aio_co_enter`` called from a coroutine puts it on that
+    coroutine's ``co_queue_wakeup``, and it runs when the unlocker yields or ends.
+
+    Where the model differs from QEMU: the engine's ``qemu_coroutine_enter`` keeps no
+    ``co_queue_wakeup``. A coroutine takes part by having one (``co.co_queue_wakeup = deque()``)
+    and running ``CoMutex.run_wakeups(co)`` just before each of its yields and before it ends
+    (``lock`` does so before it waits); the woken coroutines then run at the moment QEMU would
+    run them, only entered from inside the unlocker rather than after it. For a coroutine
+    without one, a waiter of its own context is entered at once, as ``aio_co_wake`` does.
+
+    The hand-over's costs are nothing here; a subclass gives them with ``_handoff`` (the
+    unlocker's side, before the wake) and ``_woken`` (the waiter's, once it runs again), as
+    ``labsupport.qemu.multiqueue.ReqsCoMutex`` does. Counters: ``spins`` (takers that spun),
+    ``spin_acquired`` (of them, those that got it spinning), ``spin_us`` (CPU spent spinning),
+    ``handoffs``, ``cross_context_wakes``, ``queued_wakes`` (put on a ``co_queue_wakeup``),
+    ``handoff_us`` (time the mutex belonged to a woken coroutine that had not yet run again)
+    and ``cross_handoff_us`` (the part of it spent on hand-overs to another context).
     """
 
     kind = "co-mutex"
+    #: how many spin iterations one simulated step covers: the model looks at the mutex every
+    #: ``SPIN_STEP`` iterations, where QEMU looks at every one
+    SPIN_STEP = 10
 
-    def __init__(self, sim: Simulation, name: str):
+    def __init__(
+        self,
+        sim: Simulation,
+        name: str,
+        *,
+        spin_iterations: int = 1000,
+        spin_iteration_us: float = 0.005,
+        wakeup_queue: bool = True,
+    ):
         validate.instance("sim", sim, Simulation, kind="a Simulation")
         validate.label("name", name)
+        validate.whole("spin_iterations", spin_iterations, 0, 1_000_000, verb="is")
+        validate.duration("spin_iteration_us", spin_iteration_us)
+        validate.flag("wakeup_queue", wakeup_queue)
         self.sim = sim
         self.name = name
+        self.spin_iterations = spin_iterations
+        self.spin_iteration_us = spin_iteration_us
+        self.wakeup_queue = wakeup_queue
         self.holder: Coroutine | None = None
         self.waiters: deque[Coroutine] = deque()
+        #: QEMU's ``mutex->ctx``: the holder's AioContext, or the next holder's during a hand-over
+        self.ctx: AioContext | None = None
+        self.spins = self.spin_acquired = 0
+        self.spin_us = 0.0
+        self.handoffs = self.cross_context_wakes = self.queued_wakes = 0
+        self.handoff_us = self.cross_handoff_us = 0.0
+        self._handed_at: dict[int, tuple[float, bool]] = {}
         self.oid = sim.register(self)
         _waits(sim).queues.append(self)  # its waiters are nodes of the wait-for graph
+
+    @staticmethod
+    def _context_of(thread: Thread | None) -> AioContext | None:
+        """The AioContext whose loop ``thread`` runs (QEMU: ``qemu_get_current_aio_context``)."""
+        return _current_context(thread) if thread is not None else None
+
+    @staticmethod
+    def _spin_op(us: float) -> Op:
+        from .kernel import compute
+
+        return compute(us)
+
+    def _take(self, me: Coroutine, ctx: AioContext | None) -> None:
+        self.holder = me
+        self.ctx = ctx
+        me.held.append(self)
+        self.sim.record(tb.ACQUIRE, self.sim.current.tid, self.oid, 1)
 
     def lock(self):
         """``yield mutex.lock()`` in a coroutine (``qemu_co_mutex_lock``)."""
@@ -272,20 +349,41 @@ class CoMutex:
             raise MisuseError(f"{sim.current.name} took CoMutex {self.name} outside a coroutine")
         if self.holder is me:
             raise MisuseError(f"coroutine {me.name} took CoMutex {self.name} twice")
+        ctx = self._context_of(sim.current)
         if self.holder is None:
-            self.holder = me
-            me.held.append(self)
-            sim.record(tb.ACQUIRE, sim.current.tid, self.oid, 1)
+            self._take(me, ctx)
             return
+        # Held. If nobody is queued yet (QEMU looks once, at its first try), spin first.
+        done = 0 if not self.waiters else self.spin_iterations
+        while done < self.spin_iterations:
+            if ctx is not None and self.ctx is ctx:
+                break
+            if not done:
+                self.spins += 1
+            n = min(self.SPIN_STEP, self.spin_iterations - done)
+            yield self._spin_op(n * self.spin_iteration_us)
+            done += n
+            self.spin_us += n * self.spin_iteration_us
+            if self.holder is None:  # it came free: the fast path again
+                self.spin_acquired += 1
+                self._take(me, ctx)
+                return
         self.waiters.append(me)
         sim.record(tb.BLOCK, sim.current.tid, self.oid, -1)
         _park(me, self)
+        yield from CoMutex.run_wakeups(me)  # it is about to yield
         yield qemu_coroutine_yield()
         # unlock() made us the holder before waking us
         sim.record(tb.ACQUIRE, sim.current.tid, self.oid, 1)
+        yield from self._woken(me)
+        handed = self._handed_at.pop(me.oid, None)
+        if handed is not None:
+            self.handoff_us += sim.now - handed[0]
+            if handed[1]:
+                self.cross_handoff_us += sim.now - handed[0]
 
     def unlock(self):
-        """``yield mutex.unlock()`` (``qemu_co_mutex_unlock``): wake the next waiter, if any."""
+        """``yield mutex.unlock()`` (``qemu_co_mutex_unlock``): hand it to the next waiter."""
         sim = self.sim
         me = current_coroutine(sim)
         if self.holder is not me or me is None:
@@ -296,12 +394,44 @@ class CoMutex:
             )
         sim.record(tb.RELEASE, sim.current.tid, self.oid, 0)
         me.held.remove(self)
-        if self.waiters:
-            self.holder = nxt = self.waiters.popleft()
-            nxt.held.append(self)
-            yield from aio_co_wake(nxt)
+        if not self.waiters:
+            self.holder = self.ctx = None
+            return
+        self.holder = nxt = self.waiters.popleft()
+        nxt.held.append(self)
+        self.ctx = nxt.ctx
+        self.handoffs += 1
+        same = nxt.ctx is not None and nxt.ctx.home is sim.current  # a waiter of this context
+        self._handed_at[nxt.oid] = (sim.now, not same)
+        if same:
+            queue = getattr(me, "co_queue_wakeup", None)
+            if self.wakeup_queue and queue is not None:
+                self.queued_wakes += 1
+                queue.append(nxt)  # it runs when this coroutine yields or ends
+                return
         else:
-            self.holder = None
+            self.cross_context_wakes += 1
+            yield from self._handoff(nxt)
+        yield from aio_co_wake(nxt)
+
+    @staticmethod
+    def run_wakeups(co: Coroutine):
+        """``yield from CoMutex.run_wakeups(co)``: enter, in this thread, the coroutines ``co``
+        woke in its own context (its ``co_queue_wakeup``), oldest first. A coroutine that keeps
+        such a queue runs this just before each yield and before it ends."""
+        queue = getattr(co, "co_queue_wakeup", None)
+        while queue:
+            yield from qemu_coroutine_enter(queue.popleft())
+
+    def _handoff(self, nxt: Coroutine):
+        """The unlocker's cost of waking ``nxt`` in another context (none here)."""
+        return
+        yield
+
+    def _woken(self, me: Coroutine):
+        """What a woken waiter pays once it runs again (none here)."""
+        return
+        yield
 
     def holders(self) -> list[Coroutine]:
         """Who must act before a waiter can go on: the holder (for the wait-for graph)."""

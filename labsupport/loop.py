@@ -462,11 +462,19 @@ def aio_wait(sim: Simulation) -> AioWait:
 
 
 def _current_context(me: Thread) -> AioContext | None:
-    """The context whose loop this thread runs, if any (QEMU: ``qemu_get_current_aio_context``)."""
     for ctx in me.sim.extension("aio.contexts", list):
         if ctx.home is me:
             return ctx
     return None
+
+
+def qemu_get_current_aio_context(sim: Simulation) -> AioContext | None:
+    """The AioContext whose loop the current thread runs, or None (QEMU:
+    ``qemu_get_current_aio_context``). QEMU also answers the main context for any thread that
+    holds the BQL; the model does not (it has no BQL at this layer)."""
+    validate.instance("sim", sim, Simulation, kind="a Simulation")
+    me = sim.current
+    return None if me is None else _current_context(me)
 
 
 def aio_wait_while(
@@ -568,4 +576,5 @@ __all__ = [
     "aio_wait_kick",
     "aio_wait_while",
     "qemu_get_aio_context",
+    "qemu_get_current_aio_context",
 ]

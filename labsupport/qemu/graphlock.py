@@ -1,4 +1,4 @@
-"""The block-graph reader/writer lock of QEMU 8.0, with its TSA annotations and API classes.
+"""The block-graph reader/writer lock of QEMU 8.x, with its TSA annotations and API classes.
 
 From December 2022 only the main loop, holding the BQL, changes the block graph (which node is
 whose child); readers are I/O coroutines in any AioContext that walk ``bs->children``. The
@@ -7,15 +7,36 @@ increments its counter and checks a global ``has_writer`` flag; if a writer is a
 out, kicks the writer and sleeps in a ``CoQueue``. The writer (``bdrv_graph_wrlock``) first
 starts a no-poll drain of every node, so new I/O cannot starve it, then loops: clear
 ``has_writer``, poll until no reader is left, set ``has_writer``, and check again in case a
-reader sneaked in. ``bdrv_graph_wrunlock`` wakes every sleeping reader first and only then runs
-the bottom halves scheduled meanwhile. ``bdrv_graph_rdlock_main_loop`` is a placeholder: the
+reader sneaked in; then it ends the drain (``bdrv_drain_all_end``) *before it returns*, so
+requests that arrive during the write section start and wait for the writer as readers do, on
+``has_writer`` and the reader queue. ``bdrv_graph_wrunlock`` clears the flag and wakes every
+sleeping reader; it does not end a drain. ``bdrv_graph_rdlock_main_loop`` is a placeholder: the
 main loop is the only writer, so it needs no real read lock.
+
+Where the model follows one year of QEMU rather than another, or differs on purpose:
+
+- ``bdrv_graph_co_rdunlock`` kicks the writer only if ``has_writer`` is set, as the 2023 code
+  did (``block/graph-lock.c`` at 80fc5d26); later code kicks always, because the writer clears
+  the flag while it polls, so the flag cannot tell a reader that a writer waits.
+  ``BdrvGraphLock(always_kick=True)`` is that later code.
+- ``bdrv_graph_wrlock(bs=None)`` has the signature of June 2023 until the AioContext lock was
+  removed: the node whose AioContext lock the caller holds, which it releases while it polls
+  (``None``: the caller holds none). QEMU 8.0's took no argument and polled with the caller's
+  context lock held (D8); the current one takes none again, because the lock is gone.
+- ``bdrv_graph_wrunlock`` then runs one non-blocking ``aio_poll`` pass of the main context, for
+  the bottom halves scheduled during the write section; QEMU's runs only the BHs
+  (``aio_bh_poll``, a later addition); the early-2023 code ran nothing.
+- In QEMU ``BdrvGraphLock`` is an empty type, there only for clang's Thread Safety Analysis (the
+  one object ``graph_lock`` names the capability); the state lives in ``graph-lock.c`` (the flag,
+  the reader queue) and in one ``BdrvGraphRWlock`` counter per AioContext. The model keeps all
+  of it in one object of class ``BdrvGraphLock``, named after the capability.
 
 Toggles bring back the bugs: ``d6_bug`` (the writer polls with ``has_writer=1``, D6) and
 ``drain_first=False`` (no no-poll drain: a stream of readers can starve the writer).
 ``GRAPH_RDLOCK``, ``GRAPH_WRLOCK`` and ``GRAPH_UNLOCKED`` are ``annotations`` decorators on
-``"graph_lock"``; ``GLOBAL_STATE_CODE()`` and ``IO_CODE()`` check, at run time, the thread a
-block-layer function runs in.
+``"graph_lock"``. ``GLOBAL_STATE_CODE()`` checks what QEMU asserts, that the caller holds the
+BQL (``qemu_in_main_thread()``: any BQL holder, a vCPU thread too); ``IO_CODE()`` is a marker
+and checks nothing, as in QEMU, where I/O API functions may be called from any thread.
 
 Layer 4 (QEMU models): imports the kernel, the primitives, the event loop and the other QEMU
 models.
@@ -46,6 +67,7 @@ from ..kernel import MisuseError, Note, Simulation, Thread
 from ..loop import AioContext, aio_poll, aio_wait, aio_wait_kick
 from .block import BlockDriverState
 from .bql import BQL
+from .iothread import aio_context_acquire, aio_context_release
 
 #: ``GRAPH_RDLOCK`` (= ``TSA_REQUIRES_SHARED(graph_lock)``): the caller holds the graph lock,
 #: at least for reading.
@@ -59,8 +81,14 @@ GRAPH_UNLOCKED = excludes("graph_lock")
 class BdrvGraphLock:
     """The graph lock's state: per-AioContext reader counts, ``has_writer``, sleeping readers.
 
+    Named after QEMU's capability type; in QEMU ``BdrvGraphLock`` is empty (it exists for
+    clang's Thread Safety Analysis) and the state is ``has_writer``, the reader queue and one
+    ``BdrvGraphRWlock`` counter per AioContext. The model keeps it all here.
+
     ``nodes``: what the writer's no-poll drain quiesces (``BlockBackend``s of this model).
     ``d6_bug``: keep ``has_writer=1`` while polling (D6). ``drain_first``: the no-poll drain.
+    ``always_kick``: the unlock kicks the writer whether or not ``has_writer`` is set (the code
+    after 2023); the default kicks only if it is set, as the 2023 code did.
     ``history`` holds ``(time, total readers, has_writer)`` at every change, for plots.
     """
 
@@ -73,18 +101,21 @@ class BdrvGraphLock:
         bql: BQL,
         d6_bug: bool = False,
         drain_first: bool = True,
+        always_kick: bool = False,
     ):
         validate.instance("sim", sim, Simulation, kind="a Simulation")
         validate.instance("main_ctx", main_ctx, AioContext, kind="an AioContext")
         validate.instance("bql", bql, BQL, kind="a BQL")
         validate.flag("d6_bug", d6_bug)
         validate.flag("drain_first", drain_first)
+        validate.flag("always_kick", always_kick)
         self.sim = sim
         self.name = "graph_lock"
         self.main_ctx = main_ctx
         self.bql = bql
         self.d6_bug = d6_bug
         self.drain_first = drain_first
+        self.always_kick = always_kick
         self.has_writer = 0
         self.reader_counts: dict[str, int] = {}
         self.contexts: list[AioContext] = [main_ctx]
@@ -163,46 +194,42 @@ def get_graph_lock(sim: Simulation | None = None) -> BdrvGraphLock:
 
 
 def qemu_in_main_thread(sim: Simulation | None = None) -> bool:
-    """Is the current thread the main loop, holding the BQL? (QEMU: ``qemu_in_main_thread``.)"""
+    """Does the current thread hold the BQL? (QEMU: ``qemu_in_main_thread()``, which in the
+    emulator is ``bql_locked()``: any BQL holder acts as the block layer's "main thread", the
+    main loop, a vCPU thread or the RCU thread.) ``sim`` is the model's (QEMU's takes no
+    argument): the simulation, when none is running."""
     gl = get_graph_lock(sim)
     me = gl.sim.current
-    return me is not None and me is gl.main_ctx.home and gl.bql.mutex.owner is me
+    return me is not None and gl.bql.mutex.owner is me
 
 
 def GLOBAL_STATE_CODE() -> None:  # noqa: N802  (QEMU's name)
-    """Mark a function as global-state API: main loop with the BQL only. QEMU asserts
-    ``qemu_in_main_thread()``; here a failure is a recorded TSA-style violation."""
+    """Mark a function as global-state API and check what QEMU asserts: the caller holds the
+    BQL (``qemu_in_main_thread()``). A vCPU thread that holds it passes. QEMU aborts on an
+    assertion; here a failure is a recorded TSA-style violation (``set_tsa_mode(sim, "raise")``
+    stops the run instead)."""
     gl = get_graph_lock()
     if not qemu_in_main_thread(gl.sim):
         fn = _caller_name()
         me = gl.sim.current
-        why = "it does not hold the BQL" if me is gl.main_ctx.home else "it is not the main loop"
         record_violation(
             gl.sim,
             fn,
             "BQL",
             "GLOBAL_STATE_CODE",
-            f"`{fn}` is GLOBAL_STATE_CODE but runs in {me.name if me else '?'}: {why}",
+            f"`{fn}` is GLOBAL_STATE_CODE but runs in {me.name if me else '?'}, which does not "
+            f"hold the BQL",
         )
 
 
-def IO_CODE(bs: Any) -> None:  # noqa: N802  (QEMU's name)
-    """Mark a function as I/O API. QEMU has no assertion here (derived: I/O functions may be
-    called from several threads); this model checks that the current thread runs ``bs``'s
-    AioContext, its home thread."""
-    sim = bs.sim
-    me = sim.current
-    if me is None or bs.ctx.home is not me:
-        fn = _caller_name()
-        record_violation(
-            sim,
-            fn,
-            bs.ctx.name,
-            "IO_CODE",
-            f"`{fn}` is IO_CODE for node {bs.name}, whose AioContext {bs.ctx.name} runs "
-            f"in {bs.ctx.home.name if bs.ctx.home else '?'}, but it runs in "
-            f"{me.name if me else '?'}",
-        )
+def IO_CODE() -> None:  # noqa: N802  (QEMU's name)
+    """Mark a function as I/O API. As in QEMU, where the macro expands to nothing, it checks
+    nothing: I/O API functions may be called from any thread."""
+
+
+def IO_OR_GS_CODE() -> None:  # noqa: N802  (QEMU's name)
+    """Mark a function as callable both as I/O and as global-state API (``bdrv_drained_begin``
+    is one). As in QEMU, it checks nothing."""
 
 
 def _caller_name() -> str:
@@ -245,7 +272,8 @@ def bdrv_graph_co_rdlock():
 @no_tsa
 @releases_shared("graph_lock")
 def bdrv_graph_co_rdunlock():
-    """``yield from bdrv_graph_co_rdunlock()``: drop the read lock and kick the writer."""
+    """``yield from bdrv_graph_co_rdunlock()``: drop the read lock; kick the writer if
+    ``has_writer`` is set (the 2023 code; ``always_kick``: every time, as later code does)."""
     gl = get_graph_lock()
     co = current_coroutine(gl.sim)
     if co is None or gl._co_readers.get(co.oid, 0) == 0:
@@ -257,16 +285,18 @@ def bdrv_graph_co_rdunlock():
     gl.reader_counts[ctx.name] -= 1
     gl._log()
     yield Note(f"graph reader_count[{ctx.name}]--")
-    yield aio_wait_kick()  # unlock always kicks: a writer may be polling
+    if gl.has_writer or gl.always_kick:  # 2023: only if has_writer; later code: always
+        yield aio_wait_kick()
 
 
 @no_tsa
 @acquires_shared("graph_lock")
 def bdrv_graph_rdlock_main_loop():
-    """The main loop's read "lock": it is the only writer, so nothing to take; it only
-    asserts that it runs in the main loop (here it also counts, for the TSA checks)."""
+    """The main loop's read "lock": the main loop is the only writer, so nothing to take; it is
+    ``GLOBAL_STATE_CODE`` (here it also counts, for the TSA checks). QEMU also asserts that
+    the caller is not a coroutine; the model does not check that."""
+    GLOBAL_STATE_CODE()
     gl = get_graph_lock()
-    _main_loop_only(gl, "bdrv_graph_rdlock_main_loop")
     me = gl.sim.current
     if current_coroutine_of(me) is None:
         me.local["graph_rdlock_main_loop"] = me.local.get("graph_rdlock_main_loop", 0) + 1
@@ -277,17 +307,12 @@ def bdrv_graph_rdlock_main_loop():
 @releases_shared("graph_lock")
 def bdrv_graph_rdunlock_main_loop():
     """The placeholder's unlock: a no-op. It releases nothing a coroutine holds."""
+    GLOBAL_STATE_CODE()
     gl = get_graph_lock()
-    _main_loop_only(gl, "bdrv_graph_rdunlock_main_loop")
     me = gl.sim.current
     if current_coroutine_of(me) is None and me.local.get("graph_rdlock_main_loop", 0) > 0:
         me.local["graph_rdlock_main_loop"] -= 1
     yield Note("bdrv_graph_rdunlock_main_loop (no-op)")
-
-
-def _main_loop_only(gl: BdrvGraphLock, fn: str) -> None:
-    if gl.sim.current is not gl.main_ctx.home:
-        raise MisuseError(f"{fn} may only run in the main loop; {gl.sim.current.name} is not it")
 
 
 # -- the write side ----------------------------------------------------------------------------
@@ -296,7 +321,9 @@ def _main_loop_only(gl: BdrvGraphLock, fn: str) -> None:
 def poll_main_while(
     gl: BdrvGraphLock, cond: Callable[[], bool], waiting_for: Callable[[], list[Thread]]
 ):
-    """Poll the main loop while ``cond()``; ``waiting_for()`` tells the deadlock detector whose
+    """Poll the main loop while ``cond()``: QEMU's ``AIO_WAIT_WHILE_UNLOCKED(NULL, cond)`` in
+    the main loop, counted in ``num_waiters`` so that ``aio_wait_kick()`` wakes it. The model's
+    own function (QEMU has no such name): ``waiting_for()`` tells the deadlock detector whose
     work this thread waits for (saved and restored, so nested polls report their own)."""
     validate.instance("gl", gl, BdrvGraphLock, kind="a BdrvGraphLock")
     validate.function("cond", cond)
@@ -322,13 +349,22 @@ def _reader_threads(gl: BdrvGraphLock) -> list[Thread]:
 
 @no_tsa
 @acquires("graph_lock")
-def bdrv_graph_wrlock():
-    """``yield from bdrv_graph_wrlock()``: main loop + BQL only. Drain without polling, then
-    wait (polling) until no reader is left, with ``has_writer`` clear while it polls."""
+def bdrv_graph_wrlock(bs: Any = None):
+    """``yield from bdrv_graph_wrlock(bs)``: main loop + BQL only. Drain without polling, wait
+    (polling) until no reader is left, with ``has_writer`` clear while it polls, then end the
+    drain and return holding the lock. ``bs``: the node whose AioContext lock the caller holds
+    (QEMU's signature from June 2023 until the AioContext lock was removed): that lock is
+    released (once) while the writer works and taken again before it returns. ``None`` (QEMU
+    8.0, which took no argument) keeps any context lock the caller holds, polling with it held
+    (D8). QEMU's argument is a ``BlockDriverState``; the model takes any node of its own,
+    chapter 6 passes the ``BlockBackend``, whose context is its nodes'."""
     GLOBAL_STATE_CODE()
     gl = get_graph_lock()
     me = gl.sim.current
     start = gl.sim.now
+    ctx = bs.ctx if bs is not None and bs.ctx is not gl.main_ctx else None
+    if ctx is not None and ctx.lock is not None:
+        yield aio_context_release(ctx)  # 2023: let the IOThread run while we poll
     gl.wants_write = me
     if gl.drain_first:  # bdrv_drain_all_begin_nopoll: no new requests may start
         for node in gl.nodes:
@@ -347,13 +383,22 @@ def bdrv_graph_wrlock():
     gl.writer = me
     gl.wants_write = None
     gl.writer_waits.append(gl.sim.now - start)
+    if gl.drain_first:  # bdrv_drain_all_end: new requests start, and wait on has_writer
+        yield Note("bdrv_drain_all_end")
+        for node in gl.nodes:
+            yield from node.drained_end()
+    if ctx is not None and ctx.lock is not None:
+        yield aio_context_acquire(ctx, "bdrv_graph_wrlock")
     yield Note("graph write-locked")
 
 
 @no_tsa
 @releases("graph_lock")
 def bdrv_graph_wrunlock():
-    """Wake every sleeping reader first, end the no-poll drain, then run pending BHs."""
+    """Clear ``has_writer`` and wake every sleeping reader, then run the main context's
+    pending BHs (one non-blocking ``aio_poll`` pass; QEMU runs only the BHs). It ends no drain:
+    ``bdrv_graph_wrlock`` already did."""
+    GLOBAL_STATE_CODE()
     gl = get_graph_lock()
     if gl.writer is not gl.sim.current:
         raise MisuseError(
@@ -365,9 +410,6 @@ def bdrv_graph_wrunlock():
     gl._log()
     yield Note("has_writer = 0; wake readers")
     yield from gl.queue.restart_all()
-    if gl.drain_first:
-        for node in gl.nodes:
-            yield from node.drained_end()
     yield aio_poll(gl.main_ctx, False)  # then the BHs scheduled during the write section
 
 
@@ -400,9 +442,10 @@ class DrainableNode(BlockDriverState):
 @GRAPH_UNLOCKED
 def bdrv_drained_begin(bs: DrainableNode):
     """``yield from bdrv_drained_begin(bs)``: stop new requests, then poll until none is in
-    flight. It polls, so it is ``GRAPH_UNLOCKED``: never call it holding the graph lock (D7)."""
+    flight. It polls, so it is ``GRAPH_UNLOCKED``: never call it holding the graph lock (D7).
+    ``IO_OR_GS_CODE``, as in QEMU."""
     validate.instance("bs", bs, DrainableNode, kind="a DrainableNode")
-    GLOBAL_STATE_CODE()
+    IO_OR_GS_CODE()
     yield Note(f"bdrv_drained_begin({bs.name})")
     yield from bs.drained_begin()
 
@@ -420,6 +463,7 @@ __all__ = [
     "GRAPH_UNLOCKED",
     "GRAPH_WRLOCK",
     "IO_CODE",
+    "IO_OR_GS_CODE",
     "BdrvGraphLock",
     "DrainableNode",
     "bdrv_drained_begin",

@@ -4,10 +4,14 @@ In QEMU 9.0 the AioContext lock is gone (it was first turned into empty function
 callers were deleted), ``AIO_WAIT_WHILE`` no longer juggles a lock, and a virtio-blk device can
 spread its virtqueues over several IOThreads with ``iothread-vq-mapping``. What still serialises
 the IOThreads is fine-grained: here the block node's ``reqs_lock``, which guards the list of
-tracked requests and is taken twice per request. It is a ``CoMutex`` (a waiting coroutine
-yields; the unlocker wakes it with ``aio_co_wake``, which for a coroutine of another IOThread
-means a BH in that thread's context, an ``aio_notify`` and a wake-up) or, as in QEMU from 2023,
-a ``QemuMutex`` held for a few instructions and never across a yield.
+tracked requests and is taken twice per request. It is a ``CoMutex`` (the engine's, which
+spins as QEMU's does before a taker queues and yields; the unlocker hands it to the first waiter
+and wakes it with ``aio_co_wake``, which for a coroutine of another IOThread means a BH in that
+thread's context, an ``aio_notify`` and a wake-up, and for one of its own IOThread a wait on
+``co_queue_wakeup`` until the unlocker yields) or, as in QEMU from 2023, a ``QemuMutex`` held
+for a few instructions and never across a yield. Once, during the warm-up, the host takes
+``iothread0``'s CPU while it holds ``reqs_lock`` (``MQCosts.stall_us``): with a ``CoMutex``,
+that is what starts a queue of waiters, which the load then keeps going.
 
 ``VM(...)`` describes a guest, its host and the device; ``measure(vm, seed)`` runs it for a
 short stretch of simulated time and returns an ``MQResult`` (I/O rate, latency percentiles,
@@ -25,10 +29,9 @@ from typing import Any
 
 from .. import validate
 from ..coroutine import (
+    CoMutex,
     Coroutine,
-    aio_co_wake,
     co_mutex_state,
-    current_coroutine,
     qemu_coroutine_enter,
     qemu_coroutine_yield,
 )
@@ -61,7 +64,9 @@ def AIO_WAIT_WHILE(ctx: AioContext, cond: Any):  # noqa: N802
 class MQCosts:
     """What each step of a request costs in the model (microseconds). Model parameters, chosen
     so that one request is a few microseconds of host CPU against a ~10 us disk; the chapter
-    explains each."""
+    explains each. ``stall_us`` is not a cost but a disturbance: once, at the first
+    ``reqs_lock`` section ``iothread0`` enters from ``stall_at_us`` on, it stays off its CPU
+    that long while holding the lock (0: never)."""
 
     guest_submit_us: float = 1.0  # vCPU: fill the descriptor, write the ioeventfd
     handle_us: float = 2.0  # IOThread: virtqueue_pop and request set-up
@@ -71,6 +76,9 @@ class MQCosts:
     notify_us: float = 0.5  # the waker's aio_notify (an eventfd write) to another IOThread
     wake_us: float = 0.5  # the woken IOThread: dispatch the BH, switch to the coroutine
     wake_latency_us: float = 0.0  # extra delay if that IOThread was asleep in ppoll()
+    spin_iteration_us: float = 0.005  # one iteration of the CoMutex's spin (at most 1000)
+    stall_us: float = 20.0  # once: the host takes iothread0's CPU inside a reqs_lock section
+    stall_at_us: float = 100.0  # ... in its first one from this time on (during the warm-up)
     disk_service_us: float = 10.0  # one 4k read on a fast NVMe drive (derived, ~10 us)
     disk_parallelism: int = 8  # requests the drive serves at once
     info_block_us: float = 20.0  # the monitor's info block, under the BQL
@@ -292,62 +300,60 @@ def _check_reqs_lock(sim: Any, name: Any, costs: Any) -> None:
     validate.instance("costs", costs, MQCosts, kind="an MQCosts")
 
 
-class ReqsCoMutex:
-    """``bs->reqs_lock`` as a ``CoMutex``, with the costs of its contended path made explicit.
+class ReqsCoMutex(CoMutex):
+    """``bs->reqs_lock`` as a ``CoMutex`` (``labsupport.coroutine.CoMutex``: QEMU's spin before
+    sleeping, its ``co_queue_wakeup`` for a waiter of the unlocker's own IOThread), with the
+    costs of a hand-over to another IOThread made explicit.
 
-    A coroutine that finds it taken queues and yields. ``unlock`` hands the mutex to the first
-    waiter and wakes it with ``aio_co_wake``: if the waiter belongs to another IOThread, the
-    unlocker pays ``notify_us`` (``aio_notify``), the waiter's thread, if asleep in ``ppoll``,
-    needs ``wake_latency_us`` to run, then ``wake_us`` to dispatch the BH and enter the
-    coroutine, all while the mutex is already the waiter's.
+    A taker that finds the mutex held by another IOThread's coroutine, nobody queued, spins
+    (``spin_iteration_us`` per iteration, at most 1000, QEMU's bound); otherwise, or when the
+    spin runs out, it queues and yields. ``unlock`` hands the mutex to the first waiter. If the
+    waiter belongs to another IOThread, the unlocker pays ``notify_us`` (``aio_notify``), the
+    waiter's thread, if asleep in ``ppoll``, needs ``wake_latency_us`` to run, then ``wake_us``
+    to dispatch ``co_schedule_bh`` and enter the coroutine; a waiter of the unlocker's own
+    IOThread runs when the unlocker yields or ends. Either way the mutex is already the
+    waiter's meanwhile. Spinning is IOThread work: ``spin_us_by_thread`` counts it per thread
+    from ``warm`` (us) on.
     """
-
-    kind = "co-mutex"
 
     def __init__(self, sim: Simulation, name: str, costs: MQCosts):
         _check_reqs_lock(sim, name, costs)
-        self.sim = sim
-        self.name = name
+        super().__init__(sim, name, spin_iteration_us=costs.spin_iteration_us)
         self.costs = costs
-        self.holder: Coroutine | None = None
-        self.waiters: deque[Coroutine] = deque()
-        self.handoffs = 0
-        self.cross_thread_wakes = 0
+        self.warm = 0.0
+        self.spin_us_by_thread: dict[str, float] = {}
+
+    @property
+    def cross_thread_wakes(self) -> int:
+        """Hand-overs to a coroutine of another IOThread."""
+        return self.cross_context_wakes
 
     def __repr__(self) -> str:
         return state_repr(
             self,
             co_mutex_state(self),
             f"handoffs:{self.handoffs}",
-            f"cross-thread wakes:{self.cross_thread_wakes}",
+            f"cross-thread wakes:{self.cross_context_wakes}",
         )
 
-    def lock(self):
-        me = current_coroutine(self.sim)
-        if self.holder is None:
-            self.holder = me
-            return
-        self.waiters.append(me)
-        yield qemu_coroutine_yield()
-        if me.mq_asleep:  # its thread slept in ppoll(): waking it takes a while
+    def _spin_op(self, us: float) -> Any:
+        if self.sim.now >= self.warm:
+            name = self.sim.current.name
+            self.spin_us_by_thread[name] = self.spin_us_by_thread.get(name, 0.0) + us
+        return compute(us)
+
+    def _handoff(self, nxt: Coroutine):
+        nxt.mq_cross = True
+        nxt.mq_asleep = bool(nxt.ctx.waiters)  # its thread sleeps in ppoll() right now
+        yield compute(self.costs.notify_us)
+
+    def _woken(self, me: Coroutine):
+        if getattr(me, "mq_asleep", False):  # its thread slept in ppoll(): waking takes a while
             me.mq_asleep = False
             yield sleep(self.costs.wake_latency_us)
-        if me.mq_cross:
+        if getattr(me, "mq_cross", False):
             me.mq_cross = False
             yield compute(self.costs.wake_us)
-
-    def unlock(self):
-        if not self.waiters:
-            self.holder = None
-            return
-        nxt = self.holder = self.waiters.popleft()
-        self.handoffs += 1
-        if nxt.ctx.home is not self.sim.current:
-            self.cross_thread_wakes += 1
-            nxt.mq_cross = True
-            nxt.mq_asleep = bool(nxt.ctx.waiters)
-            yield compute(self.costs.notify_us)
-        yield from aio_co_wake(nxt)
 
 
 class ReqsQemuMutex:
@@ -471,6 +477,15 @@ class MQResult:
     completed: int
     lock_handoffs: int = 0
     cross_thread_wakes: int = 0
+    #: over the whole run (warm-up included), for a CoMutex: takers that spun, and of them those
+    #: that got it spinning; hand-overs put on the unlocker's co_queue_wakeup (same IOThread);
+    #: the time reqs_lock belonged to a woken waiter not yet running again, in all and on
+    #: hand-overs to another IOThread (us)
+    spins: int = 0
+    spin_acquired: int = 0
+    queued_wakes: int = 0
+    handoff_us: float = 0.0
+    cross_handoff_us: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -528,11 +543,14 @@ def mq_program(vm: VM, locks: dict[str, Any] | None = None):
         ports = {n: _Port(sim, io) for n, io in iothreads.items()}
         disk = NVMeDisk(sim, c.disk_service_us, c.disk_parallelism)
         reqs_lock = classes[vm.reqs_lock](sim, "drive0.reqs_lock", c)
+        if hasattr(reqs_lock, "spin_us_by_thread"):
+            reqs_lock.warm = vm.warmup  # spinning is IOThread work, measured from warm-up on
         stats: dict[str, Any] = {"lat": [], "wait": 0.0, "vcpu_us": 0.0, "monitor": []}
         irqs = [QemuSemaphore(sim, f"vcpu{j}-irq") for j in range(vm.vcpus)]
         avail: list[deque[Request]] = [deque() for _ in range(vm.num_queues)]
         kicks = [EventNotifier(sim, f"vq{q}-ioeventfd") for q in range(vm.num_queues)]
         warm = vm.warmup
+        stall = {n: n == "iothread0" and c.stall_us > 0 for n in vm.iothread_names}
 
         def work(port: _Port, us: float):
             if sim.now >= warm:
@@ -545,18 +563,24 @@ def mq_program(vm: VM, locks: dict[str, Any] | None = None):
             if t0 >= warm:
                 stats["wait"] += sim.now - t0
             yield work(port, c.reqs_lock_us)
+            if stall[port.io.name] and sim.now >= c.stall_at_us:
+                stall[port.io.name] = False
+                yield sleep(c.stall_us)  # the host runs something else on this CPU meanwhile
             yield from reqs_lock.unlock()
 
         def request_co(req: Request, port: _Port):
+            me = req.co
             yield work(port, c.handle_us + c.submit_us)
             yield from locked_section(port)
             yield disk.submit(req, port)
+            yield from CoMutex.run_wakeups(me)  # (its co_queue_wakeup: it is about to yield)
             yield qemu_coroutine_yield()  # until the completion handler enters it again
             yield from locked_section(port)
             yield work(port, c.complete_us)
             if sim.now >= warm:  # completed in the measured window
                 stats["lat"].append(sim.now - req.start)
             yield irqs[req.vcpu].post()
+            yield from CoMutex.run_wakeups(me)  # (it is about to end)
 
         def vq_handler(q: int, port: _Port):
             def handle():  # virtio_blk_handle_vq, in the vq's IOThread
@@ -565,6 +589,7 @@ def mq_program(vm: VM, locks: dict[str, Any] | None = None):
                     req = ring.popleft()
                     co = req.co = Coroutine(sim, request_co, req, port, name="blk-req")
                     co.mq_asleep = co.mq_cross = False
+                    co.co_queue_wakeup = deque()  # see CoMutex: QEMU's per-coroutine list
                     co.ctx = port.io.ctx
                     yield from qemu_coroutine_enter(co)
 
@@ -655,8 +680,9 @@ def measure(vm: VM, seed: int = 0, locks: dict[str, Any] | None = None) -> MQRes
     disk = parts["disk"]
     disk._account()
     lat = stats["lat"]
-    busy = {n: p.busy_us / window for n, p in parts["ports"].items()}
     lock = parts["reqs_lock"]
+    spun = getattr(lock, "spin_us_by_thread", {})  # spinning keeps an IOThread busy too
+    busy = {n: (p.busy_us + spun.get(n, 0.0)) / window for n, p in parts["ports"].items()}
     return MQResult(
         vm=vm,
         seed=seed,
@@ -664,13 +690,21 @@ def measure(vm: VM, seed: int = 0, locks: dict[str, Any] | None = None) -> MQRes
         p50_us=percentile(lat, 50),
         p99_us=percentile(lat, 99),
         iothread_busy=busy,
-        host_cpu_use=(sum(p.busy_us for p in parts["ports"].values()) + stats["vcpu_us"]) / window,
+        host_cpu_use=(
+            sum(p.busy_us for p in parts["ports"].values()) + sum(spun.values()) + stats["vcpu_us"]
+        )
+        / window,
         disk_busy=disk.busy_area / (disk.sim.now * disk.parallelism) if disk.sim.now else 0.0,
         reqs_lock_wait_us=stats["wait"] / max(1, len(lat)),
         monitor_p99_us=percentile(stats["monitor"], 99),
         completed=len(lat),
         lock_handoffs=getattr(lock, "handoffs", 0),
         cross_thread_wakes=getattr(lock, "cross_thread_wakes", 0),
+        spins=getattr(lock, "spins", 0),
+        spin_acquired=getattr(lock, "spin_acquired", 0),
+        queued_wakes=getattr(lock, "queued_wakes", 0),
+        handoff_us=getattr(lock, "handoff_us", 0.0),
+        cross_handoff_us=getattr(lock, "cross_handoff_us", 0.0),
         latencies=lat,
     )
 

@@ -421,3 +421,18 @@ def test_r1_the_prose_steps_of_the_fixed_run():
     assert step[("main-loop", "wait: main (iothread0 has it)")] == 8  # "waits (step 8)"
     assert step[("iothread0", "load tgm.throttle_state -> 'tg0'")] == 12  # "read (step 12)"
     assert step[("main-loop", "store tgm.throttle_state = None")] == 23  # "at step 23"
+
+
+def test_the_prose_gives_the_reason_for_the_2017_design_and_the_eras_details():
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "notebooks" / "05-handlers-take-the-lock.ipynb"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = " ".join(
+        " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown").split()
+    )
+    # Paolo Bonzini's reason: so that the lock could later be narrowed and replaced
+    assert "Bonzini's reason" in text and "narrowed and replaced" in text
+    # D5 is QEMU's assertion; aio_wait_kick's empty BH is QEMU's own mechanism
+    assert "assertion" in text and "QEMU's own mechanism" in text

@@ -21,19 +21,31 @@ from labsupport.chapters.ch07.checks import (
     saturation_point,
 )
 from labsupport.chapters.ch07.scenarios import (
+    R5_VARIANTS,
     SCENARIOS,
     aio_co_reschedule_self,
     first_buggy_seed,
     format_outcomes,
     outcome_table,
+    qemu_get_current_aio_context,
     r4_program,
+    r5_program,
     r6_program,
     removal_program,
+    run_r5,
     run_scenario,
 )
-from labsupport.coroutine import aio_co_schedule, current_coroutine, qemu_coroutine_yield
-from labsupport.kernel import compute
-from labsupport.qemu.multiqueue import VM, ReqsCoMutex, ReqsQemuMutex, measure
+from labsupport.coroutine import (
+    Coroutine,
+    aio_co_enter,
+    aio_co_schedule,
+    current_coroutine,
+    qemu_coroutine_yield,
+)
+from labsupport.kernel import MisuseError, Note, compute
+from labsupport.loop import aio_wait_kick, aio_wait_while, qemu_get_aio_context
+from labsupport.qemu.iothread import IOThread
+from labsupport.qemu.multiqueue import VM, MQCosts, ReqsCoMutex, ReqsQemuMutex, measure, mq_program
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "07-removing-the-aiocontext-lock.ipynb"
@@ -56,6 +68,16 @@ def test_the_notebooks_era_model_gives_the_librarys_traces(era_model, name, fixe
         assert_same_run(
             run(visible(fixed), policy="random", seed=seed, cpus=cpus),
             run(factory(fixed), policy="random", seed=seed, cpus=cpus),
+        )
+
+
+def test_the_notebooks_r5_recheck_is_the_librarys(era_model):
+    visible = era_model["r5_program"]
+    assert era_model["R5_VARIANTS"] == R5_VARIANTS
+    for seed in range(30):
+        assert_same_run(
+            run(visible(recheck=True), policy="random", seed=seed, cpus=4),
+            run(r5_program(recheck=True), policy="random", seed=seed, cpus=4),
         )
 
 
@@ -106,7 +128,7 @@ def table() -> dict:
     "name, bug",
     [
         ("R4", "request lost"),
-        ("R5", "wrong context"),
+        ("R5", "wrong thread"),
         ("R6", "misuse"),
         ("R7", "stale global state"),
     ],
@@ -120,7 +142,26 @@ def test_each_race_is_found_when_buggy_and_absent_when_fixed(table, name, bug):
     assert f"{name:<9}fixed     {SEEDS}  -" in format_outcomes(table)
 
 
-def test_r4_the_lost_request_is_reported_as_stuck_and_the_self_trigger_saves_it():
+def test_r5s_recheck_fails_on_fewer_seeds_than_no_check_but_not_on_none(table):
+    buggy, recheck = table[("R5", "buggy")], table[("R5", "recheck")]
+    assert set(recheck) == {"ok", "wrong thread"}
+    assert 0 < recheck["wrong thread"] < buggy["wrong thread"]
+    rows = format_outcomes(table).splitlines()
+    assert [r.split()[:2] for r in rows if r.startswith("R5")] == [
+        ["R5", "buggy"],
+        ["R5", "recheck"],
+        ["R5", "fixed"],
+    ]
+    # seed by seed: the re-check fails only where no check fails too, and saves some of those
+    for s in range(60):
+        runs = {v: run_r5(v, seed=s, trace=False) for v in R5_VARIANTS}
+        if runs["recheck"].detected:
+            assert runs["buggy"].detected
+        assert not runs["fixed"].detected
+    assert table[("R5", "fixed")] == {"ok": SEEDS}
+
+
+def test_r4_the_lost_request_is_reported_as_stuck_and_the_self_kick_saves_it():
     seed = first_buggy_seed("R4")
     buggy = run_scenario("R4", False, seed=seed)
     assert buggy.result.outcome == "stuck"
@@ -129,20 +170,119 @@ def test_r4_the_lost_request_is_reported_as_stuck_and_the_self_trigger_saves_it(
     assert list(buggy.result.sim.model["ring"]) == ["req0"]
     fixed = run_scenario("R4", True, seed=seed)
     assert fixed.result.outcome == "completed" and fixed.result.sim.model["seen"]["handled"] == 1
-    # the request went into the ring before the ioeventfd was assigned (the trace's order)
-    text = trace_table(run(r4_program(False), cpus=3, policy="random", seed=seed), width=34)
-    assert text.index("kick ignored") > text.index("wait: BQL") and text.index(
-        "ioeventfd assigned"
-    ) < text.index("kick ignored")
+    # the request went into the ring before the ioeventfd was assigned (the trace's order), and
+    # vcpu0 found the disk drained: no self-kick, the handler attached at drained_end
+    text = trace_table(run(r4_program(False), cpus=4, policy="random", seed=seed), width=34)
+    assert text.index("kick left for the IOThread") > text.index("wait: BQL")
+    assert text.index("ioeventfd assigned") < text.index("kick left for the IOThread")
+    assert "drained: attach at drained_end" in text and "bh drained_end: attach" in text
+    assert "set vq0-ioeventfd" not in text
 
 
-def test_r5_the_bh_runs_in_the_old_context_and_the_fix_reschedules_it():
+def test_r4_the_self_kick_already_existed_and_only_a_drained_start_skipped_it():
+    saved_by_the_old_self_kick = 0
+    for s in range(SEEDS):
+        buggy = run_scenario("R4", False, seed=s, trace=False)
+        model = buggy.result.sim.model
+        drained_at_start = model["ioeventfd"]["drained_at_start"]  # what blk_in_drain() said
+        if buggy.detected:
+            assert drained_at_start and model["seen"]["ignored"] == 1
+        elif model["seen"]["ignored"] == 1:
+            assert not drained_at_start  # snuck in, and seen thanks to the self-kick
+            saved_by_the_old_self_kick += 1
+    assert saved_by_the_old_self_kick > 0
+
+
+def test_r5_the_recheck_passes_and_the_context_changes_after_it():
+    seed = next(s for s in range(SEEDS) if run_r5("recheck", seed=s, trace=False).detected)
+    recheck = run_r5("recheck", seed=seed)
+    assert recheck.variant == "recheck" and "R5 recheck, seed" in recheck.text()
+    assert recheck.findings[0] == (
+        "thread confinement broken: iothread0 touched drive0's request 1, but the "
+        "BlockBackend is in iothread1"
+    )
+    text = trace_table(recheck.result, width=40)
+    # iothread0 read the BlockBackend's context (still its own; the node had moved), went on,
+    # and the main loop moved the BlockBackend while it was on request 0
+    lines = text.splitlines()
+    touches = [i for i, ln in enumerate(lines) if "touch request" in ln]
+    read = max(i for i, ln in enumerate(lines[: touches[0]]) if "load blk.ctx" in ln)
+    assert "load blk.ctx -> 'iothread0'" in lines[read]
+    assert lines[read].split()[-4:-2] == ["iothread0", "iothread1"]  # blk.ctx, bs.ctx then
+    moved = next(i for i, ln in enumerate(lines) if "store blk.ctx = 'iothread1'" in ln)
+    assert read < touches[0] < moved < touches[1]
+    assert "IO_CODE" not in recheck.text()
+
+
+def test_r5_a_late_bh_is_saved_by_the_recheck_and_every_bh_by_the_in_flight_count():
+    rescued = [
+        s
+        for s in range(SEEDS)
+        if run_r5("buggy", seed=s, trace=False).detected
+        and not run_r5("recheck", seed=s, trace=False).detected
+    ]
+    assert rescued
+    text = trace_table(run_r5("recheck", seed=rescued[0]).result, width=40)
+    assert "blk.ctx is iothread1: reschedule" in text
+    for s in range(SEEDS):
+        fixed = run_r5("fixed", seed=s, trace=False)
+        assert fixed.outcome == "ok" and fixed.result.sim.model["done"].value == 1
+    # the fix: the main loop waits in AIO_WAIT_WHILE until the BH has run and kicked it
     seed = first_buggy_seed("R5")
-    buggy = run_scenario("R5", False, seed=seed)
-    assert "completion BH ran in iothread0, but drive0's node is in iothread1" in buggy.text()
-    fixed = run_scenario("R5", True, seed=seed)
-    assert "node moved to iothread1: reschedule" in trace_table(fixed.result, width=60)
-    assert fixed.result.sim.model["done"].value == 1
+    text = trace_table(run(r5_program(fixed=True), cpus=4, policy="random", seed=seed), width=40)
+    assert "store blk.in_flight = 1" in text and "bh aio_wait_kick" in text
+    assert text.index("touch request 2") < text.index("store bs.ctx = 'iothread1'")
+
+
+def test_r5_variants_are_checked():
+    with pytest.raises(ValueError, match="the fix replaces the re-check"):
+        r5_program(fixed=True, recheck=True)
+    with pytest.raises(ValueError, match="variant"):
+        run_r5("rescheduled")
+
+
+def test_aio_co_reschedule_self_takes_the_new_context_only_and_finds_the_current_one():
+    import inspect
+
+    assert list(inspect.signature(aio_co_reschedule_self).parameters) == ["new_ctx"]
+    where: list[str] = []
+
+    def program(sim):
+        main_ctx = qemu_get_aio_context(sim)
+        io = IOThread(sim, "iothread0", lock_kind=None, loop_holds_lock=False)
+
+        def co_body():
+            where.append(qemu_get_current_aio_context(sim).name)
+            yield from aio_co_reschedule_self(main_ctx)  # already there: nothing happens
+            where.append(sim.current.name)
+            yield from aio_co_reschedule_self(io.ctx)
+            where.append(sim.current.name)
+            yield Note("moved")
+            yield aio_wait_kick()
+
+        co = Coroutine(sim, co_body, name="mover")
+
+        def main_loop():
+            yield aio_co_enter(main_ctx, co)
+            yield aio_wait_while(main_ctx, lambda: co.state != "done")
+
+        main_ctx.home = sim.spawn("main-loop", main_loop)
+
+    r = run(program, cpus=2)
+    assert r.outcome == "completed"
+    assert where == ["main", "main-loop", "iothread0"]
+    text = trace_table(r, width=40)
+    assert text.count("schedule reschedule self") == 1  # only the real move
+
+    def no_loop(sim):
+        io = IOThread(sim, "iothread0", lock_kind=None, loop_holds_lock=False)
+        co = Coroutine(sim, lambda: (yield from aio_co_reschedule_self(io.ctx)), name="c")
+        sim.spawn("plain", lambda: (yield from qemu_coroutine_enter_(co)))
+
+    from labsupport.coroutine import qemu_coroutine_enter as qemu_coroutine_enter_
+
+    with pytest.raises(MisuseError, match="runs no AioContext"):
+        run(no_loop)
 
 
 def test_r6_the_early_entry_names_both_threads():
@@ -194,6 +334,12 @@ def test_the_notebooks_request_locks_measure_the_same_as_the_librarys(era_model)
                 theirs.latencies,
                 theirs.cross_thread_wakes,
             )
+            assert (mine.spins, mine.queued_wakes, mine.handoff_us, mine.iothread_busy) == (
+                theirs.spins,
+                theirs.queued_wakes,
+                theirs.handoff_us,
+                theirs.iothread_busy,
+            )
 
 
 # -- the exercises ------------------------------------------------------------------------------
@@ -216,7 +362,7 @@ def test_7_1_accepts_an_even_mapping_and_refuses_lopsided_or_invalid_ones():
 
 
 def test_7_2_accepts_the_reschedule_from_a_bh_and_refuses_the_early_schedule():
-    assert _fix_r6(aio_co_reschedule_self)[0]
+    assert _fix_r6(lambda new_ctx, old_ctx: aio_co_reschedule_self(new_ctx))[0]
 
     def early(new_ctx, old_ctx):
         yield aio_co_schedule(new_ctx, current_coroutine(old_ctx.sim))
@@ -236,7 +382,7 @@ def test_7_2_accepts_the_reschedule_from_a_bh_and_refuses_the_early_schedule():
 
 def test_7_3_wants_the_short_lock_and_measures_why():
     ok, msg = _recall_07("b")
-    assert ok and "cross-thread hand-offs" in msg
+    assert ok and "to another IOThread" in msg and "takers spun" in msg
     for letter in "acd":
         assert not _recall_07(letter)[0]
     assert not _recall_07("e")[0]
@@ -280,3 +426,95 @@ def test_the_one_shot_bh_hand_over_completes_without_any_lock_or_race(era_model)
     text = trace_table(run(handover_program(), cpus=2), width=40)
     assert "ctx" not in text.replace("iothread0", "")  # no context lock anywhere
     assert "bh complete requests" in text and "bh aio_wait_kick" in text
+
+
+# -- what the prose says, against the notebook and the model ----------------------------------
+
+
+def _notebook_text(path: Path) -> tuple[list[str], str]:
+    """A notebook's markdown cells (each with its whitespace runs made single spaces) and all
+    its cells' text."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    prose = [" ".join(c.source.split()) for c in nb.cells if c.cell_type == "markdown"]
+    return prose, "\n".join(c.source for c in nb.cells)
+
+
+SOLUTIONS = ROOT / "solutions" / "07-removing-the-aiocontext-lock-exercises.ipynb"
+
+
+def test_the_chapter_cites_its_sources_and_names_no_io_code_rule():
+    prose, everything = _notebook_text(NOTEBOOK)
+    sources = prose[-1]
+    for needle in (
+        "http://blog.vmsplice.net/2024/01/qemu-aiocontext-removal-and-how-it-was.html",
+        "195801d700c0",
+        "0b2675c4",
+        "8 January 2024",
+        "d3f6f294",
+        "RHEL-24593",
+        '"Re: block: Allow concurrent BB context changes"',
+        "[qemu.git util/qemu-coroutine-lock.c @ 050de36b]",
+        "graph-changes-while-io",
+    ):
+        assert needle in sources, needle
+    _, solutions = _notebook_text(SOLUTIONS)
+    assert "http://blog.vmsplice.net/2024/01/qemu-aiocontext-removal-and-how-it-was.html" in (
+        solutions
+    )
+    import labsupport.chapters.ch07.scenarios as sc
+
+    for text in (everything, solutions, Path(sc.__file__).read_text(encoding="utf-8")):
+        assert "IO_CODE" not in text
+        assert "qemu-history" not in text and "reference/" not in text
+
+
+def test_the_prose_says_what_the_sources_say():
+    prose, _ = _notebook_text(NOTEBOOK)
+    text = "\n".join(prose)
+    section1 = next(p for p in prose if p.startswith("## 1."))
+    assert "graph-changes-while-io" in section1 and "NBD server" in section1
+    r4 = next(p for p in prose if p.startswith("## 3. R4"))
+    assert "blk_in_drain()" in r4 and "was already there" in r4 and "d3f6f294" in r4
+    r7 = next(p for p in prose if p.startswith("## 6. R7"))
+    assert "since 2020" in r7 and "only renamed the lock" in r7
+    assert "195801d700c0" in prose[0] and "8 January 2024" in prose[0]
+    monitor = next(p for p in prose if "### The monitor in 9.0" in p)
+    assert "query-block" in monitor and "co_wrapper" in monitor and "with the BQL held" in monitor
+    assert "never waits" not in text and "IO_CODE" not in text
+    r5 = next(p for p in prose if "## 4. R5" in p)
+    assert "re-check" not in r5.split("## 4. R5")[0]  # (R4's part says nothing of it)
+    assert "blk_inc_in_flight()" in r5 and "including while the BH" in r5
+
+
+def test_section_9s_numbers_are_the_models():
+    prose, _ = _notebook_text(NOTEBOOK)
+    trend = next(p for p in prose if "reproduces the **trend**" in p)
+    why = next(p for p in prose if p.startswith("Without the stall, the spin wins every time"))
+    assert "two to three times" in trend and "within 1% at depth 8" in trend
+    ratios = [
+        measure(VM(iothreads=4, reqs_lock="QemuMutex"), seed=s).iops
+        / measure(VM(iothreads=4, reqs_lock="CoMutex"), seed=s).iops
+        for s in range(5)
+    ]
+    assert all(2.0 <= r <= 3.0 for r in ratios), ratios
+    d8 = {k: measure(VM(iothreads=4, iodepth=8, reqs_lock=k)) for k in ("CoMutex", "QemuMutex")}
+    assert abs(d8["QemuMutex"].iops / d8["CoMutex"].iops - 1) <= 0.01
+    co = measure(VM(iothreads=4, reqs_lock="CoMutex"))
+    c = MQCosts()
+    assert "about six times as long as the critical section" in why
+    assert round(co.handoff_us / co.lock_handoffs / c.reqs_lock_us) == 6
+    assert "at most the 2 µs of completion work" in why and c.complete_us == 2
+    same = (co.handoff_us - co.cross_handoff_us) / co.queued_wakes
+    cross = co.cross_handoff_us / co.cross_thread_wakes
+    assert same <= c.complete_us + 1e-9 and cross > same
+    assert co.cross_thread_wakes > co.lock_handoffs / 2  # "most of them"
+    calm = measure(VM(iothreads=4, reqs_lock="CoMutex", costs=MQCosts(stall_us=0)))
+    assert calm.lock_handoffs == 0 and calm.spin_acquired == calm.spins > 0
+    assert "at most 20 µs" in why and c.stall_us == 20
+    # "nobody spins once the queue exists": the spins of the whole run all happened by then
+    vm = VM(iothreads=4, reqs_lock="CoMutex")
+    early = run(mq_program(vm), until=c.stall_at_us + 60, seed=0, cpus=8, policy="random")
+    late = run(mq_program(vm), until=vm.duration, seed=0, cpus=8, policy="random")
+    assert early.sim.model["reqs_lock"].spins == late.sim.model["reqs_lock"].spins

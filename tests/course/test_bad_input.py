@@ -328,7 +328,7 @@ CASES = [
     (lambda: ch(6, "scenarios").GraphConfig(drain="after"), ValueError, "drain"),
     (lambda: ch(6, "scenarios").GraphConfig(rate_per_ms=NAN), ValueError, "rate_per_ms"),
     (lambda: ch(6, "scenarios").run_graph("config"), TypeError, "cfg"),
-    (lambda: ch(6, "scenarios").run_scenario("D8", True), ValueError, "name"),
+    (lambda: ch(6, "scenarios").run_scenario("D9", True), ValueError, "name"),
     (lambda: ch(6, "scenarios").outcome_table(1, names=3), TypeError, "names"),
     (lambda: ch(6, "scenarios").run_blind_spot(variant=["x"]), ValueError, "variant"),
     (lambda: ch(7, "scenarios").run_scenario("R9", False), ValueError, "name"),

@@ -106,7 +106,8 @@ KINDS = [
     Kind("BQL", lambda sim, name: BQL(sim), waiters=lambda lock: len(lock.mutex.waiters)),
     Kind("AioContext-rfifo", _aio_lock("rfifo"), waiters=lambda lock: len(lock.mutex.waiters)),
     Kind("AioContext-rec", _aio_lock("rec"), waiters=lambda lock: len(lock.mutex.waiters)),
-    Kind("CoMutex", CoMutex, coroutines=True),
+    # without QEMU's spin, so that a contended CoMutex really queues its waiters
+    Kind("CoMutex", lambda sim, name: CoMutex(sim, name, spin_iterations=0), coroutines=True),
 ]
 EXCLUSIVE = [k for k in KINDS if k.exclusive]
 # Every exclusive kind here promises FIFO hand-over: QemuMutex and QemuRecMutex as a model

@@ -8,8 +8,15 @@ lock for reading (``bdrv_graph_co_rdlock``) and walks the children (``bdrv_co_pr
 reaches it is *recorded* ("request 3 read node 'filter0' after it was freed at t=..."), so an
 unlocked graph change shows its use-after-free as a detected event. Toggles bring back D6 (the
 writer polls with ``has_writer=1`` while a main-loop callback reads the graph), D7 (a drain
-under the write lock) and writer starvation (no no-poll drain before the writer waits). The
-blind-spot program shows an unlock that the static pass believes and the run time does not.
+under the write lock), D8 (QEMU 8.0's writer polls while the caller holds an IOThread's
+AioContext lock, which the reader's completion needs) and writer starvation (no no-poll drain
+before the writer waits). The blind-spot program shows an unlock that the static pass believes
+and the run time does not.
+
+The block-layer functions here carry QEMU's names but the model's arguments: a request number
+and service times instead of an offset, a length, an I/O vector and flags
+(``bdrv_co_preadv``, ``blk_co_preadv``), a BlockBackend where QEMU passes a ``BdrvChild`` or a
+node (``bdrv_replace_child``, ``bdrv_co_get_info``). Each docstring says how it differs.
 
 Layer 9 (chapters): imports the layers below.
 """
@@ -54,7 +61,13 @@ from labsupport.qemu.graphlock import (
     get_graph_lock,
     poll_main_while,
 )
-from labsupport.qemu.iothread import IOThread, qemu_get_aio_context
+from labsupport.qemu.iothread import (
+    IOThread,
+    aio_context_acquire,
+    aio_context_release,
+    qemu_get_aio_context,
+)
+from labsupport.sync import QemuSemaphore
 
 from ... import tracebuf as tb
 
@@ -66,7 +79,7 @@ Program = Callable[[Simulation], Any]
 
 
 class BdrvNode(DrainableNode):
-    """A block node (``BlockDriverState``): its children are guarded by the graph lock."""
+    """A block node (QEMU's ``BlockDriverState``): its children are guarded by the graph lock."""
 
     children = GuardedAttr("graph_lock")
 
@@ -119,14 +132,28 @@ def touch(bs: BdrvNode, req: int) -> None:
         sim.record(tb.OP, sim.current.tid, sim.label("note", f"USE AFTER FREE {bs.name}"), None)
 
 
+def aio_co_wake_locked(co: Coroutine):
+    """``aio_co_wake(co)`` as it was from 2017 to 2023, when ``aio_co_enter()`` took the target
+    context's lock around entering the coroutine (the model's own name; the engine's
+    ``aio_co_wake`` is the later one, which takes no lock)."""
+    validate.instance("co", co, Coroutine, kind="a Coroutine")
+    yield aio_context_acquire(co.ctx, "aio_co_enter")
+    yield from aio_co_wake(co)
+    yield aio_context_release(co.ctx)
+
+
 def disk_read(us: float):
-    """The coroutine waits ``us`` for the disk, yielding its thread (a timer wakes it)."""
+    """The coroutine waits ``us`` for the disk, yielding its thread (a timer wakes it). In a
+    context that has a lock (the years 2017-2023), the wake-up takes that lock."""
     sim = Simulation.active
     co = current_coroutine(sim)
     ctx = co.ctx
 
     def done():
-        yield from aio_co_wake(co)
+        if ctx.lock is not None:  # 2017-2023: aio_co_enter took the context's lock
+            yield from aio_co_wake_locked(co)
+        else:
+            yield from aio_co_wake(co)
 
     # fired timers are dropped here (never while aio_poll walks the list it is iterating)
     ctx.timers = [t for t in ctx.timers if t.deadline is not None]
@@ -138,7 +165,9 @@ def disk_read(us: float):
 @GRAPH_RDLOCK
 def bdrv_co_preadv(bs: BdrvNode, req: int, walk_us: float = 2.0, service_us: float = 40.0):
     """Read through ``bs``: a filter passes the request to its child, a file node reads the
-    disk. ``GRAPH_RDLOCK``: it reads ``bs->children``."""
+    disk. ``GRAPH_RDLOCK``: it reads ``bs->children``. QEMU's ``bdrv_co_preadv`` takes a
+    ``BdrvChild``, an offset, a length, an I/O vector and flags; the model's takes the node, a
+    request number and its times."""
     touch(bs, req)
     yield compute(walk_us)
     children = bs.children
@@ -161,8 +190,10 @@ def blk_co_preadv(
     """A guest read, as a coroutine in the device's IOThread (``IO_CODE``): wait while drained,
     count it in flight, take the graph lock for reading, walk the graph, let go; then complete
     (``complete_us`` without the lock) and take the read lock once more to account the request
-    on the root node. It counts as in flight until the very end."""
-    IO_CODE(blk)
+    on the root node. It counts as in flight until the very end. QEMU's ``blk_co_preadv``
+    takes an offset, a length, an I/O vector and flags; the model's takes a request number and
+    its times."""
+    IO_CODE()
     sim = blk.sim
     start = sim.now
     yield from blk.wait_while_drained()
@@ -184,7 +215,9 @@ def blk_co_preadv(
 @GRAPH_WRLOCK
 def bdrv_replace_child(blk: BlockBackend, new: BdrvNode):
     """Put ``new`` in place of ``blk``'s root filter (keeping its child) and free the old one.
-    ``GRAPH_WRLOCK``: the caller holds the graph lock for writing."""
+    ``GRAPH_WRLOCK``: the caller holds the graph lock for writing. The model's arguments: QEMU's
+    ``bdrv_replace_child_noperm()`` takes a ``BdrvChild`` and the new node (``blk_replace_bs()``
+    a BlockBackend, the new node and an error pointer), and frees nothing itself."""
     GLOBAL_STATE_CODE()
     old = blk.root
     m = current_model()
@@ -198,15 +231,26 @@ def bdrv_replace_child(blk: BlockBackend, new: BdrvNode):
 
 
 @GRAPH_UNLOCKED
-def change_filter(blk: BlockBackend, new: BdrvNode, drain: str = "none", locked: bool = True):
+def change_filter(
+    blk: BlockBackend,
+    new: BdrvNode,
+    drain: str = "none",
+    locked: bool = True,
+    ctx_lock: str = "none",
+):
     """The main loop's graph change (a QMP command, say). ``drain``: ``"none"``, ``"before"``
     (drain, then lock: the 2025 fix) or ``"inside"`` (lock, then drain: D7). ``locked=False``
-    changes the graph without the lock at all."""
+    changes the graph without the lock at all. ``ctx_lock``: ``"none"`` (no AioContext lock),
+    ``"held"`` (2023: the caller holds ``blk``'s AioContext lock around the change, and QEMU
+    8.0's ``bdrv_graph_wrlock()`` polls with it held: D8) or ``"released"`` (June 2023:
+    ``bdrv_graph_wrlock(blk)`` releases it while it polls)."""
     GLOBAL_STATE_CODE()
+    if ctx_lock != "none":  # 2023: hold the node's AioContext lock to change its graph
+        yield aio_context_acquire(blk.ctx, "qmp: change filter")
     if drain == "before":
         yield from bdrv_drained_begin(blk)
     if locked:
-        yield from bdrv_graph_wrlock()
+        yield from bdrv_graph_wrlock(blk if ctx_lock == "released" else None)
     if drain == "inside":
         yield from bdrv_drained_begin(blk)  # polls while holding the graph lock: D7
     yield from bdrv_replace_child(blk, new)
@@ -216,18 +260,23 @@ def change_filter(blk: BlockBackend, new: BdrvNode, drain: str = "none", locked:
         yield from bdrv_graph_wrunlock()
     if drain == "before":
         yield from bdrv_drained_end(blk)
+    if ctx_lock != "none":
+        yield aio_context_release(blk.ctx)
 
 
 @GRAPH_RDLOCK
 def bdrv_co_get_info(blk: BlockBackend):
-    """A short read of the graph by a coroutine (the node's format information, say)."""
+    """A short read of the graph by a coroutine (the node's format information, say). QEMU's
+    ``bdrv_co_get_info`` takes a node and a ``BlockDriverInfo`` to fill; the model's takes the
+    BlockBackend."""
     touch(blk.root, -1)
     yield compute(2)
 
 
 def bdrv_get_info_sync(blk: BlockBackend):
     """A generated wrapper (``co_wrapper``) called from a main-loop callback: run the coroutine
-    and poll the main loop until it has finished."""
+    and poll the main loop until it has finished. The model's name for QEMU's generated
+    ``bdrv_get_info()``."""
     gl = get_graph_lock()
     sim = blk.sim
 
@@ -259,7 +308,11 @@ class GraphConfig:
     first ``2 * change_at_us``. ``locked``: the writer takes the graph lock. ``drain_first``:
     its no-poll drain. ``d6_bug``: it polls with ``has_writer=1``. ``sync_reader``: a main-loop
     timer reads the graph through a ``co_wrapper`` while the writer may be waiting.
-    ``drain``: ``"none"``, ``"before"`` or ``"inside"`` (D7) for the graph change."""
+    ``drain``: ``"none"``, ``"before"`` or ``"inside"`` (D7) for the graph change.
+    ``ctx_lock``: ``"none"`` (the IOThreads' contexts have no lock), or the 2023 world where
+    they have the 2017 recursive lock, taken by the completion that wakes a request and held by
+    the graph change: ``"held"`` (QEMU 8.0: the writer polls with it held, D8) or
+    ``"released"`` (June 2023: the writer releases it while it polls)."""
 
     iothreads: int = 1
     requests: int = 6
@@ -275,6 +328,7 @@ class GraphConfig:
     d6_bug: bool = False
     sync_reader: bool = False
     drain: str = "none"
+    ctx_lock: str = "none"
 
     def __post_init__(self) -> None:
         validate.whole("iothreads", self.iothreads, 1, 8, verb="is")
@@ -292,6 +346,7 @@ class GraphConfig:
         if self.rate_per_ms > 1_000:
             raise ValueError(f"rate_per_ms is at most 1000 reads per ms; got {self.rate_per_ms!r}")
         validate.choice("drain", self.drain, ("none", "before", "inside"), verb="is")
+        validate.choice("ctx_lock", self.ctx_lock, ("none", "held", "released"), verb="is")
 
     def replace(self, **changes: Any) -> GraphConfig:
         return replace(self, **changes)
@@ -309,7 +364,8 @@ def graph_program(cfg: GraphConfig, change_body: Callable[..., Any] | None = Non
         gl = BdrvGraphLock(sim, main_ctx, bql, d6_bug=cfg.d6_bug, drain_first=cfg.drain_first)
         blks = []
         for i in range(cfg.iothreads):
-            io = IOThread(sim, f"iothread{i}", lock_kind=None, loop_holds_lock=False)
+            kind = None if cfg.ctx_lock == "none" else "rec"  # 2017-2023: a recursive lock
+            io = IOThread(sim, f"iothread{i}", lock_kind=kind, loop_holds_lock=False)
             gl.add_context(io.ctx)
             file = BdrvNode(sim, f"file{i}", io.ctx)
             filt = BdrvNode(sim, f"filter{i}", io.ctx, file)
@@ -352,7 +408,9 @@ def graph_program(cfg: GraphConfig, change_body: Callable[..., Any] | None = Non
                 yield aio_co_schedule(blk.ctx, co)  # the ioeventfd kick, as a coroutine
                 m.submitted += 1
 
-        change = change_body or (lambda blk, new: change_filter(blk, new, cfg.drain, cfg.locked))
+        change = change_body or (
+            lambda blk, new: change_filter(blk, new, cfg.drain, cfg.locked, cfg.ctx_lock)
+        )
 
         def graph_change():
             yield from change(blks[0], new_filter)
@@ -416,10 +474,13 @@ class GraphRun:
             f"sleeping in its CoQueue: "
             f"{', '.join(co.name for co in gl.queue.waiters) or 'none'}"
         ]
+        blk = self.model.blks[0]
         lines.append(
-            f"{self.model.blks[0].name}: in_flight={self.model.blks[0].in_flight.value}"
-            f", quiesce_counter={self.model.blks[0].quiesce_counter}"
+            f"{blk.name}: in_flight={blk.in_flight.value}, quiesce_counter={blk.quiesce_counter}"
         )
+        lock = blk.ctx.lock
+        if lock is not None and hasattr(lock, "mutex"):
+            lines.append(f"AioContext {blk.ctx.name}'s lock: {lock.mutex.state_text()}")
         return "\n".join(lines)
 
     def summary(self) -> str:
@@ -476,6 +537,7 @@ CONFIGS: dict[str, tuple[GraphConfig, GraphConfig]] = {
         GraphConfig(d6_bug=False, sync_reader=True, requests=6),
     ),
     "D7": (GraphConfig(drain="inside", requests=8), GraphConfig(drain="before", requests=8)),
+    "D8": (GraphConfig(ctx_lock="held", requests=8), GraphConfig(ctx_lock="released", requests=8)),
 }
 
 
@@ -508,6 +570,9 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "D6": _scenario("D6", "D6", "deadlock", "the graph writer polls with has_writer set"),
     "D7": _scenario("D7", "D7", "deadlock", "a drain (which polls) under the graph lock"),
+    "D8": _scenario(
+        "D8", "D8", "deadlock", "the graph writer polls holding an IOThread's AioContext lock"
+    ),
 }
 
 
@@ -690,29 +755,57 @@ def call_as_reader(fn: Callable[..., Any], locked: bool = True, seed: int = 0) -
 
 
 def api_class_program() -> Program:
-    """``GLOBAL_STATE_CODE`` and ``IO_CODE`` at run time: a vCPU thread (no BQL) starts a
-    drained section, which is global-state API; the main loop enters a read of ``blk0`` as a
-    coroutine in *its own* context, though ``blk0`` belongs to ``iothread0``. Both are
-    recorded; the run itself completes."""
+    """``GLOBAL_STATE_CODE`` and ``IO_CODE`` at run time. ``vcpu0`` (without the BQL) and
+    ``vcpu1`` (holding it) each call the main loop's read placeholder, which is global-state
+    API: only ``vcpu0``'s calls are recorded, because any thread that holds the BQL counts as
+    the block layer's main thread. Then the guest reads ``blk0`` twice (``IO_CODE``), once in
+    ``iothread0``, the node's context, and once in ``iothread1``: neither is recorded, because
+    ``IO_CODE()`` checks nothing. The guest waits for both completions (an interrupt each)."""
 
     def program(sim: Simulation) -> GraphModel:
-        m = graph_program(GraphConfig(requests=0), change_body=lambda blk, new: _idle())(sim)
-        blk = m.blks[0]
+        main_ctx = qemu_get_aio_context(sim)
+        bql = BQL(sim)
+        gl = BdrvGraphLock(sim, main_ctx, bql)
+        ios = [IOThread(sim, f"iothread{i}", lock_kind=None, loop_holds_lock=False) for i in (0, 1)]
+        for io in ios:
+            gl.add_context(io.ctx)
+        file = BdrvNode(sim, "file0", ios[0].ctx)
+        blk = BlockBackend(sim, "blk0", ios[0].ctx, BdrvNode(sim, "filter0", ios[0].ctx, file))
+        gl.nodes = [blk]
+        m = GraphModel([blk], gl, bql, main_ctx)
+        sim.model = m
+        irq = QemuSemaphore(sim, "guest-irq")
 
-        def misplaced_read():
-            co = Coroutine(sim, blk_co_preadv, blk, 99, 2.0, 2.0, 10.0, 2.0, name="req99")
-            yield from aio_co_enter(m.main_ctx, co)  # should have gone to blk.ctx
-            m.extra["read started"] = True
+        def read(req: int):
+            yield from blk_co_preadv(blk, req, 2.0, 2.0, 10.0, 2.0)
+            yield irq.post()
 
-        def vcpu():
+        def placeholder_read():  # a global-state caller that reads the graph
+            yield from bdrv_graph_rdlock_main_loop()
+            touch(blk.root, -1)
+            yield from bdrv_graph_rdunlock_main_loop()
+
+        def vcpu0():
             yield sleep(1)
-            yield from bdrv_drained_begin(blk)  # a vCPU thread, without the BQL
-            yield from bdrv_drained_end(blk)
-            yield m.main_ctx.bh_schedule_oneshot(misplaced_read, "misplaced read")
+            yield from placeholder_read()  # without the BQL
 
-        m.arrivals = 1
-        m.extra["wanted"] = ("read started",)
-        sim.spawn("vcpu1", vcpu)
+        def vcpu1():
+            yield sleep(2)
+            yield bql.lock("vcpu1: mmio exit")
+            yield from placeholder_read()  # holding the BQL: the block layer's main thread
+            yield bql.unlock()
+
+        def guest():
+            yield sleep(5)
+            for req, io in enumerate(ios):
+                yield aio_co_schedule(io.ctx, Coroutine(sim, read, req, name=f"req{req}"))
+            for _ in ios:
+                yield irq.wait()
+
+        m.arrivals = len(ios)
+        sim.spawn("vcpu0", vcpu0)
+        sim.spawn("vcpu1", vcpu1)
+        sim.spawn("guest", guest)
         return m
 
     return program
@@ -747,6 +840,7 @@ __all__ = [
     "CONFIGS",
     "SCENARIOS",
     "STARVE",
+    "aio_co_wake_locked",
     "api_class_program",
     "bdrv_co_get_info",
     "bdrv_co_preadv",

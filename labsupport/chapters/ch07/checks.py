@@ -2,7 +2,9 @@
 
 The learner maps 8 virtqueues onto 4 IOThreads (the checker measures the mapping against the
 best one), moves a coroutine to another IOThread without letting that thread enter it too
-early (R6, over many seeds), says which request lock wins and why (the checker measures both),
+early (R6, over many seeds; the answer ``move(new_ctx, old_ctx)`` is handed the context it
+moves from, which QEMU's ``aio_co_reschedule_self(new_ctx)`` finds itself), says which request
+lock wins and why (the checker measures both),
 and finds the number of IOThreads after which the I/O rate stops growing on a host with a
 slower disk. Every checker runs the answer in ``labsupport.qemu.multiqueue`` or the
 chapter's ``scenarios``.
@@ -97,8 +99,9 @@ def _fix_r6(answer: Any) -> tuple[bool, str]:
 # -- 7.3 Which request lock wins, and why ------------------------------------------------------
 
 RECALL_07 = {
-    "a": "the CoMutex does not win: a waiting coroutine does not block its thread, but each "
-    "hand-off to another IOThread costs a BH, an aio_notify and a wake-up",
+    "a": "the CoMutex does not win: a waiting coroutine does not block its thread, but once "
+    "one has queued, every unlock hands the mutex to the next waiter, and a hand-off to another "
+    "IOThread costs a BH, an aio_notify and a wake-up",
     "b": "",
     "c": "the QemuMutex does win, but not because it is fair or FIFO; both hand over in order",
     "d": "the QemuMutex is never held across a yield; that is the very reason it may block",
@@ -116,8 +119,10 @@ def _recall_07(answer: Any) -> tuple[bool, str]:
     qm = measure(LOCK_VM.replace(reqs_lock="QemuMutex"))
     return True, (
         f"right: in the model {qm.iops / 1000:,.0f}k against {co.iops / 1000:,.0f}k "
-        f"IOPS ({qm.iops / co.iops:.1f}x); the CoMutex made {co.cross_thread_wakes} "
-        f"cross-thread hand-offs while the lock was already the next waiter's"
+        f"IOPS ({qm.iops / co.iops:.1f}x); once a queue had formed the CoMutex made "
+        f"{co.lock_handoffs} hand-offs ({co.cross_thread_wakes} to another IOThread), each "
+        f"while the lock was already the next waiter's; its spin helped only before that "
+        f"({co.spins} takers spun)"
     )
 
 
