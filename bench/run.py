@@ -35,6 +35,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from labsupport import QemuMutex, Shared, Simulation, compute, metrics, sleep  # noqa: E402
+from labsupport.analysis import explore  # noqa: E402
+from labsupport.chapters.ch00.classics import indexer, lastzero, lost_update  # noqa: E402
 from labsupport.kernel import run  # noqa: E402
 from labsupport.qemu.multiqueue import VM, measure  # noqa: E402
 
@@ -51,6 +53,9 @@ GOALS = {
     "widget_worst_ms.*": "< 300 (median, each chapter's view at its slowest slider corner)",
     "check_worst_s": "< 5 (slowest check() verdict: right, wrong and runaway answers)",
     "runaway_stop_s": "< 3 (time_limit_s=2: the worst of a Python, a time and a zero-time loop)",
+    "explore_lost_update_s": "< 0.1 (2-thread lost update, every schedule, optimal DPOR)",
+    "explore_reduction.lastzero4": ">= 10 (interleavings / runs with optimal DPOR)",
+    "explore_s.*": "< 10 (complete optimal explorations; stretch 3)",
 }
 
 _GOAL = re.compile(r"\s*(<=|>=|<|>)\s*([0-9]+(?:\.[0-9]*)?)(?:\s.*)?$")
@@ -383,6 +388,21 @@ def runaway_stop_s(limit_s: float = 2.0) -> float:
     return worst
 
 
+def exhaust(program, reduction: str = "optimal"):
+    """Every schedule of ``program``, every run accepted (an exploration to count, not judge)."""
+    e = explore(
+        program,
+        reduction=reduction,
+        check=lambda r: None,
+        stop="all",
+        minimize=False,
+        max_runs=None,
+        time_limit_s=None,
+    )
+    assert e.complete, e.summary()
+    return e
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
@@ -394,9 +414,9 @@ def main() -> None:
     args = ap.parse_args()
     figures: dict[str, str] = {}
 
-    def report(name: str, value: str) -> None:
+    def report(name: str, value: str, note: str = "") -> None:
         figures[name] = value
-        print(f"{name}: {value}")
+        print(f"{name}: {value}" + (f" ({note})" if note else ""))
 
     scale = 10 if args.quick else 1
     n = 20_000 // scale
@@ -436,6 +456,20 @@ def main() -> None:
     worst_s, worst_what, runaway_s, runaway_what = check_worst_s(runaway=True)
     report("check_worst_s", f"{max(worst_s, runaway_s):.2f}")
     report("runaway_stop_s", f"{runaway_stop_s():.2f}")
+
+    # The explorer: a small exhaustive check, the reduction it buys, and two published
+    # benchmarks explored completely (their trace counts printed beside the times).
+    report("explore_lost_update_s", f"{best_of(lambda: exhaust(lost_update(2)), repeat):.4f}")
+    every, few = exhaust(lastzero(4), "none"), exhaust(lastzero(4))
+    report(
+        "explore_reduction.lastzero4",
+        f"{every.runs / few.runs:.1f}",
+        f"{every.runs:,} interleavings, {few.runs:,} runs, {few.traces:,} traces",
+    )
+    for name, program in [("lastzero10", lastzero(10)), ("indexer15", indexer(15))]:
+        t0 = time.perf_counter()
+        e = exhaust(program)
+        report(f"explore_s.{name}", f"{time.perf_counter() - t0:.2f}", f"{e.traces:,} traces")
 
     print("# goals: " + "; ".join(f"{k} {v}" for k, v in GOALS.items()))
     print(

@@ -55,13 +55,15 @@ from .qemu import (
     run_era,
 )
 
-# The analyses over a run: metrics, lock order (lockdep), races (Eraser).
+# The analyses over a run: metrics, lock order (lockdep), races (Eraser); every schedule.
 from .analysis import (
     LockOrder,
     Metrics,
+    explore,
     find_races,
     intervals,
     metrics,
+    pct,
     percentile,
     witness_deadlock,
 )
@@ -89,7 +91,7 @@ __all__ = [
     "aio_context_release", "qemu_get_aio_context",
     # analysis
     "Metrics", "metrics", "intervals", "percentile", "LockOrder", "witness_deadlock",
-    "find_races",
+    "find_races", "explore", "pct",
     # presentation
     "trace_table", "timeline", "timeline_summary", "chrome_trace", "save_chrome_trace",
     # exercises

@@ -32,15 +32,30 @@ from pathlib import Path
 from typing import Any
 
 from . import validate
-from .kernel import RunawayError, RunResult, SimulationError, ThreadCrashed, time_budget
+from .analysis import explore
+from .kernel import RunawayError, RunResult, SimulationError, ThreadCrashed, run, time_budget
 
-__all__ = ["backup", "check", "committed_copy", "hint", "load_chapter", "register", "reset"]
+__all__ = [
+    "backup",
+    "check",
+    "committed_copy",
+    "hint",
+    "judge_fix",
+    "load_chapter",
+    "register",
+    "reset",
+]
 
 Checker = Callable[[Any], tuple[bool, str]]
 
 #: The wall-clock budget of each run inside ``check()``, in seconds: an answer that loops for
 #: ever costs the learner this long, then a verdict that says where it looped.
 CHECK_TIME_LIMIT_S = 3.0
+
+#: How long ``judge_fix`` looks at every schedule before it says it could not finish, and how
+#: many seeded random schedules it then adds (a sample, and it says so).
+FIX_EXPLORE_S = 1.5
+FIX_SEEDS = 200
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,42 @@ def register(qid: str, checker: Checker, hint: str) -> None:
 def _name(function: Callable[..., Any]) -> str:
     module = getattr(function, "__module__", "?")
     return f"{module}.{getattr(function, '__qualname__', repr(function))}"
+
+
+def judge_fix(
+    program: Callable[..., Any], judge: Callable[[RunResult], str | None], **run_options: Any
+) -> tuple[bool, str]:
+    """A learner's fix, judged on every schedule: ``explore`` runs ``program`` on every trace
+    with ``judge(result)`` (None when the run is right, else what is wrong; a deadlock, a
+    hang or a crash is wrong anyway). A failing schedule is refused with its replay call and
+    the steps that broke it, so a fix that fails on one schedule in a thousand is caught. A
+    complete exploration is a proof for this program. If the search does not finish in
+    ``FIX_EXPLORE_S`` seconds the answer is also run on ``FIX_SEEDS`` random schedules, and
+    the verdict says that it is a sample."""
+    e = explore(program, check=judge, time_limit_s=FIX_EXPLORE_S, **run_options)
+    cx = e.counterexample
+    if cx is not None:
+        steps = cx.listing().splitlines()
+        shown = steps[:14] + ([f"... ({len(steps) - 14} more)"] if len(steps) > 14 else [])
+        return False, (
+            f"{cx.failure}: a schedule with {cx.preemptions} preemption(s) breaks it; replay "
+            f"it with run(answer, schedule={cx.schedule!r}). Its steps:\n" + "\n".join(shown)
+        )
+    if e.complete:
+        return True, e.verdict
+    for seed in range(FIX_SEEDS):
+        r, problem = attempt(
+            seed, lambda s=seed: run(program, policy="random", seed=s, **run_options)
+        )
+        problem = problem or (
+            f"the run ended in {r.outcome}" if r.outcome != "completed" else judge(r)
+        )
+        if problem:
+            return False, f"seed {seed} (schedule {getattr(r, 'schedule', '?')!r}): {problem}"
+    return True, (
+        f"no failure in the {e.traces:,} traces explored (not all: the search did not finish "
+        f"in {FIX_EXPLORE_S:g} s) nor on {FIX_SEEDS} random schedules: a sample, not a proof"
+    )
 
 
 def attempt(seed: int, call: Callable[[], Any]) -> tuple[Any, str]:

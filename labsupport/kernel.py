@@ -950,6 +950,9 @@ class Simulation:
         self._wait_sources: list[WaitSource] = []  # see watch_waits
         self._result: RunResult | None = None
         self.current: Thread | None = None  # the thread taking a step; None outside run()
+        #: called with each thread just before it takes a step (None: nobody watches); the
+        #: interleaving explorer uses it to see every step, not only the choice points
+        self.on_step: Callable[[Thread], None] | None = None
         self._labels: dict[tuple[str, str], int] = {}
         self._extensions: dict[str, Any] = {}  # see extension()
         self.model: Any = None  # what the program returned (it may set it first, for callbacks)
@@ -1316,6 +1319,7 @@ class Simulation:
         policy = self.policy
         trace = self.trace if self.tracing else None
         step = self._step
+        on_step = self.on_step
         # One comparison a step keeps every limit: the step budget, the per-instant budget and
         # the next look at the wall clock (_check_at: whichever of max_steps and the next look
         # comes first) come down to `budget`; _over_budget sorts out which one it was, and
@@ -1333,6 +1337,8 @@ class Simulation:
             n += 1
             if n > budget:
                 budget = self._over_budget(t, n)
+            if on_step is not None:
+                on_step(t)
             if not step(t):
                 ready.remove(t)
         self._steps += n

@@ -73,6 +73,22 @@ class Shared:
         """One indivisible increment (QEMU: ``qatomic_inc``)."""
         return self.qatomic_add(1)
 
+    def qatomic_cmpxchg(self, expected: Any, new: Any) -> Op:
+        """``old = yield x.qatomic_cmpxchg(expected, new)``: if the value is ``expected``, make
+        it ``new``; one indivisible step that returns the value it found (QEMU:
+        ``qatomic_cmpxchg``). A compare that fails only reads."""
+        return Step(lambda t: self._do_cmpxchg(t, expected, new))
+
+    def _do_cmpxchg(self, t: Thread, expected: Any, new: Any) -> bool:
+        sim = self.sim
+        old = self._value
+        sim.record(tb.READ, t.tid, self.oid, old)
+        if old == expected:
+            self._value = new
+            sim.record(tb.WRITE, t.tid, self.oid, new)
+        t._value = old
+        return True
+
     def _expanded_add(self, n: int):
         v = yield self._load_op
         yield Note(f"add {n}", v + n)

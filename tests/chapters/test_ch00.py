@@ -1,12 +1,17 @@
 """What chapter 0 teaches, asserted: each claim of the notebook is a test here too."""
 
-from labsupport import QemuMutex, compute, run
+import math
+import re
+
+from labsupport import QemuMutex, Shared, compute, explore, pct, run
+from labsupport.chapters.ch00 import checks
 from labsupport.chapters.ch00.scenarios import (
     abba_program,
     counter_experiment,
     counter_program,
     first_losing_seed,
 )
+from labsupport.chapters.ch05.scenarios import r3_program
 
 
 def test_first_come_never_loses_but_most_random_schedules_do():
@@ -17,6 +22,10 @@ def test_first_come_never_loses_but_most_random_schedules_do():
 
 
 def test_the_mutex_fixes_the_counter_on_every_schedule():
+    for threads, traces in [(2, 6), (3, 90)]:
+        e = explore(counter_program(threads, 2, locked=True), check=counter_is(2 * threads))
+        assert e.complete and not e.failures and e.traces == traces
+        assert e.verdict == f"no schedule breaks it: {traces} traces, complete"
     for seed in range(300):
         assert counter_experiment(seed=seed, locked=True, threads=2).lost == 0
     for seed in range(50):
@@ -38,6 +47,10 @@ def test_opposite_orders_deadlock_and_one_order_never_does():
         sim.spawn("T1", worker)
         sim.spawn("T2", worker)
 
+    assert explore(ordered, cpus=2).verdict == "no schedule breaks it: 2 traces, complete"
+    cx = explore(abba_program(), cpus=2).counterexample
+    assert cx.failure.startswith("deadlock: ") and "waits for" in cx.failure
+    assert run(abba_program(), cpus=2, schedule=cx.schedule).outcome == "deadlock"
     for seed in range(200):
         assert run(ordered, cpus=2, policy="random", seed=seed).outcome == "completed"
         assert run(abba_program(), cpus=2, policy="random", seed=seed).outcome == "deadlock"
@@ -46,3 +59,93 @@ def test_opposite_orders_deadlock_and_one_order_never_does():
 def test_the_shortest_lost_update_schedule():
     r = run(counter_program(2, 1), schedule="10")
     assert r.sim.model.counter.value == 1
+
+
+def counter_is(expected):
+    def check(r):
+        value = r.sim.model.counter.value
+        return None if value == expected else f"counter = {value}"
+
+    return check
+
+
+def test_every_schedule_of_the_counter_has_three_outcomes_in_34_traces():
+    every = explore(counter_program(2, 2), check=lambda r: None, stop="all")
+    assert every.complete and every.traces == every.runs == 34 and every.blocked == 0
+    finals = {}
+    for _what, (n, schedule) in every.outcomes.items():
+        value = run(counter_program(2, 2), schedule=schedule).sim.model.counter.value
+        finals[value] = finals.get(value, 0) + n
+    assert finals == {2: 12, 3: 16, 4: 6}
+
+
+def test_dpor_needs_far_fewer_runs_than_interleavings():
+    none = explore(counter_program(2, 2), reduction="none", check=lambda r: None, stop="all")
+    assert none.runs == math.comb(8, 4) == 70 and none.traces == 34
+    three = explore(counter_program(3, 2), check=lambda r: None, stop="all")
+    assert three.complete and three.runs == three.traces == 7134
+    assert math.factorial(12) // math.factorial(4) ** 3 == 34650
+
+
+def test_the_shortest_counterexample_has_one_preemption_and_replays():
+    broken = explore(counter_program(2, 2), check=counter_is(4))
+    cx = broken.counterexample
+    assert cx.preemptions == 1 and cx.failure == "counter = 2"
+    assert cx.replay().sim.model.counter.value == 2
+    assert "<- races with" in cx.listing()
+
+
+def test_one_increment_each_has_four_traces_two_of_them_lose():
+    every = explore(counter_program(2, 1), check=counter_is(2), stop="all", minimize=False)
+    assert every.complete and every.traces == 4 and len(every.failures) == 2
+
+
+def test_pct_states_its_guarantee_and_finds_the_lost_update():
+    sampled = pct(counter_program(3, 2), runs=300, seed=0, check=counter_is(6))
+    assert sampled.failures and "probability >= 1/(3*" in sampled.guarantee
+    assert sampled.counterexample.replay().sim.model.counter.value < 6
+
+
+def _three_threads(unlocked_last: bool):
+    """Exercise 0.3's shape: 3 threads, 3 increments each; optionally the last one unlocked."""
+
+    def program(sim):
+        c, m = Shared(sim, "counter", 0), QemuMutex(sim, "lock")
+
+        def worker():
+            for k in range(3):
+                locked = not (unlocked_last and k == 2)
+                if locked:
+                    yield m.lock()
+                yield c.increment()
+                if locked:
+                    yield m.unlock()
+
+        for i in range(3):
+            sim.spawn(f"T{i}", worker)
+        return c
+
+    return program
+
+
+def test_the_fix_checker_proves_a_right_fix_over_every_schedule():
+    ok, message = checks._fixed_00(_three_threads(False))
+    assert ok and message == "no schedule breaks it: 1,680 traces, complete"
+
+
+def test_the_fix_checker_refuses_a_fix_with_the_schedule_that_breaks_it():
+    program = _three_threads(True)
+    ok, message = checks._fixed_00(program)
+    assert not ok and "breaks it" in message
+    schedule = re.search(r"schedule='([0-9]+)'", message).group(1)
+    final = run(program, schedule=schedule, cpus=2).sim.model.value
+    assert message.startswith(f"the counter ends at {final}, not 9") and final < 9
+
+
+def test_an_opaque_exploration_finds_the_lost_wake_up_and_proves_the_handshake():
+    # the context's BH list and notify_me are plain attributes: every step must conflict
+    buggy = explore(r3_program(fixed=False), cpus=1, opaque=True)
+    assert buggy.counterexample is not None and buggy.counterexample.failure.startswith("stuck")
+    assert run(r3_program(False), schedule=buggy.counterexample.schedule).outcome == "stuck"
+    fixed = explore(r3_program(fixed=True), cpus=1, opaque=True)
+    assert fixed.complete and not fixed.failures

@@ -1,0 +1,303 @@
+"""The interleaving explorer: published trace counts, run counts, counterexamples, replays."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labsupport import QemuMutex, Shared, run
+from labsupport.analysis import explore, pct
+from labsupport.chapters.ch00.classics import (
+    indexer,
+    lastzero,
+    locked_increment,
+    lost_update,
+    writer_readers,
+)
+
+ACCEPT_ALL = lambda r: None  # noqa: E731  (every run is acceptable: count them all)
+
+
+def everything(program, reduction="optimal"):
+    e = explore(program, reduction=reduction, check=ACCEPT_ALL, stop="all", minimize=False)
+    assert e.complete, e.summary()
+    return e
+
+
+def interleavings(*events_per_thread):
+    """The number of interleavings of threads with these numbers of events."""
+    total = math.factorial(sum(events_per_thread))
+    for k in events_per_thread:
+        total //= math.factorial(k)
+    return total
+
+
+# -- the published counts (GenMC, Nidhugg and Concuerror test suites) ----------------------------
+PUBLISHED = [
+    *[(f"inc{n}", lost_update(n), count) for n, count in [(2, 4), (3, 36)]],
+    *[(f"locked{n}", locked_increment(n), math.factorial(n)) for n in range(2, 6)],
+    *[(f"readers{n}", writer_readers(n), 2**n) for n in range(2, 9)],
+    *[(f"lastzero{n}", lastzero(n), c) for n, c in zip(range(1, 6), [2, 5, 12, 28, 64])],
+]
+
+
+@pytest.mark.parametrize("name, program, count", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_optimal_reduction_runs_exactly_one_run_per_trace(name, program, count):
+    e = everything(program, "optimal")
+    assert e.traces == count
+    assert e.runs == count and e.blocked == 0, e.summary()
+
+
+@pytest.mark.parametrize("name, program, count", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_source_reduction_finds_every_trace_in_at_least_as_many_runs(name, program, count):
+    e = everything(program, "source")
+    assert e.traces == count and e.runs >= count
+
+
+def test_source_reduction_needs_more_runs_than_optimal_on_lastzero():
+    assert everything(lastzero(5), "source").runs > everything(lastzero(5), "optimal").runs
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_without_reduction_the_lost_update_runs_every_interleaving(n):
+    e = everything(lost_update(n), "none")
+    assert e.runs == interleavings(*[2] * n)  # a load and a store per thread: 6, 90
+    assert e.traces == [4, 36][n - 2]
+
+
+def test_without_reduction_the_readers_run_every_interleaving():
+    e = everything(writer_readers(3), "none")
+    assert e.runs == interleavings(1, 1, 1, 1) and e.traces == 8
+
+
+@pytest.mark.parametrize("n, count", [(12, 8), (13, 64)])
+def test_the_indexer_has_its_published_trace_counts(n, count):
+    # no collisions below 12 threads: one trace; then 8 per extra thread (Abdulla et al.)
+    e = everything(indexer(n), "optimal")
+    assert e.traces == count and e.runs == count
+
+
+def test_the_indexer_below_twelve_threads_has_one_trace():
+    assert everything(indexer(11), "optimal").traces == 1
+
+
+# -- counterexamples -------------------------------------------------------------------------
+def lost(n):
+    return lambda r: None if r.sim.model.value == n else f"x = {r.sim.model.value}"
+
+
+def test_the_lost_update_counterexample_has_one_preemption_and_final_x_one():
+    program = lost_update(2)
+    e = explore(program, check=lost(2))
+    cx = e.counterexample
+    assert cx is not None and cx.failure == "x = 1" and cx.preemptions == 1
+    assert cx.replay().sim.model.value == 1
+    assert run(program, schedule=cx.schedule).sim.model.value == 1
+    assert "1 preemption" in e.summary() and "1 failure" in e.summary()
+    assert e.verdict == "fails: x = 1"
+
+
+def test_the_counterexample_lists_its_events_and_marks_the_race():
+    cx = explore(lost_update(2), check=lost(2)).counterexample
+    text = cx.listing()
+    assert "reads x" in text and "writes x" in text and "<- races with" in text
+    assert len([line for line in text.splitlines() if line.startswith("#")]) == cx.steps
+    assert "replay: run(program, schedule=" in str(cx)
+
+
+def test_a_fixed_program_is_proven_for_every_schedule():
+    e = explore(locked_increment(3), check=lost(3))
+    assert e.complete and not e.failures and e.counterexample is None
+    assert e.verdict == "no schedule breaks it: 6 traces, complete"
+
+
+def test_every_outcome_is_tabled_with_a_schedule_that_shows_it():
+    e = everything(lost_update(2))
+    assert sum(n for n, _ in e.outcomes.values()) == e.traces == 4
+    for what, (_, schedule) in e.outcomes.items():
+        value = run(lost_update(2), schedule=schedule).sim.model.value
+        assert what == f"completed, x={value}"
+    assert {k for k in e.outcomes} == {"completed, x=1", "completed, x=2"}
+    assert "example schedule" in e.outcome_table()
+
+
+def ab_ba(sim):
+    a, b = QemuMutex(sim, "A"), QemuMutex(sim, "B")
+
+    def t(first, second):
+        def body():
+            yield first.lock()
+            yield second.lock()
+            yield second.unlock()
+            yield first.unlock()
+
+        return body
+
+    sim.spawn("T0", t(a, b))
+    sim.spawn("T1", t(b, a))
+
+
+def test_a_deadlock_is_a_failure_by_default_with_its_shortest_schedule_and_cycle():
+    e = explore(ab_ba)
+    cx = e.counterexample
+    assert cx.failure.startswith("deadlock") and cx.preemptions == 1
+    assert run(ab_ba, schedule=cx.schedule).outcome == "deadlock"
+    assert "waits for" in cx.listing() and "deadlock" in cx.listing().lower()
+
+
+def test_the_deadlock_is_one_of_the_ab_ba_traces():
+    e = everything(ab_ba)
+    assert e.traces == 3 and e.runs == 3  # T0 first, T1 first, and the deadlock
+    assert sum(n for what, (n, _) in e.outcomes.items() if what.startswith("deadlock")) == 1
+
+
+def test_limits_make_an_exploration_incomplete_and_say_which():
+    e = explore(lost_update(3), reduction="none", check=ACCEPT_ALL, stop="all", max_runs=10)
+    assert not e.complete and e.runs == 10 and "max_runs=10" in e.summary()
+    assert "incomplete" in e.verdict
+
+
+def test_a_bound_limits_preemptions():
+    within = [
+        explore(lost_update(3), bound=b, reduction="none", check=ACCEPT_ALL, stop="all")
+        for b in (0, 1, 2)
+    ]
+    assert [e.runs for e in within] == sorted(e.runs for e in within)
+    assert within[0].runs == math.factorial(3)  # no preemption: one order of whole threads
+    assert "complete up to 0 preemptions" in within[0].summary()
+    assert explore(lost_update(2), bound=0, reduction="none", check=lost(2)).failures == []
+
+
+def test_bad_arguments_are_refused_naming_the_parameter():
+    with pytest.raises(ValueError, match="reduction"):
+        explore(lost_update(2), reduction="optimal-ish")
+    with pytest.raises(ValueError, match="bound"):
+        explore(lost_update(2), bound=2, reduction="source")
+    with pytest.raises(ValueError, match="policy"):
+        explore(lost_update(2), policy="random")
+    with pytest.raises(ValueError, match="schedule"):
+        pct(lost_update(2), schedule="01")
+    with pytest.raises(ValueError, match="stop"):
+        explore(lost_update(2), stop="never")
+    with pytest.raises((TypeError, ValueError), match="program"):
+        explore(42)
+
+
+def test_compare_and_swap_is_one_step_that_writes_only_when_it_succeeds():
+    def program(sim):
+        x = Shared(sim, "x", 0)
+        seen = []
+
+        def body(v):
+            def go():
+                seen.append((yield x.qatomic_cmpxchg(0, v)))
+
+            return go
+
+        sim.spawn("A", body(1))
+        sim.spawn("B", body(2))
+        return x
+
+    e = everything(program)
+    assert e.traces == 2  # who wins; the loser only reads
+    assert {k for k in e.outcomes} == {"completed, x=1", "completed, x=2"}
+
+
+# -- probabilistic concurrency testing ---------------------------------------------------------
+def test_pct_finds_the_lost_update_and_states_its_guarantee():
+    e = pct(lost_update(2), runs=200, seed=1, check=lost(2))
+    assert e.failures and e.counterexample.replay().sim.model.value == 1
+    assert e.counterexample.preemptions >= 1
+    assert "probability >= 1/(2*" in e.guarantee and "confidence" in e.guarantee
+
+
+def test_pct_is_seeded():
+    a = pct(lost_update(3), runs=50, seed=7, check=ACCEPT_ALL)
+    b = pct(lost_update(3), runs=50, seed=7, check=ACCEPT_ALL)
+    assert a.outcomes == b.outcomes and a.traces == b.traces
+
+
+def test_pct_says_what_it_did_not_prove():
+    e = pct(locked_increment(2), runs=50, check=lost(2))
+    assert not e.failures and not e.complete and "PCT" in e.verdict
+
+
+# -- the explorer's own properties ------------------------------------------------------------
+def increments(n, k, locked=False):
+    """``n`` threads each doing ``k`` increments of ``x``, with or without a lock."""
+
+    def program(sim):
+        x, m = Shared(sim, "x", 0), QemuMutex(sim, "m")
+
+        def body():
+            for _ in range(k):
+                if locked:
+                    yield m.lock()
+                r = yield x.load()
+                yield x.store(r + 1)
+                if locked:
+                    yield m.unlock()
+
+        for i in range(n):
+            sim.spawn(f"T{i}", body)
+        return x
+
+    return program
+
+
+@settings(max_examples=12, deadline=None)
+@given(n=st.integers(2, 3), k=st.integers(1, 2), locked=st.booleans())
+def test_every_reported_failure_replays_and_optimal_never_needs_more_runs(n, k, locked):
+    if n == 3 and k == 2 and not locked:
+        k = 1  # thousands of traces: too slow for a property test
+    program, check = increments(n, k, locked), lost(n * k)
+    runs = {}
+    for reduction in ("optimal", "source"):
+        e = explore(program, reduction=reduction, check=check, stop="all", minimize=False)
+        assert e.complete
+        runs[reduction] = e
+        for f in e.failures:
+            assert f"x = {run(program, schedule=f.schedule).sim.model.value}" == f.failure
+            assert f.replay().sim.model.value == int(f.failure.split("= ")[1])
+    assert runs["optimal"].runs <= runs["source"].runs
+    assert runs["optimal"].traces == runs["source"].traces
+    assert set(runs["optimal"].outcomes) == set(runs["source"].outcomes)
+    assert bool(runs["optimal"].failures) == (not locked)
+
+
+@settings(max_examples=10, deadline=None)
+@given(shape=st.lists(st.integers(1, 3), min_size=2, max_size=3).filter(lambda s: sum(s) <= 6))
+def test_with_no_reduction_the_runs_are_the_interleavings(shape):
+    """Threads that each store their own variable ``k`` times: no event conflicts, so every
+    interleaving is a run of its own and all of them are one trace."""
+
+    def program(sim):
+        for i, k in enumerate(shape):
+            v = Shared(sim, f"v{i}", 0)
+
+            def body(v=v, k=k):
+                for j in range(k):
+                    yield v.store(j)
+
+            sim.spawn(f"T{i}", body)
+
+    none = everything(program, "none")
+    assert none.runs == interleavings(*shape) and none.traces == 1
+    assert everything(program, "optimal").runs == 1
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(2, 3), k=st.integers(1, 2))
+def test_every_reduction_sees_the_same_traces_and_outcomes(n, k):
+    if n == 3 and k == 2:
+        k = 1  # 1,680 interleavings: too slow unreduced for a property test
+    program, check = increments(n, k), lost(n * k)
+    full = explore(program, reduction="none", check=check, stop="all", minimize=False)
+    assert full.complete and full.runs == interleavings(*[2 * k] * n)
+    for reduction in ("sleep", "source", "optimal"):
+        e = explore(program, reduction=reduction, check=check, stop="all", minimize=False)
+        assert e.complete and e.traces == full.traces and e.runs <= full.runs
+        assert set(e.outcomes) == set(full.outcomes)
