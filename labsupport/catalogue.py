@@ -7,7 +7,12 @@ the outcomes over many seeds (the tables of chapters 5, 6 and 7) and ``hunt`` co
 bug, the seeds on which it showed, buggy and fixed (chapter 8's table). Each chapter declares
 its own scenarios (``labsupport.chapters.chNN.scenarios.SCENARIOS``); chapter 8 lists them all.
 
-Layer 8 (course): imports the kernel (to run a scenario's program).
+``verify`` goes further than seeds: it runs the buggy model under the interleaving explorer
+until it breaks (the shortest failing schedule, and how many runs it took), then tries the
+fix on every schedule (a proof when the exploration completes, else the traces it covered
+and a PCT bound: chapter 8's table says which).
+
+Layer 8 (course): imports the kernel (to run a scenario's program) and the analyses.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import validate
+from .analysis import Exploration, explore, pct
 from .chapters import CHAPTERS
 from .kernel import MisuseError
 from .kernel import run as run_program
@@ -46,7 +52,10 @@ class Scenario:
     a run classified by what the model saw) gives a ``runner(fixed, seed, trace)``, which
     ``run`` then uses. ``outcome(run)`` names how a run ended (by default
     the run's ``outcome``); the bug was found when that is not ``ok``. ``trace`` says whether
-    ``found`` needs the event stream (a detector that reads it).
+    ``found`` needs the event stream (a detector that reads it). ``judge(result, fixed)``
+    names the outcome from one bare ``run()`` of ``program(fixed)`` when the runner wraps it
+    (so the explorer, which makes the runs itself, can read it); a scenario with a program and
+    no runner needs none.
     """
 
     id: str
@@ -59,6 +68,7 @@ class Scenario:
     outcome: Callable[[Any], str] = _outcome
     ok: str = "completed"
     trace: bool = False
+    judge: Callable[[Any, bool], str] | None = None
 
     def __post_init__(self) -> None:
         validate.label("id", self.id)
@@ -73,6 +83,8 @@ class Scenario:
         validate.function("outcome", self.outcome)
         validate.label("ok", self.ok)
         validate.flag("trace", self.trace)
+        if self.judge is not None:
+            validate.function("judge", self.judge, kind="a function or None")
         if self.program is None and self.runner is None:
             raise ValueError(f"scenario {self.id} needs a program or a runner")
 
@@ -108,6 +120,15 @@ class Scenario:
             return self.outcome(self.run(fixed, seed, trace=trace))
         except MisuseError:
             return MISUSE
+
+    @property
+    def explorable(self) -> bool:
+        """Whether the explorer can run it: a program whose runs say how they ended."""
+        return self.program is not None and (self.runner is None or self.judge is not None)
+
+    def kernel_outcome(self, result: Any, fixed: bool) -> str:
+        """The outcome of one bare ``run()`` of ``program(fixed)``."""
+        return self.judge(result, fixed) if self.judge is not None else self.outcome(result)
 
     def found(self, fixed: bool, seed: int) -> bool:
         """Whether the bug showed on seed ``seed`` in the buggy or the fixed variant."""
@@ -159,4 +180,153 @@ def hunt(scenarios: Iterable[Scenario], seeds: int) -> list[HuntResult]:
     ]
 
 
-__all__ = ["KINDS", "MISUSE", "HuntResult", "Scenario", "hunt", "outcome_table"]
+#: What ``verify`` spends: explorer runs per data seed while it looks for the bug, seeds of
+#: model data it tries, explorer runs on the fix before it says "incomplete", PCT runs.
+FIND_RUNS = 400
+FIND_SEEDS = 20
+FIX_RUNS = 1000
+PCT_RUNS = 300
+
+
+@dataclass
+class Verification:
+    """How ``verify`` found one catalogued bug, and what it showed about the fix.
+
+    ``data_seed``: the seed of the model's own random data (arrival times, ...) the search
+    used, the first on which a seeded random run shows the bug. ``method``: "explore",
+    "pct", or "seeds" for a bug that is a property of timing data rather than of a schedule.
+    ``runs``: the runs it took to meet the bug. ``fix``: the exploration of the fixed model
+    (``fix_pct`` too when that exploration did not complete)."""
+
+    bug: Scenario
+    data_seed: int
+    method: str
+    found: bool
+    preemptions: int | None
+    runs: int | None
+    schedule: str
+    fix: Exploration | None
+    fix_pct: Exploration | None = None
+    failure: str = ""
+
+    @property
+    def fix_verdict(self) -> str:
+        """One phrase: proven over every schedule, or what the search covered, and how."""
+        if self.fix is None:
+            return "seeds only"
+        if self.fix.failures:
+            return f"FAILS: {self.fix.counterexample.failure}"
+        if self.fix.complete and not self.fix.unplaced:
+            return f"every schedule ({self.fix.traces:,} traces)"
+        text = f"{self.fix.traces:,} traces, " + (
+            "orders not followed" if self.fix.complete else "incomplete"
+        )
+        if self.fix_pct is not None:
+            if self.fix_pct.failures:
+                return f"FAILS under PCT: {self.fix_pct.counterexample.failure}"
+            p = self.fix_pct.probability
+            text += f"; PCT: {self.fix_pct.runs:,} runs clean (p >= {p:.2g} a run)"
+        return text
+
+
+def _judge(sc: Scenario, fixed: bool) -> Callable[[Any], str | None]:
+    def check(result: Any) -> str | None:
+        outcome = sc.kernel_outcome(result, fixed)
+        return None if outcome == sc.ok else outcome
+
+    return check
+
+
+def verify(sc: Scenario) -> Verification:
+    """Find ``sc``'s bug with the explorer (or PCT) and try its fix on every schedule.
+
+    The model data comes from the first of ``FIND_SEEDS`` seeds on which a seeded random run
+    shows the bug (the bug needs that timing); the explorer then runs the buggy model with
+    that data, every step treated as conflicting (``opaque``: the QEMU models keep state in
+    plain attributes), for up to ``FIND_RUNS`` runs; PCT takes over if that does not find it.
+    The fixed model, with the same data, is explored for up to ``FIX_RUNS`` runs, and if that
+    does not complete, PCT runs ``PCT_RUNS`` times. Deterministic: run counts, not time."""
+    validate.instance("sc", sc, Scenario, kind="a Scenario")
+    seed = next((s for s in range(FIND_SEEDS) if sc.found(False, s)), 0)
+    if not sc.explorable:  # a whole VM measured: the bug is in its timing data
+        return Verification(sc, seed, "seeds", sc.found(False, seed), None, None, "", None)
+    opts = dict(cpus=sc.cpus, trace=sc.trace, seed=seed)
+
+    def search(fixed: bool, runs: int) -> Exploration:
+        return explore(
+            sc.program(fixed),
+            check=_judge(sc, fixed),
+            opaque=True,
+            max_runs=runs,
+            time_limit_s=None,
+            minimize=not fixed,
+            **opts,
+        )
+
+    found = search(False, FIND_RUNS)
+    method = "explore"
+    if not found.failures:
+        method = "pct"
+        found = pct(sc.program(False), check=_judge(sc, False), runs=PCT_RUNS, **opts)
+    cx = found.counterexample
+    fix = search(True, FIX_RUNS)
+    fix_pct = None
+    if not (fix.complete and not fix.unplaced) and not fix.failures:
+        fix_pct = pct(sc.program(True), check=_judge(sc, True), runs=PCT_RUNS, **opts)
+    return Verification(
+        sc,
+        seed,
+        method,
+        cx is not None,
+        cx.preemptions if cx is not None else None,
+        found.runs_to_first,
+        cx.schedule if cx is not None else "",
+        fix,
+        fix_pct,
+        cx.failure if cx is not None else "",
+    )
+
+
+def format_verify(results: list[Verification]) -> str:
+    """The explorer's table: how each bug was found and what is known of its fix."""
+    head = (
+        "bug",
+        "found by",
+        "data seed",
+        "shortest failing (preemptions)",
+        "runs to find it",
+        "fix verified",
+    )
+    rows = []
+    for v in results:
+        rows.append(
+            (
+                v.bug.id,
+                v.method if v.found else "not found",
+                str(v.data_seed),
+                "-" if v.preemptions is None else str(v.preemptions),
+                "-" if v.runs is None else f"{v.runs:,}",
+                v.fix_verdict,
+            )
+        )
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "FIND_RUNS",
+    "FIX_RUNS",
+    "KINDS",
+    "MISUSE",
+    "PCT_RUNS",
+    "HuntResult",
+    "Scenario",
+    "Verification",
+    "format_verify",
+    "hunt",
+    "outcome_table",
+    "verify",
+]

@@ -52,9 +52,9 @@ Checker = Callable[[Any], tuple[bool, str]]
 #: ever costs the learner this long, then a verdict that says where it looped.
 CHECK_TIME_LIMIT_S = 3.0
 
-#: How long ``judge_fix`` looks at every schedule before it says it could not finish, and how
-#: many seeded random schedules it then adds (a sample, and it says so).
-FIX_EXPLORE_S = 1.5
+#: How many runs ``judge_fix`` explores (per seed of model data) before it says it could not
+#: finish, and how many seeded random schedules it then adds (a sample, and it says so).
+FIX_RUNS = 2000
 FIX_SEEDS = 200
 
 
@@ -135,38 +135,79 @@ def _name(function: Callable[..., Any]) -> str:
 
 
 def judge_fix(
-    program: Callable[..., Any], judge: Callable[[RunResult], str | None], **run_options: Any
+    program: Callable[..., Any],
+    judge: Callable[[RunResult], str | None],
+    *,
+    data_seeds: int = 1,
+    max_runs: int = FIX_RUNS,
+    opaque: bool = False,
+    because: str = "",
+    **run_options: Any,
 ) -> tuple[bool, str]:
-    """A learner's fix, judged on every schedule: ``explore`` runs ``program`` on every trace
-    with ``judge(result)`` (None when the run is right, else what is wrong; a deadlock, a
-    hang or a crash is wrong anyway). A failing schedule is refused with its replay call and
-    the steps that broke it, so a fix that fails on one schedule in a thousand is caught. A
-    complete exploration is a proof for this program. If the search does not finish in
-    ``FIX_EXPLORE_S`` seconds the answer is also run on ``FIX_SEEDS`` random schedules, and
-    the verdict says that it is a sample."""
-    e = explore(program, check=judge, time_limit_s=FIX_EXPLORE_S, **run_options)
-    cx = e.counterexample
-    if cx is not None:
-        steps = cx.listing().splitlines()
-        shown = steps[:14] + ([f"... ({len(steps) - 14} more)"] if len(steps) > 14 else [])
-        return False, (
-            f"{cx.failure}: a schedule with {cx.preemptions} preemption(s) breaks it; replay "
-            f"it with run(answer, schedule={cx.schedule!r}). Its steps:\n" + "\n".join(shown)
+    """A learner's fix, judged on every schedule (``because``, if given, ends a verdict that
+    accepts it: why the fix works).
+
+    ``judge(result)`` says what is wrong with one run (None when nothing is; a run that did
+    not complete is wrong anyway). One run on the first-come schedule first checks the
+    answer's shape. Then ``explore`` runs the program on every trace, with the model
+    data (``sim.rng``) of each of ``data_seeds`` seeds, up to ``max_runs`` runs each
+    (``opaque=True`` for the QEMU models, whose state is partly in plain attributes). A
+    failing schedule is refused with its replay call and the steps that broke it, so a fix
+    that fails on one schedule in a thousand is caught. Explorations that all complete are a
+    proof for this program; otherwise the answer also runs on ``FIX_SEEDS`` random schedules
+    and the verdict says it is a sample. Counted in runs, not seconds: the same answer gets
+    the same verdict on every machine."""
+
+    def verdict(r: RunResult) -> str | None:
+        if r.outcome != "completed":
+            why = f"\n{r.deadlock.text()}" if r.deadlock else ""
+            return f"the run ended in {r.outcome}{why}"
+        return judge(r)
+
+    r, problem = attempt(0, lambda: run(program, seed=0, **run_options))  # first-come
+    problem = problem or verdict(r)
+    if problem:
+        return False, problem
+    traces, complete = 0, True
+    for seed in range(data_seeds):
+        e = explore(
+            program,
+            check=verdict,
+            max_runs=max_runs,
+            time_limit_s=None,
+            opaque=opaque,
+            seed=seed,
+            **run_options,
         )
-    if e.complete:
-        return True, e.verdict
+        cx = e.counterexample
+        if cx is not None:
+            steps = cx.listing().splitlines()
+            shown = steps[:14] + ([f"... ({len(steps) - 14} more)"] if len(steps) > 14 else [])
+            replay = cx.replay_call.replace("run(program", "run(answer", 1)
+            return False, (
+                f"{cx.failure}: a schedule with {cx.preemptions} preemption(s) breaks it; "
+                f"replay it with {replay}. Its steps:\n" + "\n".join(shown)
+            )
+        traces += e.traces
+        complete = complete and e.complete and not e.unplaced
+    data = f" (the model data of {data_seeds} seeds)" if data_seeds > 1 else ""
+    if complete:
+        return True, f"no schedule breaks it: {traces:,} traces{data}, complete{because}"
     for seed in range(FIX_SEEDS):
         r, problem = attempt(
             seed, lambda s=seed: run(program, policy="random", seed=s, **run_options)
         )
-        problem = problem or (
-            f"the run ended in {r.outcome}" if r.outcome != "completed" else judge(r)
-        )
+        problem = problem or verdict(r)
         if problem:
-            return False, f"seed {seed} (schedule {getattr(r, 'schedule', '?')!r}): {problem}"
+            schedule = f" (schedule {r.schedule!r})" if r is not None else ""
+            return False, problem if problem.startswith("seed ") else (
+                f"seed {seed}{schedule}: {problem}"
+            )
+    per = " per seed" if data_seeds > 1 else ""
     return True, (
-        f"no failure in the {e.traces:,} traces explored (not all: the search did not finish "
-        f"in {FIX_EXPLORE_S:g} s) nor on {FIX_SEEDS} random schedules: a sample, not a proof"
+        f"no failure in {traces:,} traces explored{data} nor on {FIX_SEEDS} random "
+        f"schedules (a sample, not a proof: the search stopped at {max_runs:,} runs{per}, "
+        f"or could not follow an order it planned){because}"
     )
 
 

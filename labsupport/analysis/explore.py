@@ -6,10 +6,11 @@ checker: each schedule is a fresh run, replayed up to its branch point) and says
 covered them all, so the course can say "no schedule breaks this" and mean it.
 
 **Events.** A thread's *event* is what it does between two choices that matter: its local code
-(a ``note``, the arithmetic between a load and a store) and the one shared operation that ends
-it. Two events of different threads *conflict* when they touch the same object and one of them
-changes it: a ``Shared`` load reads, a store writes, and every lock, condition, semaphore, event,
-queue or notifier operation changes its object. Steps that touch nothing (local code, the end
+(a ``note``, the arithmetic between a load and a store, a ``compute`` or ``sleep`` that does
+not contend) and the one shared operation that ends it. Two events of different threads
+*conflict* when they touch the same object and one of them changes it: a ``Shared`` load
+reads, a store writes, and every lock, condition, semaphore, event, queue or notifier
+operation changes its object. Steps that touch nothing (local code, the end
 of a thread that nobody joins) are glued to the thread's next event: they commute with
 everything, so they are not choices. A lock attempt that has to wait is not an event where it
 waits but where it succeeds, right after the unlock that hands the lock over, as in the usual
@@ -33,7 +34,14 @@ convention (a blocking operation happens once, when it can).
 
 **What a verdict covers.** The kernel offers a choice only among threads ready at the same
 simulated instant, so ``complete`` means every schedule the kernel can produce for the
-program's timing (and, with a ``bound``, every one with at most that many preemptions). Programs
+program's timing and its model data (``seed``; with a ``bound``, every one with at most that
+many preemptions). A compute that takes the last free host CPU conflicts with the others, so
+the order in which threads get CPUs is explored too. A planned order that the timing makes
+impossible (another thread moves with no choice offered) is dropped as ``blocked``; a planned
+thread that cannot take its event where the plan puts it is counted in ``unplaced``, and an
+exploration with any of those is not called a proof. The reduction trusts the engine's
+objects to record what each step touches: models that keep shared state in plain attributes
+need ``opaque=True``. Programs
 too large to enumerate get ``pct``: Burckhardt, Kothari, Musuvathi and Nagarakatte's
 probabilistic concurrency testing (ASPLOS 2010), which states the chance it gives each run.
 
@@ -55,7 +63,7 @@ from typing import Any
 
 from .. import tracebuf as tb
 from .. import validate
-from ..kernel import DONE, READY, Policy, RunResult, SimulationError, Thread, run, where_is
+from ..kernel import DONE, Policy, RunResult, SimulationError, Thread, run, where_is
 
 REDUCTIONS = ("none", "sleep", "source", "optimal")
 
@@ -67,15 +75,23 @@ FAILING_OUTCOMES = ("deadlock", "stuck", "crashed", "misuse")
 # announces (an unlock, a post, a set, a signal). Two touches conflict unless both are READ.
 READ, WRITE, ACQ, REL = 1, 2, 4, 8
 _NAMES = {READ: "reads", WRITE: "writes", ACQ: "takes", REL: "releases"}
-_IGNORED = {tb.SPAWN, tb.RUN, tb.CHOICE, tb.EXIT, tb.OP, tb.SLEEP, tb.MARK}
+_IGNORED = {tb.SPAWN, tb.CHOICE, tb.EXIT, tb.OP, tb.SLEEP, tb.MARK}
 
+
+_PAREN = re.compile(r" *\(.*")  # a deadlock report's explanation of a wait, in brackets
 
 #: The object an opaque step writes: state the engine's objects do not record.
 _WORLD = 1 << 40
 
 
 class _Cut(Exception):
-    """The driver ends a run early: it is redundant (``blocked``) or cannot follow its plan."""
+    """A run the driver stopped: its planned order cannot happen, or a sleep set covers it.
+    ``unplaced``: the plan named a thread that could not take its event there (it was not
+    ready, or it had to wait): a cut the reductions' theory does not account for."""
+
+    def __init__(self, why: str, unplaced: bool = False):
+        super().__init__(why)
+        self.unplaced = unplaced
 
 
 def _conflict(a: dict, b: dict) -> bool:
@@ -132,21 +148,20 @@ class _Driver(Policy):
         self.lines = lines
         self.opaque = opaque
         self.diverged = self.closing = False
+        self.enabled = True  # keep who could move at each event (preemptions, "none", "sleep")
 
     # -- the kernel's hooks ------------------------------------------------------------------
     def choose(self, sim, ready):
         self._finish()
-        g = self.group
-        if g is not None and g.thread in ready:
-            return g.thread  # its event is not over: local code is not a choice
         pos = len(self.events)
-        self.ready_at.setdefault(pos, set()).update(t.char for t in ready)
+        if self.enabled:
+            self.ready_at.setdefault(pos, set()).update([t.char for t in ready])
         if pos < len(self.plan):
             want = self.plan[pos]
             for t in ready:
                 if t.char == want:
                     return t
-            raise _Cut(f"thread {want} cannot move at event {pos}")
+            raise _Cut(f"thread {want} cannot move at event {pos}", unplaced=True)
         sleep = self.sleep
         awake = [t for t in ready if t.char not in sleep]
         if not awake:
@@ -169,13 +184,18 @@ class _Driver(Policy):
         raw = self.raw
         if kind in _IGNORED or oid < 0:
             return
-        if raw is None:  # between steps: a timed wait ran out
-            if kind == tb.WAKE and tid in self.pending:
+        if raw is None:  # between steps: a timed wait ran out, or a CPU came free
+            if kind in (tb.WAKE, tb.RUN) and tid in self.pending:
                 self._complete(self.pending.pop(tid))
             return
         acc = raw.acc
         own = tid == raw.thread.tid
-        if kind == tb.READ:
+        if kind == tb.RUN:
+            # a compute starts on a host CPU: it matters to the others only when the CPUs
+            # run out (this start takes the last one), so only then does it conflict
+            cpus = self.sim.cpus
+            how = ACQ if cpus.busy >= cpus.n else READ
+        elif kind == tb.READ:
             how = READ
         elif kind == tb.WRITE:
             how = WRITE
@@ -218,7 +238,7 @@ class _Driver(Policy):
             self.group = None
             self.parked_at.setdefault(pos, set()).add(t.char)
             if pos < len(self.plan):
-                raise _Cut(f"thread {t.char} had to wait at event {pos}")
+                raise _Cut(f"thread {t.char} had to wait at event {pos}", unplaced=True)
             ev = _Event(t.char, t.tid, {raw.parked_on: ACQ})
             if self.lines:
                 ev.line = _where(t)
@@ -232,12 +252,10 @@ class _Driver(Policy):
         else:
             g = raw
         if not g.acc and g.parked_on is None:
-            if t.state == READY:
-                self.group = g  # touched nothing yet and can go on: the event continues
-                return
-            if t.state == DONE:  # the end of a thread nobody joins: touches nothing
-                self.group = None
-                return
+            # touched nothing (local code, a compute, a sleep): not an event, whether the
+            # thread can go on at once or later; the end of a thread nobody joins is dropped
+            self.group = None if t.state == DONE else g
+            return
         self.group = None
         ev = _Event(t.char, t.tid, g.acc)
         if self.lines:
@@ -261,9 +279,10 @@ class _Driver(Policy):
             self.sleep_at.append(self.sleep)
         else:
             self.sleep_at.append({})
-        enabled = set(self.ready_at.get(pos, ())) - self.parked_at.get(pos, set())
-        enabled.add(ev.char)
-        ev.enabled = enabled
+        if self.enabled:
+            enabled = set(self.ready_at.get(pos, ())) - self.parked_at.get(pos, set())
+            enabled.add(ev.char)
+            ev.enabled = enabled
         self.events.append(ev)
         self.last = ev.char
         if pos + 1 == self.sleep_pos:
@@ -291,8 +310,9 @@ class _Driver(Policy):
             last[ev.char] = k
         for ev in waiting:
             last[ev.char] = len(self.events)
-        for k, ev in enumerate(self.events):
-            ev.enabled = {c for c in ev.enabled if last.get(c, -1) >= k}
+        if self.enabled:
+            for k, ev in enumerate(self.events):
+                ev.enabled = {c for c in ev.enabled if last.get(c, -1) >= k}
         return self.events + waiting
 
 
@@ -594,6 +614,9 @@ class Exploration:
     counterexample: Counterexample | None = None
     seconds: float = 0.0
     guarantee: str = ""  # pct: the chance each run gives, and the confidence of them all
+    runs_to_first: int | None = None  # how many runs it took to meet the first failure
+    probability: float | None = None  # pct: the least chance per run of a depth-d bug
+    unplaced: int = 0  # DPOR runs whose planned order could not be followed (not a proof then)
 
     @property
     def preemptions(self) -> int | None:
@@ -608,6 +631,11 @@ class Exploration:
             return f"no failure in {self.runs:,} PCT runs ({self.guarantee})"
         if not self.complete:
             return f"no failure found, but the search was incomplete ({self.stopped_by})"
+        if self.unplaced:
+            return (
+                f"no failure in {_count(self.traces, 'trace')}, but {self.unplaced:,} planned "
+                f"order(s) could not be followed: a thorough search, not a proof"
+            )
         within = f" with at most {self.bound} preemptions" if self.bound is not None else ""
         return f"no schedule{within} breaks it: {_count(self.traces, 'trace')}, complete"
 
@@ -626,6 +654,8 @@ class Exploration:
                 if self.complete
                 else f"incomplete ({self.stopped_by})"
             )
+            if self.unplaced:
+                cover += f" ({self.unplaced:,} planned orders not followed: not a proof)"
             line = (
                 f"{_count(self.runs, 'run')}, {_count(self.traces, 'trace')} "
                 f"({self.blocked:,} blocked), {cover}"
@@ -657,7 +687,7 @@ def _failure(result: RunResult | None, error: BaseException | None, check: Any) 
         report = result.deadlock
         if report is not None and report.waits:
             waits = "; ".join(
-                f"{who} waits for {what.split()[-1]}" + (f" ({', '.join(by)})" if by else "")
+                f"{who} waits for {_PAREN.sub('', what)}" + (f" ({', '.join(by)})" if by else "")
                 for who, what, by in report.waits
             )
             return f"{result.outcome}: {waits}"
@@ -711,6 +741,8 @@ def _execute(program, driver: Policy, run_options: dict):
         sim.policy = driver
         sim.on_step = driver.on_step
         driver.sim = sim
+        if isinstance(driver, _Replayer):
+            driver.watcher.sim = sim
         watch = getattr(driver, "record", None)
         if watch is not None:
             inner = sim.record
@@ -724,8 +756,8 @@ def _execute(program, driver: Policy, run_options: dict):
 
     try:
         return run(wrapped, **run_options), None, False
-    except _Cut:
-        return None, None, True
+    except _Cut as cut:
+        return None, None, cut
     except SimulationError as e:
         return None, e, False
 
@@ -797,6 +829,7 @@ def explore(
     sleep_pos, sleep_init, branch_pos = 0, {}, -1
     use_sleep = reduction != "none"
     optimal = reduction == "optimal"
+    dpor = reduction in ("source", "optimal")  # who could move is needed only without it
     while True:
         if max_runs is not None and found.runs >= max_runs:
             found.stopped_by = f"max_runs={max_runs:,}"
@@ -809,9 +842,12 @@ def explore(
             shown = now
             print(f"explore: {found.runs:,} runs, {len(traces):,} traces...", file=sys.stderr)
         driver = _Driver(plan, sleep_pos, sleep_init if use_sleep else {}, opaque=opaque)
+        driver.enabled = not dpor
         result, error, cut = _execute(program, driver, run_options)
         found.runs += 1
         seq = driver.close()
+        if cut and cut.unplaced and dpor:
+            found.unplaced += 1
         cut = cut or driver.diverged
         events = [ev for ev in seq if not ev.waiting]
         # the positions this run reached first get their nodes
@@ -840,8 +876,17 @@ def explore(
                 entry = found.outcomes.setdefault(what, [0, _schedule_of(result, driver)])
                 entry[0] += 1
                 if failure is not None:
+                    if found.runs_to_first is None:
+                        found.runs_to_first = found.runs
+                    watched = seq
+                    if dpor:  # who could move was not kept: replay to count the preemptions
+                        watched = _watch(
+                            program, _schedule_of(result, driver), run_options, opaque
+                        )[0]
                     found.failures.append(
-                        _counterexample(program, run_options, result, driver, seq, failure, opaque)
+                        _counterexample(
+                            program, run_options, result, driver, watched, failure, opaque
+                        )
                     )
         if reduction in ("source", "optimal") and events:
             order = _Order(seq)
@@ -1081,7 +1126,8 @@ def pct(
     Each run finds a bug of depth ``depth`` (one that needs ``depth`` ordering constraints
     between threads) with probability at least 1/(n k^(depth-1)) for ``n`` threads and ``k``
     steps (Burckhardt et al., ASPLOS 2010); ``guarantee`` states that bound and the confidence
-    the runs give together. Seeded: the same seed gives the same runs.
+    the runs give together. Seeded: the same seed gives the same runs; it also fixes the
+    model's own random data (``sim.rng``), as ``run(..., seed=seed)`` does.
     """
     validate.function("program", program)
     validate.whole("depth", depth, 1, 10)
@@ -1090,6 +1136,7 @@ def pct(
     if check is not None:
         validate.function("check", check)
     _check_options(run_options)
+    run_options = {**run_options, "seed": seed}
     found = Exploration("pct", depth)
     started = time.perf_counter()
     rng = random.Random(seed)
@@ -1107,12 +1154,14 @@ def pct(
         what = _summary(result, failure)
         entry = found.outcomes.setdefault(what, [0, schedule])
         entry[0] += 1
+        if failure is not None and found.runs_to_first is None:
+            found.runs_to_first = found.runs
         if failure is not None and not any(f.schedule == schedule for f in found.failures):
             seq = _watch(program, schedule, run_options)[0]
             found.failures.append(
                 _counterexample(program, run_options, result, policy, seq, failure)
             )
-    p = 1 / (n * k ** (depth - 1))
+    p = found.probability = 1 / (n * k ** (depth - 1))
     confidence = 1 - (1 - p) ** runs
     sure = "more than 99.9%" if confidence > 0.999 else f"{confidence:.1%}"
     found.guarantee = (

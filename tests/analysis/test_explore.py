@@ -301,3 +301,9 @@ def test_every_reduction_sees_the_same_traces_and_outcomes(n, k):
         e = explore(program, reduction=reduction, check=check, stop="all", minimize=False)
         assert e.complete and e.traces == full.traces and e.runs <= full.runs
         assert set(e.outcomes) == set(full.outcomes)
+
+
+@pytest.mark.parametrize("name, program, count", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_dpor_follows_every_order_it_plans_on_the_classics(name, program, count):
+    for reduction in ("optimal", "source"):
+        assert everything(program, reduction).unplaced == 0

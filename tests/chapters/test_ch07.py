@@ -370,7 +370,7 @@ def test_7_2_accepts_the_reschedule_from_a_bh_and_refuses_the_early_schedule():
         yield qemu_coroutine_yield()
 
     ok, msg = _fix_r6(early)
-    assert not ok and "misuse" in msg
+    assert not ok and "MisuseError" in msg and "(race R6)" in msg
 
     def stays(new_ctx, old_ctx):
         yield compute(1)

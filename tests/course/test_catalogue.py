@@ -1,7 +1,7 @@
 """The bug catalogue: a run that QEMU would refuse with an assertion counts as "misuse"."""
 
-from labsupport import MisuseError, compute
-from labsupport.catalogue import MISUSE, Scenario, hunt, outcome_table
+from labsupport import MisuseError, QemuMutex, Shared, compute, run
+from labsupport.catalogue import MISUSE, Scenario, hunt, outcome_table, verify
 
 
 def _program(fixed):
@@ -25,3 +25,62 @@ def test_a_misuse_is_an_outcome_not_a_crash_of_the_table():
     assert table[("X1", "buggy")] == {MISUSE: 3} and table[("X1", "fixed")] == {"completed": 3}
     [found] = hunt([SC], 4)
     assert (found.buggy, found.fixed) == (4, 0)
+
+
+def _counter(fixed):
+    """Two threads add 1 to ``x``; the buggy one without the lock (a lost update)."""
+
+    def program(sim):
+        x, m = Shared(sim, "x", 0), QemuMutex(sim, "m")
+
+        def body():
+            if fixed:
+                yield m.lock()
+            r = yield x.load()
+            yield x.store(r + 1)
+            if fixed:
+                yield m.unlock()
+
+        sim.spawn("T0", body)
+        sim.spawn("T1", body)
+        return x
+
+    return program
+
+
+def _lost(r):
+    return "completed" if r.sim.model.value == 2 else "lost update"
+
+
+LOST = Scenario("X2", 0, "race", "a lost update", program=_counter, outcome=_lost)
+
+
+def test_verify_finds_the_bug_with_its_shortest_schedule_and_proves_the_fix():
+    v = verify(LOST)
+    assert v.method == "explore" and v.found and v.preemptions == 1 and v.failure == "lost update"
+    replayed = run(_counter(False), schedule=v.schedule, seed=v.data_seed, cpus=LOST.cpus)
+    assert _lost(replayed) == "lost update"
+    assert v.fix.complete and not v.fix.failures and v.fix_pct is None
+    assert v.fix_verdict == f"every schedule ({v.fix.traces} traces)"
+
+
+def test_verify_reports_a_fix_that_still_fails():
+    broken = Scenario(
+        "X3",
+        0,
+        "race",
+        "a fix that is not one",
+        program=lambda fixed: _counter(False),
+        outcome=_lost,
+    )
+    assert verify(broken).fix_verdict == "FAILS: lost update"
+
+
+def test_verify_keeps_seeds_for_a_scenario_the_explorer_cannot_run():
+    def runner(fixed, seed, trace=True):
+        return run(_counter(fixed), seed=seed, policy="random")
+
+    measured = Scenario("X4", 0, "race", "measured", runner=runner, outcome=_lost)
+    assert not measured.explorable
+    v = verify(measured)
+    assert v.method == "seeds" and v.fix_verdict == "seeds only"

@@ -16,13 +16,18 @@ from typing import Any
 
 from labsupport.analysis.tsa import static_check
 from labsupport.annotations import tsa_spec, tsa_violations
-from labsupport.exercises import attempt, register, runaway
-from labsupport.kernel import RunawayError, SimulationError
+from labsupport.exercises import judge_fix, register, runaway
+from labsupport.kernel import RunawayError, RunResult, SimulationError
 
-from .scenarios import CONFIGS, call_as_reader, classify, run_blind_spot, run_graph, run_scenario
-
-#: How many random schedules the D7 fix must survive.
-SEEDS = 100
+from .scenarios import (
+    CONFIGS,
+    GraphRun,
+    call_as_reader,
+    classify,
+    graph_program,
+    run_blind_spot,
+    run_scenario,
+)
 
 
 def _is_generator_function(answer: Any, what: str) -> str | None:
@@ -115,34 +120,35 @@ def _fix_d7(answer: Any) -> tuple[bool, str]:
     if not report.ok:
         return False, "the static pass warns:\n" + report.text()
     cfg = CONFIGS["D7"][0]
-    for seed in range(SEEDS):
-        g, why = attempt(
-            seed, lambda s=seed: run_graph(cfg, seed=s, trace=False, change_body=answer)
-        )
-        if why:
-            return False, why
-        if g.outcome != "completed":
-            why = f"\n{g.result.deadlock.text()}\n{g.diagnosis()}" if g.result.deadlock else ""
-            return False, f"seed {seed}: the run ended {g.outcome}{why}"
+
+    def judge(r: RunResult) -> str | None:
+        g = GraphRun(cfg, r, r.sim.model)
         if g.model.uaf or tsa_violations(g.result):
-            first = (g.model.uaf or [v.text for v in tsa_violations(g.result)])[0]
-            return False, f"seed {seed}: {first}"
+            return (g.model.uaf or [v.text for v in tsa_violations(g.result)])[0]
         changes = g.model.extra.get("changes", [])
         if not g.model.change_done or not changes:
-            return False, f"seed {seed}: the filter was never replaced (call bdrv_replace_child)"
+            return "the filter was never replaced (call bdrv_replace_child)"
         if not g.model.gl.writer_waits:
-            return False, "the graph must be changed under the write lock (bdrv_graph_wrlock)"
+            return "the graph must be changed under the write lock (bdrv_graph_wrlock)"
         # bdrv_graph_wrlock ends its own no-poll drain before it returns: only the caller's
         # drained section can still be open when the filter is replaced
         if changes[0]["in_flight"] != 0 or changes[0]["quiesce_counter"] < 1:
-            return False, (
-                f"seed {seed}: the filter was replaced with "
-                f"{changes[0]['in_flight']} request(s) in flight: the change must "
-                f"happen inside a drained section (bdrv_drained_begin first)"
+            return (
+                f"the filter was replaced with {changes[0]['in_flight']} request(s) in "
+                f"flight: the change must happen inside a drained section "
+                f"(bdrv_drained_begin first)"
             )
-    return True, (
-        f"no hang on {SEEDS} random schedules: the drain polls while nobody holds "
-        f"the graph lock, so every request in flight can finish"
+        return None
+
+    return judge_fix(
+        graph_program(cfg, answer),
+        judge,
+        cpus=cfg.iothreads + 2,
+        trace=False,
+        opaque=True,  # the graph's nodes and counters are plain attributes
+        max_runs=100,
+        because=": the drain polls while nobody holds the graph lock, so every request in "
+        "flight can finish",
     )
 
 

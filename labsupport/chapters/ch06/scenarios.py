@@ -560,7 +560,14 @@ def _scenario(id: str, name: str, kind: str, what: str) -> Scenario:
     def runner(fixed: bool, seed: int, trace: bool = True) -> GraphRun:
         return run_scenario(name, fixed, seed=seed, trace=trace)
 
-    return Scenario(id, 6, kind, what, runner=runner, outcome=classify)
+    def program(fixed: bool) -> Program:
+        return graph_program(CONFIGS[name][int(fixed)])
+
+    def judge(r: RunResult, fixed: bool) -> str:
+        return classify(GraphRun(CONFIGS[name][int(fixed)], r, r.sim.model))
+
+    cpus = CONFIGS[name][0].iothreads + 2
+    return Scenario(id, 6, kind, what, program, cpus, runner=runner, outcome=classify, judge=judge)
 
 
 #: The chapter's catalogued bugs (the lesson without the graph lock is catalogued as "UAF").

@@ -17,13 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from labsupport import validate
-from labsupport.exercises import attempt, register
+from labsupport.exercises import judge_fix, register
 from labsupport.qemu.multiqueue import VM, MappingError, MQCosts, measure, sweep
 
-from .scenarios import r6_program, run_scenario
-
-#: How many random schedules a "fix" answer must survive.
-SEEDS = 150
+from .scenarios import SCENARIOS, classify_result, r6_program
 
 # -- 7.1 Choose an iothread-vq-mapping --------------------------------------------------------
 
@@ -73,26 +70,29 @@ def _mapping_07(answer: Any) -> tuple[bool, str]:
 def _fix_r6(answer: Any) -> tuple[bool, str]:
     if not callable(answer):
         return False, f"answer with the function move(new_ctx, old_ctx) itself, not {answer!r}"
-    for seed in range(SEEDS):
-        run, why = attempt(
-            seed,
-            lambda s=seed: run_scenario(
-                "R6", True, seed=s, trace=False, program=r6_program(move=answer)
-            ),
-        )
-        if why:
-            return False, why
-        if run.outcome != "ok":
-            return False, f"seed {seed}: {run.outcome}: {'; '.join(run.findings)}"
-        where = run.result.sim.model["where"]
+
+    def judge(r: Any) -> str | None:
+        out = classify_result("R6", True, r)
+        if out.outcome != "ok":
+            return f"{out.outcome}: {'; '.join(out.findings)}"
+        where = r.sim.model["where"]
         if where != ["iothread0"]:
-            return False, (
-                f"seed {seed}: the coroutine went on in {where or 'nowhere'}, not "
-                f"in iothread0: it must really move"
+            return (
+                f"the coroutine went on in {where or 'nowhere'}, not in iothread0: it must "
+                f"really move"
             )
-    return True, (
-        f"no early entry in {SEEDS} seeded runs, and the coroutine always finished "
-        f"in iothread0: the BH in the old context runs only after the yield"
+        return None
+
+    return judge_fix(
+        r6_program(move=answer),
+        judge,
+        cpus=SCENARIOS["R6"].cpus,
+        trace=False,
+        opaque=True,  # the contexts' queues are plain attributes
+        data_seeds=4,
+        max_runs=300,
+        because=": no early entry, and the coroutine finished in iothread0: the BH in the old "
+        "context runs only after the yield",
     )
 
 

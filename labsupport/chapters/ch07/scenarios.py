@@ -531,6 +531,11 @@ def _classify(name: str, fixed: bool, seed: int, r: RunResult) -> ScenarioRun:
     return ScenarioRun(name, fixed, seed, "ok", [], r)
 
 
+def classify_result(name: str, fixed: bool, r: RunResult) -> ScenarioRun:
+    """Classify one bare ``run()`` of scenario ``name``'s program (what the explorer makes)."""
+    return _classify(name, fixed, 0, r)
+
+
 def _runner(name: str) -> Callable[..., ScenarioRun]:
     def runner(fixed: bool, seed: int, trace: bool = True) -> ScenarioRun:
         return run_scenario(name, fixed, seed=seed, trace=trace)
@@ -553,6 +558,7 @@ def _scenario(name: str, kind: str, what: str, program: Callable, cpus: int, **k
         runner=_runner(name),
         outcome=_outcome,
         ok="ok",
+        judge=lambda r, fixed: classify_result(name, fixed, r).outcome,
         **kw,
     )
 
@@ -656,6 +662,7 @@ def first_buggy_seed(name: str, limit: int = 200) -> int:
 
 
 __all__ = [
+    "classify_result",
     "R5_VARIANTS",
     "SCENARIOS",
     "ScenarioRun",

@@ -19,7 +19,8 @@ import tokenize
 from dataclasses import dataclass
 
 from labsupport import validate
-from labsupport.catalogue import HuntResult, Scenario
+from labsupport.catalogue import HuntResult, Scenario, Verification, verify
+from labsupport.catalogue import format_verify as format_verify  # the notebook imports it here
 from labsupport.catalogue import hunt as catalogue_hunt
 from labsupport.qemu.eras import run_era
 from labsupport.qemu.multiqueue import VM, MQResult, measure
@@ -157,6 +158,12 @@ def format_hunt(results: list[HuntResult]) -> str:
             f"{h.buggy:>3}/{h.seeds:<3} {h.fixed:>3}/{h.seeds:<3}  {h.bug.what}"
         )
     return "\n".join(lines)
+
+
+def verify_all(catalogue: list[Scenario] | None = None) -> list[Verification]:
+    """Every catalogue item found by the explorer (or PCT) and its fix tried on every schedule
+    (``labsupport.catalogue.verify``)."""
+    return [verify(sc) for sc in (CATALOGUE if catalogue is None else catalogue)]
 
 
 # --------------------------------------------------------------------------------------------
