@@ -142,10 +142,12 @@ def judge_fix(
     max_runs: int = FIX_RUNS,
     opaque: bool = False,
     because: str = "",
+    judge_all: bool = False,
     **run_options: Any,
 ) -> tuple[bool, str]:
     """A learner's fix, judged on every schedule (``because``, if given, ends a verdict that
-    accepts it: why the fix works).
+    accepts it: why the fix works; ``judge_all=True`` hands ``judge`` the runs that did not
+    complete too, for a judge that explains those itself).
 
     ``judge(result)`` says what is wrong with one run (None when nothing is; a run that did
     not complete is wrong anyway). One run on the first-come schedule first checks the
@@ -159,6 +161,8 @@ def judge_fix(
     the same verdict on every machine."""
 
     def verdict(r: RunResult) -> str | None:
+        if judge_all:  # the judge explains every ending itself
+            return judge(r) or (None if r.outcome == "completed" else f"ended {r.outcome}")
         if r.outcome != "completed":
             why = f"\n{r.deadlock.text()}" if r.deadlock else ""
             return f"the run ended in {r.outcome}{why}"
