@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ FIX_SEEDS = 200
 @dataclass(frozen=True)
 class _Question:
     checker: Checker
-    hint: str
+    hints: tuple[str, ...]  # from a nudge to the approach; never the code
 
 
 _REGISTRY: dict[str, _Question] = {}
@@ -111,22 +111,28 @@ def _lookup(qid: str) -> _Question:
         raise ValueError(f"unknown question qid={qid!r}; known questions: {known}") from None
 
 
-def register(qid: str, checker: Checker, hint: str) -> None:
-    """Register the checker and hint of question ``qid`` (such as ``"2.3"``).
+def register(qid: str, checker: Checker, hint: str | Sequence[str]) -> None:
+    """Register the checker and hints of question ``qid`` (such as ``"2.3"``).
 
     A checker takes the learner's answer and returns ``(ok, message)``; the message says what
-    was right or what is wrong, in the learner's terms. Registering the same function again
-    (a module re-imported) replaces it; a different checker under a taken id is an error.
+    was right or what is wrong, in the learner's terms. ``hint`` is one hint or a list of
+    them in levels, from a nudge to the approach (``hint(qid, level)`` shows one at a time).
+    Registering the same function again (a module re-imported) replaces it; a different
+    checker under a taken id is an error.
     """
     if not isinstance(qid, str) or not qid:
         raise ValueError(f"a question id is a non-empty string such as '2.3', not {qid!r}")
     if not callable(checker):
         raise TypeError(f"the checker of {qid} must be a function, not {checker!r}")
-    validate.label("hint", hint)
+    hints = (hint,) if isinstance(hint, str) else tuple(hint)
+    if not hints:
+        raise ValueError(f"question {qid} needs at least one hint")
+    for text in hints:
+        validate.label("hint", text)
     old = _REGISTRY.get(qid)
     if old is not None and _name(old.checker) != _name(checker):
         raise ValueError(f"question {qid} is already registered to {_name(old.checker)}")
-    _REGISTRY[qid] = _Question(checker, hint)
+    _REGISTRY[qid] = _Question(checker, hints)
 
 
 def _name(function: Callable[..., Any]) -> str:
@@ -265,14 +271,19 @@ def ended_badly(seed: int, r: RunResult) -> str:
 def check(qid: str, answer: Any, *, quiet: bool = False) -> bool:
     """Check ``answer`` to question ``qid``, print one verdict line, and return whether it passed.
 
-    An answer still raising ``NotImplementedError`` (the exercise's stub) counts as "not
-    answered yet"; one that never finishes fails, after ``CHECK_TIME_LIMIT_S`` seconds of each
-    run at most (``time_budget``), with where it looped. Unknown ids raise ``ValueError``
+    An answer that is still the exercise's stub (``...``, or a function that raises
+    ``NotImplementedError``) counts as "not answered yet"; one that never finishes fails,
+    after ``CHECK_TIME_LIMIT_S`` seconds of each run at most (``time_budget``), with where it
+    looped. Unknown ids raise ``ValueError``
     listing the known ones. ``quiet=True`` prints nothing (a grader's hidden test:
     ``assert check("2.3", answer, quiet=True)``).
     """
     validate.flag("quiet", quiet)
     question = _lookup(qid)
+    if answer is ...:  # the exercise's stub: ``name = ...  # Your answer here``
+        if not quiet:
+            print(f"✘ {qid}: not answered yet — replace the `...` with your answer")
+        return False
     try:
         with time_budget(CHECK_TIME_LIMIT_S):
             result = question.checker(answer)
@@ -294,13 +305,18 @@ def check(qid: str, answer: Any, *, quiet: bool = False) -> bool:
     if ok:
         print(f"✔ {qid}: correct{detail}")
     else:
-        print(f"✘ {qid}: not yet{detail}\n  hint: {question.hint}")
+        print(f'✘ {qid}: not yet{detail}\n  stuck? hint("{qid}") gives a nudge')
     return ok
 
 
-def hint(qid: str) -> None:
-    """Print the hint of question ``qid``."""
-    print(f"hint for {qid}: {_lookup(qid).hint}")
+def hint(qid: str, level: int = 1) -> None:
+    """Print hint ``level`` of question ``qid`` (1, the first, is a nudge; the last is the
+    approach, never the code), and whether there is more."""
+    hints = _lookup(qid).hints
+    validate.whole("level", level, 1, len(hints))
+    more = f' (more: hint("{qid}", {level + 1}))' if level < len(hints) else ""
+    which = f" {level} of {len(hints)}" if len(hints) > 1 else ""
+    print(f"hint{which} for {qid}: {hints[level - 1]}{more}")
 
 
 def _path(name: str, value: Any) -> Path:

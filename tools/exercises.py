@@ -5,8 +5,10 @@ answer and the graders' tests the way nbgrader does. This script hands out
 ``exercises/NAME.ipynb``, the same notebook with:
 
 - in code cells, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` (markers
-  included) replaced by ``raise NotImplementedError("Your answer here")``, indented like the
-  BEGIN marker;
+  included) replaced by a stub: at the top level of a cell, ``NAME = ...  # Your answer here``
+  for each name the answer assigns or defines (``check`` says "not answered yet" for ``...``,
+  and the cell runs without a traceback); inside a function, or when the answer names
+  nothing, ``raise NotImplementedError("Your answer here")``, indented like the BEGIN marker;
 - in code cells, the lines from ``### BEGIN HIDDEN TESTS`` to ``### END HIDDEN TESTS`` (markers
   included) removed;
 - in markdown cells, ``<!-- BEGIN SOLUTION -->...<!-- END SOLUTION -->`` replaced by
@@ -31,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import hashlib
 import json
@@ -48,6 +51,7 @@ END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 STUB = 'raise NotImplementedError("Your answer here")'
+VALUE_STUB = "{name} = ...  # Your answer here"
 MARKDOWN_SOLUTION = re.compile(r"<!--\s*BEGIN SOLUTION\s*-->.*?<!--\s*END SOLUTION\s*-->", re.S)
 MARKDOWN_STUB = "YOUR ANSWER HERE"
 RAISES_TAG = "raises-exception"
@@ -82,7 +86,7 @@ def strip_code(source: str, where: str = "cell") -> CellResult:
             inside, begin_line = marker, number
             if marker == BEGIN_SOLUTION:
                 indent = line[: len(line) - len(line.lstrip())]
-                out.append(indent + STUB)
+                block = []
                 result.has_stub = True
             else:
                 result.had_hidden_tests = True
@@ -90,13 +94,46 @@ def strip_code(source: str, where: str = "cell") -> CellResult:
             expected = BEGIN_SOLUTION if marker == END_SOLUTION else BEGIN_HIDDEN
             if inside != expected:
                 raise MarkerError(f"{where}, line {number}: {marker!r} without {expected!r}")
+            if inside == BEGIN_SOLUTION:
+                out.extend(_stub(block, indent))
             inside = None
+        elif inside == BEGIN_SOLUTION:
+            block.append(line)
         elif inside is None:
             out.append(line)
     if inside is not None:
         raise MarkerError(f"{where}, line {begin_line}: {inside!r} is never closed")
     result.source = "\n".join(out)
     return result
+
+
+def _answer_names(block: list[str]) -> list[str]:
+    """The names a top-level answer assigns or defines, in order (none if it does not parse)."""
+    try:
+        tree = ast.parse("\n".join(block))
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found = [node.name]
+        elif isinstance(node, ast.Assign):
+            found = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            found = [node.target.id]
+        else:
+            found = []
+        names += [n for n in found if n not in names]
+    return names
+
+
+def _stub(block: list[str], indent: str) -> list[str]:
+    """What replaces one solution block: ``NAME = ...`` for a top-level answer that names
+    something, else the ``raise`` line at the marker's indentation."""
+    names = _answer_names(block) if indent == "" else []
+    if not names:
+        return [indent + STUB]
+    return [VALUE_STUB.format(name=n) for n in names]
 
 
 def strip_markdown(source: str) -> str:

@@ -149,3 +149,60 @@ def test_an_opaque_exploration_finds_the_lost_wake_up_and_proves_the_handshake()
     assert run(r3_program(False), schedule=buggy.counterexample.schedule).outcome == "stuck"
     fixed = explore(r3_program(fixed=True), cpus=1, opaque=True)
     assert fixed.complete and not fixed.failures
+
+
+def test_the_fix_checker_refuses_a_counter_that_does_not_count():
+    def constant(sim):  # ends at 9 on every schedule: one store, two idle threads
+        c = Shared(sim, "counter", 0)
+
+        def setter():
+            yield c.store(9)
+
+        def idle():
+            yield compute(1)
+
+        sim.spawn("T0", setter)
+        sim.spawn("T1", idle)
+        sim.spawn("T2", idle)
+        return c
+
+    def leaps(sim):  # every thread stores three times, but not one more each time
+        c, m = Shared(sim, "counter", 0), QemuMutex(sim, "lock")
+
+        def worker(step):
+            def body():
+                for k in range(3):
+                    yield m.lock()
+                    v = yield c.load()
+                    yield c.store(v + (step if k == 0 else 1))
+                    yield m.unlock()
+
+            return body
+
+        sim.spawn("T0", worker(3))
+        sim.spawn("T1", worker(-1))
+        sim.spawn("T2", worker(1))
+        return c
+
+    ok, message = checks._fixed_00(constant)
+    assert not ok and "three times" in message and "[1, 0, 0]" in message
+    ok, message = checks._fixed_00(leaps)
+    assert not ok and "one more than the one before it" in message
+
+
+def test_the_fix_checker_explains_a_worker_without_yield():
+    def no_yield(sim):
+        c, m = Shared(sim, "counter", 0), QemuMutex(sim, "lock")
+
+        def worker():
+            for _ in range(3):
+                m.lock()
+                c.increment()
+                m.unlock()
+
+        for i in range(3):
+            sim.spawn(f"T{i}", worker)
+        return c
+
+    ok, message = checks._fixed_00(no_yield)
+    assert not ok and "must be a generator function" in message

@@ -416,6 +416,9 @@ def test_exercise_checkers_accept_the_answers_and_refuse_others():
     first = next(p for p in P99_GRID if monitor_p99(p) > P99_LIMIT_US)
     assert _p99_04(first)[0] and not _p99_04(0.0)[0] and not _p99_04(0.02)[0]
     assert not _p99_04(0.0005)[0]
+    ok, msg = _p99_04(first + 0.0004)  # rounds to the right grid value, but is not it
+    assert not ok and "exactly" in msg
+    assert not _p99_04(first - 0.0004)[0]
 
 
 def test_the_fix_checker_takes_both_fixes_and_refuses_the_bug_and_a_lockless_update():

@@ -427,6 +427,20 @@ def test_6_1_accepts_the_annotation_and_refuses_no_annotation_or_no_tsa():
     assert not ok and "no_tsa" in msg
     assert not _annotate_61(None)[0]
 
+    @GRAPH_RDLOCK
+    def does_nothing(bs, req):  # annotated right, but reads nothing
+        yield from ()
+
+    @GRAPH_RDLOCK
+    def reads_the_filter_itself(bs, req):  # quiet and annotated, but only looks
+        children = bs.children
+        if not children:
+            yield from bdrv_co_preadv(bs, req)
+
+    for wrong in (does_nothing, reads_the_filter_itself):
+        ok, msg = _annotate_61(wrong)
+        assert not ok and "it must still read" in msg, wrong.__name__
+
 
 def test_6_2_names_the_ineffective_unlock():
     assert _blind_spot_62("bdrv_graph_rdunlock_main_loop")[0]

@@ -355,7 +355,15 @@ def test_7_1_accepts_an_even_mapping_and_refuses_lopsided_or_invalid_ones():
             {"iothread": "iothread1", "vqs": [6, 7]},
         ]
     )
-    assert not ok and "below 90%" in msg
+    assert not ok and "not balanced" in msg
+    three_three_one_one = [  # fast enough, but not what the task asks for
+        {"iothread": "iothread0", "vqs": [0, 1, 2]},
+        {"iothread": "iothread1", "vqs": [3, 4, 5]},
+        {"iothread": "iothread2", "vqs": [6]},
+        {"iothread": "iothread3", "vqs": [7]},
+    ]
+    ok, msg = _mapping_07(three_three_one_one)
+    assert not ok and "not balanced" in msg and "'iothread2': 1" in msg
     ok, msg = _mapping_07([{"iothread": "iothread0", "vqs": [0, 1]}])
     assert not ok and "this mapping is refused" in msg
     assert MAPPING_VM.iothreads == 4 and MAPPING_VM.num_queues == 8

@@ -106,7 +106,7 @@ def test_solution_block_becomes_stub_at_marker_indentation(course):
         '    raise NotImplementedError("Your answer here")\n'
         "    return total\n"
     )
-    assert cells[2].source == 'answer = None\nraise NotImplementedError("Your answer here")\n'
+    assert cells[2].source == "answer = None\nanswer = ...  # Your answer here\n"
     for cell in cells:
         assert "BEGIN SOLUTION" not in cell.source and "END SOLUTION" not in cell.source
 

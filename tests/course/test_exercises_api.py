@@ -52,7 +52,8 @@ def test_check_fails_with_the_hint(capsys):
     assert exercises.check("0.1", 3) is False
     out = capsys.readouterr().out
     assert out.startswith("✘ 0.1: not yet — 3 is not it\n")
-    assert "hint: count the updates" in out
+    assert "count the updates" not in out  # the hint waits until it is asked for
+    assert 'stuck? hint("0.1") gives a nudge' in out
 
 
 def test_a_stub_answer_is_not_answered_yet(capsys):
@@ -82,6 +83,20 @@ def test_hint_prints_the_hint(capsys):
     exercises.register("2.3", is_answer(1), "the BQL is not recursive")
     assert exercises.hint("2.3") is None
     assert capsys.readouterr().out == "hint for 2.3: the BQL is not recursive\n"
+
+
+def test_hints_come_in_levels_one_at_a_time(capsys):
+    exercises.register("2.4", is_answer(1), ["look at the waits", "who holds the BQL?"])
+    exercises.hint("2.4")
+    assert capsys.readouterr().out == (
+        'hint 1 of 2 for 2.4: look at the waits (more: hint("2.4", 2))\n'
+    )
+    exercises.hint("2.4", 2)
+    assert capsys.readouterr().out == "hint 2 of 2 for 2.4: who holds the BQL?\n"
+    with pytest.raises(ValueError, match="level"):
+        exercises.hint("2.4", 3)
+    with pytest.raises(ValueError, match="at least one hint"):
+        exercises.register("2.5", is_answer(1), [])
 
 
 def test_a_checker_must_return_ok_and_message():

@@ -17,6 +17,7 @@ from labsupport.exercises import attempt, judge_fix, register
 from labsupport.kernel import ScheduleDivergence, run
 from labsupport.shared import Shared
 
+from ... import tracebuf as tb
 from .scenarios import counter_program
 
 # -- Chapter 0 --------------------------------------------------------------------------------
@@ -61,10 +62,35 @@ def _fixed_00(answer: Any) -> tuple[bool, str]:
         return False, f"the program must spawn 3 threads, not {len(r.sim.threads)}"
 
     def nine(result):
-        value = result.sim.model.value
-        return None if value == 9 else f"the counter ends at {value}, not 9"
+        counter = result.sim.model
+        if counter.value != 9:
+            return f"the counter ends at {counter.value}, not 9"
+        return _counts(result, counter)
 
-    return judge_fix(answer, nine, cpus=2)
+    return judge_fix(answer, nine, cpus=2, trace=True)
+
+
+def _counts(result: Any, counter: Shared) -> str | None:
+    """Does the counter count? Each of the three threads stores it three times, and every
+    store is one more than the store before it (a constant 9, or idle threads, do not)."""
+    _t, kinds, tids, oids, args = result.sim.trace.columns()
+    stores = [
+        (tid, a)
+        for k, tid, oid, a in zip(kinds, tids, oids, args)
+        if k == tb.WRITE and oid == counter.oid
+    ]
+    per_thread = [sum(1 for tid, _ in stores if tid == t.tid) for t in result.sim.threads]
+    if per_thread != [3, 3, 3]:
+        return (
+            f"each thread must add 1 to the counter three times; the threads stored it "
+            f"{per_thread} times"
+        )
+    if counter.initial != 0 or [a for _, a in stores] != list(range(1, 10)):
+        return (
+            "every store must be one more than the one before it, from 0 to 9; the stores "
+            f"were {[a for _, a in stores]}"
+        )
+    return None
 
 
 register(

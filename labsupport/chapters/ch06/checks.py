@@ -21,6 +21,7 @@ from labsupport.kernel import RunawayError, RunResult, SimulationError
 
 from .scenarios import (
     CONFIGS,
+    DISK_SERVICE_US,
     GraphRun,
     call_as_reader,
     classify,
@@ -79,6 +80,13 @@ def _annotate_61(answer: Any) -> tuple[bool, str]:
         )
     if not any(v.function == inspect.unwrap(answer).__name__ for v in tsa_violations(unlocked)):
         return False, "called without the lock, the run-time check should flag the call itself"
+    took = locked.sim.model.extra.get("read took us", 0.0)
+    if took < DISK_SERVICE_US:  # the read goes down to the disk, which takes this long
+        return False, (
+            f"it must still read: pass the request to the first child with bdrv_co_preadv "
+            f"(the call took {took:g} us; a read that reaches the disk takes at least "
+            f"{DISK_SERVICE_US:g} us)"
+        )
     return True, (
         "the static pass accepts it, a reader holding the lock runs it cleanly, and "
         "a caller without the lock is flagged at run time"
@@ -186,7 +194,13 @@ def _d6_64(answer: Any) -> tuple[bool, str]:
 register(
     "6.1",
     _annotate_61,
-    "the function reads bs.children and calls a GRAPH_RDLOCK function: put @GRAPH_RDLOCK on it",
+    [
+        "the warning names a lock the caller of bdrv_co_preadv must hold: who should hold it "
+        "when bdrv_co_read_child runs?",
+        "the function itself must not take the lock; it states that its caller holds it, as "
+        "bdrv_co_preadv does",
+        "give it the same annotation as bdrv_co_preadv carries, and keep its body as it was",
+    ],
 )
 register(
     "6.2",
@@ -197,8 +211,14 @@ register(
 register(
     "6.3",
     _fix_d7,
-    "yield from bdrv_drained_begin(blk) first, then bdrv_graph_wrlock(), "
-    "bdrv_replace_child(blk, new), bdrv_graph_wrunlock(), and bdrv_drained_end(blk) last",
+    [
+        "read the deadlock report: what does the writer wait for, and what must run for that "
+        "wait to end?",
+        "a drain polls, and a poll can run a request that needs the read lock; which of the "
+        "two should come first?",
+        "open the drained section before taking the write lock, replace the child, then "
+        "undo both in the reverse order",
+    ],
 )
 register(
     "6.4",

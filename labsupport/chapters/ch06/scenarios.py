@@ -162,8 +162,14 @@ def disk_read(us: float):
     yield qemu_coroutine_yield()
 
 
+#: How long the model's disk takes to serve one read (us).
+DISK_SERVICE_US = 40.0
+
+
 @GRAPH_RDLOCK
-def bdrv_co_preadv(bs: BdrvNode, req: int, walk_us: float = 2.0, service_us: float = 40.0):
+def bdrv_co_preadv(
+    bs: BdrvNode, req: int, walk_us: float = 2.0, service_us: float = DISK_SERVICE_US
+):
     """Read through ``bs``: a filter passes the request to its child, a file node reads the
     disk. ``GRAPH_RDLOCK``: it reads ``bs->children``. QEMU's ``bdrv_co_preadv`` takes a
     ``BdrvChild``, an offset, a length, an I/O vector and flags; the model's takes the node, a
@@ -184,7 +190,7 @@ def blk_co_preadv(
     req: int,
     submit_us: float = 10.0,
     walk_us: float = 2.0,
-    service_us: float = 40.0,
+    service_us: float = DISK_SERVICE_US,
     complete_us: float = 10.0,
 ):
     """A guest read, as a coroutine in the device's IOThread (``IO_CODE``): wait while drained,
@@ -734,7 +740,8 @@ def blind_spot_program(refresh: Callable[..., Any] = refresh_ineffective_unlock)
 
 def call_as_reader(fn: Callable[..., Any], locked: bool = True, seed: int = 0) -> RunResult:
     """Run ``fn(filter0, 0)`` in a coroutine in ``iothread0`` that holds the graph read lock
-    (``locked``) or not; the run's TSA report says whether ``fn``'s promises were kept."""
+    (``locked``) or not; the run's TSA report says whether ``fn``'s promises were kept, and
+    ``model.extra["read took us"]`` how long the call took."""
 
     def program(sim: Simulation) -> GraphModel:
         m = graph_program(GraphConfig(requests=0), change_body=lambda blk, new: _idle())(sim)
@@ -743,7 +750,9 @@ def call_as_reader(fn: Callable[..., Any], locked: bool = True, seed: int = 0) -
         def reader():
             if locked:
                 yield from bdrv_graph_co_rdlock()
+            started = sim.now
             yield from fn(blk.root, 0)
+            m.extra["read took us"] = sim.now - started  # a read that reaches the disk waits
             if locked:
                 yield from bdrv_graph_co_rdunlock()
             m.extra["read done"] = True

@@ -46,11 +46,18 @@ def _mapping_07(answer: Any) -> tuple[bool, str]:
         return False, f"this mapping is refused: {e}"
     except ValueError as e:
         return False, str(e)
-    mine = measure(vm).iops
-    best = best_mapping_rate()
     load = {}
     for q, name in vm.vq_map.items():
         load.setdefault(name, []).append(q)
+    sizes = {n: len(v) for n, v in sorted(load.items())}
+    if len(load) < MAPPING_VM.iothreads or max(sizes.values()) - min(sizes.values()) > 1:
+        return False, (
+            f"valid, but not balanced: virtqueues per IOThread {sizes}; the task asks for "
+            f"every one of the {MAPPING_VM.iothreads} IOThreads to serve as many virtqueues "
+            f"as the others (one more at most)"
+        )
+    mine = measure(vm).iops
+    best = best_mapping_rate()
     if mine >= MAPPING_SHARE * best:
         return True, (
             f"valid, and {mine / 1000:,.0f}k IOPS against {best / 1000:,.0f}k for "
