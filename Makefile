@@ -29,7 +29,7 @@ CHROMIUM := /usr/bin/chromium
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lab test test-unit test-notebooks test-browser browser browser-if-possible \
-	notebooks exercises sources check-exercises bench lint format clean distclean scratch
+	notebooks exercises sources check-exercises bench lint format clean distclean scratch release
 
 help: ## list the targets
 	@echo "Unlocking QEMU - make targets:"
@@ -130,8 +130,12 @@ browser-if-possible: venv
 notebooks: venv scratch ## re-execute notebooks/ and solutions/ in place, then regenerate exercises/
 	@echo "tools/run_notebooks.py $(NOTEBOOKS) (private Jupyter, IPython and matplotlib folders)"
 	@$(ISOLATED) $(VPY) tools/run_notebooks.py $(NOTEBOOKS)
+	$(VPY) tools/reveals.py
 	$(VPY) tools/exercises.py
 	$(VPY) tools/sources.py
+
+release: ## write the student bundle to dist/unlocking-qemu (no solutions, no tests)
+	python3 tools/release.py
 
 exercises: venv ## regenerate exercises/ from solutions/
 	$(VPY) tools/exercises.py

@@ -1,0 +1,69 @@
+"""A reveal stays hidden until the learner opens it: stored collapsed, after its question."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("reveals_tool", ROOT / "tools" / "reveals.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = _load_tool()
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_reveal_is_stored_collapsed_after_its_question(path):
+    nb = cells(path)
+    reveals = [i for i, c in enumerate(nb) if tool.TAG in c.get("metadata", {}).get("tags", [])]
+    assert reveals, f"{path.name} has no reveal"
+    assert reveals == tool.reveal_cells(nb), "a prompt's answer is not marked (tools/reveals.py)"
+    for i in reveals:
+        cell = nb[i]
+        assert cell["metadata"]["jupyter"]["outputs_hidden"] is True, (path.name, i)
+        assert cell["outputs"], (path.name, i)  # stored, so nbval still checks it
+        before = [c for c in nb[:i] if c["cell_type"] == "markdown"]
+        assert before and any(tool.is_prompt(c) for c in before[-2:]), (path.name, i)
+
+
+def test_the_reveals_the_course_was_faulted_for_are_hidden():
+    for name, text in [
+        ("04-iothreads-and-the-aiocontext-lock", "def one_slow_request"),
+        ("06-fine-grained-locks", "writer wait after the drain"),
+        ("07-removing-the-aiocontext-lock", "two = measure(VM(iothreads=4, num_queues=2))"),
+    ]:
+        nb = cells(ROOT / "notebooks" / f"{name}.ipynb")
+        [cell] = [c for c in nb if text in "".join(c["source"]) and c["cell_type"] == "code"]
+        assert cell["metadata"]["jupyter"]["outputs_hidden"] is True, name
+
+
+def test_a_question_cell_is_not_a_reveal_but_the_cell_after_reveal_is():
+    nb = [
+        {"cell_type": "markdown", "source": ["**Predict** the value."]},
+        {"cell_type": "code", "source": ["print(trace_table(r, reveal=False))"]},
+        {"cell_type": "markdown", "source": ["Reveal:"]},
+        {"cell_type": "code", "source": ["print(trace_table(r))"]},
+        {"cell_type": "markdown", "source": ["## Predict, then reveal\n<details>x</details>"]},
+        {"cell_type": "code", "source": ["print('exercises')"]},
+    ]
+    assert tool.reveal_cells(nb) == [3]
+
+
+def test_the_tool_finds_nothing_to_change():
+    assert tool.main(["--check"]) == 0
