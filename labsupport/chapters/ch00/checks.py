@@ -107,6 +107,10 @@ register(
 register(
     "0.3",
     _fixed_00,
-    "take the QemuMutex before the increment and release it after, in "
-    "every thread; return the counter from the program",
+    [
+        "which two steps of an increment must no other thread come between?",
+        "one lock shared by the three threads; each increment happens while holding it",
+        "in every thread, take the QemuMutex before each increment and release it after; the "
+        "program returns the counter",
+    ],
 )

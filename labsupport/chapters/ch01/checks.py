@@ -375,9 +375,14 @@ register(
 register(
     "1.4",
     _offload_01,
-    "the kick handler hands the request to a worker thread (a queue "
-    "under a QemuMutex and a QemuSemaphore); the worker sleeps READ_US, then sets an "
-    "EventNotifier whose handler, in the qemu thread, increments requests_done",
+    [
+        "which thread is blocked while the read waits, and who else needs that thread?",
+        "move the waiting off the qemu thread, and bring the result back to it: only the qemu "
+        "thread may touch device state",
+        "the kick handler queues the request for a worker thread (a queue under a QemuMutex, a "
+        "QemuSemaphore to wake it); the worker waits out the read, then sets an EventNotifier "
+        "whose handler, in the qemu thread, counts the request done",
+    ],
 )
 register(
     "1.5",

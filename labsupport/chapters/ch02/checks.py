@@ -261,8 +261,13 @@ register(
 register(
     "2.3",
     _fixed_02,
-    "copy unlocked_mmio_write, then take the BQL before its first step "
-    "(yield bql.lock('...')) and release it after its last (yield bql.unlock())",
+    [
+        "which two vCPUs' steps interleave in the lost interrupt, and what lock do device models "
+        "run under?",
+        "the whole read-modify-write of the register must run under one lock that every vCPU takes",
+        "the handler takes the BQL before its first access to the device and releases it after "
+        "its last",
+    ],
 )
 register(
     "2.4",

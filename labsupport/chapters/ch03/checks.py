@@ -362,8 +362,12 @@ register(
 register(
     "3.3",
     _one_owner_33,
-    "keep the kick (kick.set()) but let only the dataplane's loop call "
-    "handle_vq: remove the vCPU's own call and the BQL around it",
+    [
+        "the guard saw two threads inside the handler: who are they, and does the queue need both?",
+        "give the virtqueue one owner; the other thread only tells the owner there is work",
+        "keep the vCPU's kick and let only the dataplane's loop run the handler; the vCPU's own "
+        "call to it goes, and the BQL around that call with it",
+    ],
 )
 register(
     "3.4",

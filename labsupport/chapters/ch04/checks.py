@@ -356,7 +356,10 @@ register(
 register(
     "4.5",
     _fixed_04,
-    "the BQL must come first: either let the main loop do the BQL work "
-    "(dev.main_ctx.bh_schedule_oneshot(...)), or release dev.ctx, take the BQL, then "
-    "take dev.ctx again",
+    [
+        "read the lockdep report: which two locks are taken in both orders, and by whom?",
+        "one global order removes the cycle: which lock does QEMU say comes first?",
+        "either hand the work that needs the BQL to the main loop (a one-shot BH there), or let "
+        "go of the context, take the BQL, then take the context again",
+    ],
 )

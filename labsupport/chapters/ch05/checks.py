@@ -205,14 +205,23 @@ def _recall_05(answer: Any) -> tuple[bool, str]:
 register(
     "5.1",
     _fix_d1,
-    "take iothread0's context once, wait with aio_wait_while(io.ctx, "
-    "lambda: in_flight.value > 0), then release it once",
+    [
+        "how many times is iothread0's context taken, and how many times does AIO_WAIT_WHILE let "
+        "go of it?",
+        "AIO_WAIT_WHILE lets go of the context once: the caller must hold it exactly once",
+        "take the context once, wait in AIO_WAIT_WHILE until nothing is in flight, then release "
+        "it once",
+    ],
 )
 register(
     "5.2",
     _fix_d2,
-    "release the context (aio_context_release(io.ctx)) after scheduling "
-    "the drain BH and before qemu_coroutine_yield(), and acquire it again after the yield",
+    [
+        "what does the IOThread's handler need while the coroutine is asleep?",
+        "a coroutine must not sleep holding the context lock that the drain's BH needs",
+        "let go of the context after scheduling the drain BH and before the coroutine yields; "
+        "take it again when the coroutine resumes",
+    ],
 )
 register(
     "5.3",

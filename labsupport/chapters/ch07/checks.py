@@ -180,8 +180,13 @@ register(
 register(
     "7.2",
     _fix_r6,
-    "schedule a one-shot BH in old_ctx whose callback does "
-    "aio_co_schedule(new_ctx, co) (co = current_coroutine(old_ctx.sim)), then yield",
+    [
+        "who can enter the coroutine as soon as it is scheduled in the new context, and is it "
+        "still running in the old one then?",
+        "the coroutine must have yielded before the new context may enter it",
+        "do the scheduling from a one-shot BH in the old context, which runs only after the "
+        "coroutine has yielded; then let the coroutine give up its thread",
+    ],
 )
 register(
     "7.3",
