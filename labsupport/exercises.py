@@ -36,6 +36,7 @@ from .analysis import explore
 from .kernel import RunawayError, RunResult, SimulationError, ThreadCrashed, run, time_budget
 
 __all__ = [
+    "GitRefused",
     "backup",
     "check",
     "committed_copy",
@@ -328,28 +329,52 @@ def _path(name: str, value: Any) -> Path:
     return Path(value)
 
 
-def committed_copy(path: str | os.PathLike[str]) -> tuple[bool, bytes | None]:
-    """Return ``(in_git_checkout, content at HEAD)`` for a file; content is None if not committed.
+#: The author nbgitpuller gives the commit it makes of a learner's work before it pulls.
+NBGITPULLER_EMAIL = "nbgitpuller@nbgitpuller.link"
 
+
+class GitRefused(RuntimeError):
+    """git will not read this checkout (it belongs to another user: "dubious ownership")."""
+
+
+def _git(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True)
+    if done.returncode != 0 and b"dubious ownership" in done.stderr:
+        raise GitRefused(
+            f"git refuses to read {folder}: the checkout belongs to another user (git's "
+            f"'dubious ownership'). Run `git config --global --add safe.directory "
+            f"{folder}` in a terminal, or pass the folder that holds the handed-out "
+            f"notebooks as pristine_dir"
+        )
+    return done
+
+
+def committed_copy(path: str | os.PathLike[str]) -> tuple[bool, bytes | None]:
+    """Return ``(in_git_checkout, content as handed out)`` for a file; content is None if the
+    file was never committed.
+
+    "As handed out" is the file at the newest commit that is not nbgitpuller's own commit of
+    the learner's work (its "WIP" commits), so a learner's edits never count as pristine.
     Line endings are those a checkout would write (git's ``--filters``), so an unedited file
-    on any platform compares equal to its committed copy.
+    on any platform compares equal to its committed copy. Raises ``GitRefused`` when git will
+    not read the checkout, rather than calling it "not a git checkout".
     """
     path = _path("path", path).absolute()
     folder = path.parent if path.parent.is_dir() else Path.cwd()
     try:
-        inside = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "--is-inside-work-tree"],
-            capture_output=True,
-            text=True,
-        )
+        inside = _git(folder, "rev-parse", "--is-inside-work-tree")
     except OSError:  # git is not installed
         return False, None
-    if inside.returncode != 0 or inside.stdout.strip() != "true":
+    if inside.returncode != 0 or inside.stdout.strip() != b"true":
         return False, None
-    shown = subprocess.run(
-        ["git", "-C", str(folder), "cat-file", "--filters", f"HEAD:./{path.name}"],
-        capture_output=True,
-    )
+    history = _git(folder, "log", "--format=%H %ae", "HEAD", "--", f"./{path.name}")
+    revision = "HEAD"
+    for line in history.stdout.decode(errors="replace").splitlines():
+        commit, _, email = line.partition(" ")
+        if email != NBGITPULLER_EMAIL:
+            revision = commit
+            break
+    shown = _git(folder, "cat-file", "--filters", f"{revision}:./{path.name}")
     return True, (shown.stdout if shown.returncode == 0 else None)
 
 
@@ -383,6 +408,14 @@ def _pristine(path: Path, pristine_dir: str | os.PathLike[str] | None) -> tuple[
             raise FileNotFoundError(f"no pristine copy of {path.name} in {pristine_dir}")
         return source.read_bytes(), str(source)
     in_checkout, data = committed_copy(path)
+    if data is None and not path.exists():
+        guess = _nearest_notebook(path)
+        where = f" Did you mean reset({str(guess)!r})?" if guess else ""
+        raise FileNotFoundError(
+            f"there is no notebook {path} (looked in {path.absolute().parent}); reset takes "
+            f"the path of an exercise notebook, such as "
+            f"'exercises/00-toolkit-exercises.ipynb'.{where}"
+        )
     if data is None:
         where = (
             "is not committed in this git checkout" if in_checkout else "is not in a git checkout"
@@ -391,7 +424,24 @@ def _pristine(path: Path, pristine_dir: str | os.PathLike[str] | None) -> tuple[
             f"{path} {where}, so there is no pristine copy to restore; pass the folder "
             f"that holds the handed-out notebooks: reset({str(path)!r}, pristine_dir=...)"
         )
-    return data, "the committed copy (git HEAD)"
+    return data, "the copy as handed out (committed in git)"
+
+
+def _nearest_notebook(path: Path) -> Path | None:
+    """The exercise notebook a mistyped or misplaced path most likely means."""
+    import difflib
+
+    here = path.absolute().parent
+    candidates = [p for folder in (here, here / "exercises") for p in folder.glob("*.ipynb")]
+    names = [p.name for p in candidates]
+    best = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    if not best:
+        return None
+    chosen = candidates[names.index(best[0])]
+    try:
+        return chosen.relative_to(Path.cwd())
+    except ValueError:
+        return chosen
 
 
 def reset(

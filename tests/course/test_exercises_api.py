@@ -316,3 +316,44 @@ def test_a_quiet_check_prints_nothing_and_returns_the_verdict(capsys):
     exercises.register("1.2", lambda fix: (fix() == 1, ""), "take the lock")
     assert exercises.check("1.2", stub, quiet=True) is False
     assert capsys.readouterr().out == ""
+
+
+def test_reset_from_the_repository_root_points_to_the_notebook(checkout, monkeypatch):
+    monkeypatch.chdir(checkout.parent.parent)  # the repository root, not exercises/
+    with pytest.raises(FileNotFoundError, match=r"Did you mean reset\('exercises/ex\.ipynb'\)"):
+        exercises.reset("ex.ipynb")
+    with pytest.raises(FileNotFoundError, match=r"Did you mean reset\('exercises/ex\.ipynb'\)"):
+        exercises.reset("exercises/ex2.ipynb")  # a typo
+    assert checkout.read_bytes() == PRISTINE
+
+
+def test_reset_after_nbgitpuller_committed_the_learners_work(checkout, capsys):
+    checkout.write_bytes(EDITED)
+    git(
+        "-c",
+        "user.name=nbgitpuller",
+        "-c",
+        f"user.email={exercises.NBGITPULLER_EMAIL}",
+        "commit",
+        "-q",
+        "-am",
+        "WIP",
+        cwd=checkout.parent,
+    )
+    kept = exercises.reset(checkout)  # not "already as handed out": HEAD is the learner's
+    assert checkout.read_bytes() == PRISTINE and kept.read_bytes() == EDITED
+    assert "already as handed out" not in capsys.readouterr().out
+
+
+def test_reset_says_when_git_refuses_the_checkout(checkout, monkeypatch):
+    checkout.write_bytes(EDITED)
+
+    def refused(args, **kwargs):
+        return subprocess.CompletedProcess(
+            args, 128, b"", b"fatal: detected dubious ownership in repository at '/x'\n"
+        )
+
+    monkeypatch.setattr(exercises.subprocess, "run", refused)
+    with pytest.raises(exercises.GitRefused, match="safe.directory"):
+        exercises.reset(checkout)
+    assert checkout.read_bytes() == EDITED and backups(checkout) == []
