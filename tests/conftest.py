@@ -1,6 +1,7 @@
 """The test tree mirrors the package: engine/, qemu/, analysis/, chapters/, course/, browser/.
 
-Helpers the folders share (``notebook_cells``) live here at the top, on the import path.
+Helpers the folders share (``notebook_cells``, ``tool_loader``) live here at the top, on the
+import path.
 """
 
 import sys

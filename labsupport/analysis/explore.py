@@ -131,7 +131,13 @@ class _Driver(Policy):
     name = "explore"
 
     def __init__(
-        self, plan: list[str], sleep_pos: int, sleep: dict, lines: bool = False, opaque=False
+        self,
+        plan: list[str],
+        sleep_pos: int,
+        sleep: dict,
+        lines: bool = False,
+        opaque: bool = False,
+        keep_enabled: bool = True,
     ):
         self.plan = plan
         self.sleep_pos = sleep_pos
@@ -148,13 +154,14 @@ class _Driver(Policy):
         self.lines = lines
         self.opaque = opaque
         self.diverged = self.closing = False
-        self.enabled = True  # keep who could move at each event (preemptions, "none", "sleep")
+        # keep who could move at each event (for preemptions, and for "none" and "sleep")
+        self.keep_enabled = keep_enabled
 
     # -- the kernel's hooks ------------------------------------------------------------------
     def choose(self, sim, ready):
         self._finish()
         pos = len(self.events)
-        if self.enabled:
+        if self.keep_enabled:
             self.ready_at.setdefault(pos, set()).update([t.char for t in ready])
         if pos < len(self.plan):
             want = self.plan[pos]
@@ -279,7 +286,7 @@ class _Driver(Policy):
             self.sleep_at.append(self.sleep)
         else:
             self.sleep_at.append({})
-        if self.enabled:
+        if self.keep_enabled:
             enabled = set(self.ready_at.get(pos, ())) - self.parked_at.get(pos, set())
             enabled.add(ev.char)
             ev.enabled = enabled
@@ -310,7 +317,7 @@ class _Driver(Policy):
             last[ev.char] = k
         for ev in waiting:
             last[ev.char] = len(self.events)
-        if self.enabled:
+        if self.keep_enabled:
             for k, ev in enumerate(self.events):
                 ev.enabled = {c for c in ev.enabled if last.get(c, -1) >= k}
         return self.events + waiting
@@ -741,8 +748,6 @@ def _execute(program, driver: Policy, run_options: dict):
         sim.policy = driver
         sim.on_step = driver.on_step
         driver.sim = sim
-        if isinstance(driver, _Replayer):
-            driver.watcher.sim = sim
         watch = getattr(driver, "record", None)
         if watch is not None:
             inner = sim.record
@@ -841,8 +846,9 @@ def explore(
         if progress and now - shown > 2:
             shown = now
             print(f"explore: {found.runs:,} runs, {len(traces):,} traces...", file=sys.stderr)
-        driver = _Driver(plan, sleep_pos, sleep_init if use_sleep else {}, opaque=opaque)
-        driver.enabled = not dpor
+        driver = _Driver(
+            plan, sleep_pos, sleep_init if use_sleep else {}, opaque=opaque, keep_enabled=not dpor
+        )
         result, error, cut = _execute(program, driver, run_options)
         found.runs += 1
         seq = driver.close()
@@ -1059,6 +1065,14 @@ class _Replayer(Policy):
     def __init__(self, watcher: _Driver, schedule: str):
         self.watcher, self.schedule, self.i = watcher, schedule, 0
         self.record = watcher.record
+
+    @property
+    def sim(self):
+        return self.watcher.sim
+
+    @sim.setter
+    def sim(self, sim) -> None:  # the watcher reads the run's CPUs and names its objects
+        self.watcher.sim = sim
 
     def choose(self, sim, ready):
         w = self.watcher

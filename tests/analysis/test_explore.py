@@ -228,24 +228,7 @@ def test_pct_says_what_it_did_not_prove():
 # -- the explorer's own properties ------------------------------------------------------------
 def increments(n, k, locked=False):
     """``n`` threads each doing ``k`` increments of ``x``, with or without a lock."""
-
-    def program(sim):
-        x, m = Shared(sim, "x", 0), QemuMutex(sim, "m")
-
-        def body():
-            for _ in range(k):
-                if locked:
-                    yield m.lock()
-                r = yield x.load()
-                yield x.store(r + 1)
-                if locked:
-                    yield m.unlock()
-
-        for i in range(n):
-            sim.spawn(f"T{i}", body)
-        return x
-
-    return program
+    return (locked_increment if locked else lost_update)(n, increments=k)
 
 
 @settings(max_examples=12, deadline=None)

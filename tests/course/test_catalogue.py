@@ -1,7 +1,8 @@
 """The bug catalogue: a run that QEMU would refuse with an assertion counts as "misuse"."""
 
-from labsupport import MisuseError, QemuMutex, Shared, compute, run
+from labsupport import MisuseError, compute, run
 from labsupport.catalogue import MISUSE, Scenario, hunt, outcome_table, verify
+from labsupport.chapters.ch00.classics import locked_increment, lost_update
 
 
 def _program(fixed):
@@ -29,23 +30,7 @@ def test_a_misuse_is_an_outcome_not_a_crash_of_the_table():
 
 def _counter(fixed):
     """Two threads add 1 to ``x``; the buggy one without the lock (a lost update)."""
-
-    def program(sim):
-        x, m = Shared(sim, "x", 0), QemuMutex(sim, "m")
-
-        def body():
-            if fixed:
-                yield m.lock()
-            r = yield x.load()
-            yield x.store(r + 1)
-            if fixed:
-                yield m.unlock()
-
-        sim.spawn("T0", body)
-        sim.spawn("T1", body)
-        return x
-
-    return program
+    return locked_increment(2) if fixed else lost_update(2)
 
 
 def _lost(r):

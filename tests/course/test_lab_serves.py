@@ -6,7 +6,6 @@ free port and a known token, in private Jupyter folders; it always stops the ser
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -20,21 +19,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "tools" / "lab.py"
 START_TIMEOUT = 30
 
 
-def _load_lab():
-    spec = importlib.util.spec_from_file_location("lab_tool", LAB)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
-
-
-lab = _load_lab()
+lab = load_tool("lab")
 
 
 def free_port() -> int:

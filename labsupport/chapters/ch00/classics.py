@@ -29,29 +29,32 @@ def _threads(n: int, low: int = 1, high: int = 16) -> int:
     return validate.whole("n", n, low, high)
 
 
-def lost_update(n: int = 2):
-    """``n`` threads each ``r = load x; store x, r + 1``; the model is ``x``."""
-    return _increments(n, locked=False)
+def lost_update(n: int = 2, increments: int = 1):
+    """``n`` threads each ``r = load x; store x, r + 1`` (``increments`` times); the model is
+    ``x``."""
+    return _increments(n, increments, locked=False)
 
 
-def locked_increment(n: int = 2):
+def locked_increment(n: int = 2, increments: int = 1):
     """``lost_update`` with a mutex around each increment: never loses one."""
-    return _increments(n, locked=True)
+    return _increments(n, increments, locked=True)
 
 
-def _increments(n: int, locked: bool):
+def _increments(n: int, increments: int, locked: bool):
     _threads(n)
+    validate.whole("increments", increments, 1, 100)
 
     def program(sim):
         x, m = Shared(sim, "x", 0), QemuMutex(sim, "m") if locked else None
 
         def body():
-            if locked:
-                yield m.lock()
-            r = yield x.load()
-            yield x.store(r + 1)
-            if locked:
-                yield m.unlock()
+            for _ in range(increments):
+                if locked:
+                    yield m.lock()
+                r = yield x.load()
+                yield x.store(r + 1)
+                if locked:
+                    yield m.unlock()
 
         for i in range(n):
             sim.spawn(f"T{i}", body)
