@@ -72,7 +72,7 @@ from .analysis import (
 from .present import chrome_trace, save_chrome_trace, timeline, timeline_summary, trace_table
 
 # The exercises: check an answer, ask for a hint, hand a notebook out afresh.
-from .exercises import check, hint, reset
+from .exercises import answered, check, hint, reset
 
 __all__ = [
     # kernel
@@ -95,5 +95,5 @@ __all__ = [
     # presentation
     "trace_table", "timeline", "timeline_summary", "chrome_trace", "save_chrome_trace",
     # exercises
-    "check", "hint", "reset",
+    "answered", "check", "hint", "reset",
 ]  # fmt: skip

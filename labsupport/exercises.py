@@ -37,6 +37,8 @@ from .kernel import RunawayError, RunResult, SimulationError, ThreadCrashed, run
 
 __all__ = [
     "GitRefused",
+    "NotAnswered",
+    "answered",
     "backup",
     "check",
     "committed_copy",
@@ -308,6 +310,41 @@ def check(qid: str, answer: Any, *, quiet: bool = False) -> bool:
     else:
         print(f'✘ {qid}: not yet{detail}\n  stuck? hint("{qid}") gives a nudge')
     return ok
+
+
+class NotAnswered(AssertionError):
+    """A graded cell's check that failed because questions are still at their stub.
+
+    It is an error, so nbgrader scores the cell 0 and ``raises-exception`` lets Run All go
+    on; IPython shows ``_render_traceback_``'s lines in place of a traceback, so the learner
+    reads one sentence naming what is left, not a stack of frames.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
+def is_stub(answer: Any) -> bool:
+    """Whether ``answer`` is still an exercise's stub: ``...``, or a function whose body
+    raises ``NotImplementedError``."""
+    if answer is ...:
+        return True
+    code = getattr(answer, "__code__", None)
+    return code is not None and "NotImplementedError" in code.co_names
+
+
+def answered(**answers: Any) -> None:
+    """The first line of a graded cell: ``answered(order=order, busy=busy)``. Raises
+    ``NotAnswered`` naming every answer still at its stub, so an untouched notebook's graded
+    cell says what is left in one line and counts as failed."""
+    if not answers:
+        raise TypeError("answered() needs the answers by name: answered(order=order, ...)")
+    left = [name for name, value in answers.items() if is_stub(value)]
+    if left:
+        raise NotAnswered(
+            f"✘ not answered yet: {', '.join(left)}. This graded cell fails (0 points) until "
+            f"{'it is' if len(left) == 1 else 'they are'} answered above"
+        )
 
 
 def hint(qid: str, level: int = 1) -> None:
