@@ -22,8 +22,10 @@ LAYER = {
     "analysis": 5,
     "present": 6,
     "widgets": 7,
+    "stepper": 7,
     "exercises": 8,
     "catalogue": 8,
+    "practice": 8,
     "chapters": 9,
 }
 
