@@ -51,6 +51,8 @@ GOALS = {
     "multiqueue_measure_ms": "< 1000 (median, measure(VM(iothreads=8)))",
     "trace_table_mb_1m": "< 50 (tracemalloc peak: 200 rows of a million mutex hand-offs)",
     "widget_worst_ms.*": "< 300 (median, each chapter's view at its slowest slider corner)",
+    "stepper_move_ms.*": "< 200 (median of a level's clicks: every step to the end, every undo)",
+    "stepper_show_me_ms.*": "< 1000 (show me: the explorer's shortest win, found and played)",
     "check_worst_s": "< 5 (slowest check() verdict: right, wrong and runaway answers)",
     "runaway_stop_s": "< 3 (time_limit_s=2: the worst of a Python, a time and a zero-time loop)",
     "explore_lost_update_s": "< 0.1 (2-thread lost update, every schedule, optimal DPOR)",
@@ -347,6 +349,41 @@ def check_worst_s(runaway: bool) -> tuple[float, str, float, str]:
     return worst, what, worst_runaway, which
 
 
+def stepper_ms(level) -> tuple[float, float]:
+    """A "be the scheduler" level as its widget is clicked: the median time of a move (the
+    first thread that can move, step after step to the end of the run, then undo after undo
+    back to the start), and the time of "show me" on a fresh widget (explorer and replay)."""
+    from labsupport.stepper import lab
+
+    box = lab(level)
+    times = []
+
+    def click(button) -> None:
+        t0 = time.perf_counter()
+        button.click()
+        times.append((time.perf_counter() - t0) * 1000)
+
+    while box.stepper.view.status == "choose":
+        click(box.buttons[box.stepper.view.movable[0][0]])
+    while box.stepper.schedule:
+        click(box.undo_button)
+    fresh = lab(level)
+    t0 = time.perf_counter()
+    fresh.show_button.click()
+    show = (time.perf_counter() - t0) * 1000
+    return statistics.median(times), show
+
+
+def scheduler_levels() -> list[tuple[str, object]]:
+    """Every chapter's "be the scheduler" level (``scheduler_level`` in its widgets)."""
+    found = []
+    for path in sorted((ROOT / "labsupport" / "chapters").glob("ch*/widgets.py")):
+        module = importlib.import_module(f"labsupport.chapters.{path.parent.name}.widgets")
+        if hasattr(module, "scheduler_level"):
+            found.append((path.parent.name, module.scheduler_level()))
+    return found
+
+
 def chapter_widgets() -> list[tuple[str, object]]:
     """Every chapter's widget: ``lab`` in ``labsupport/chapters/chNN/widgets.py`` (chapter 0's
     is ``counter_lab``)."""
@@ -450,6 +487,11 @@ def main() -> None:
     for chapter, factory in chapter_widgets():
         wms, worst_corners[chapter] = widget_worst_ms(factory, 3 if args.quick else 5)
         report(f"widget_worst_ms.{chapter}", f"{wms:.1f}")
+
+    for chapter, level in scheduler_levels():
+        move, show = stepper_ms(level)
+        report(f"stepper_move_ms.{chapter}", f"{move:.1f}")
+        report(f"stepper_show_me_ms.{chapter}", f"{show:.1f}")
 
     # A runaway answer is stopped by the run's wall-clock budget (check() sets it, with
     # kernel.time_budget): the slowest verdict is the worst of right, wrong and runaway answers.

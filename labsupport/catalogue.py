@@ -12,7 +12,10 @@ until it breaks (the shortest failing schedule, and how many runs it took), then
 fix on every schedule (a proof when the exploration completes, else the traces it covered
 and a PCT bound: chapter 8's table says which).
 
-Layer 8 (course): imports the kernel (to run a scenario's program) and the analyses.
+A scenario's buggy variant is also a level to be the scheduler of (``level``).
+
+Layer 8 (course): imports the kernel (to run a scenario's program), the analyses and the
+stepper.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .analysis import Exploration, explore, pct
 from .chapters import CHAPTERS
 from .kernel import MisuseError
 from .kernel import run as run_program
+from .stepper import Level
 
 #: The most seeds a hunt or an outcome table runs (each is two runs per scenario).
 MAX_SEEDS = 10_000
@@ -129,6 +133,32 @@ class Scenario:
     def kernel_outcome(self, result: Any, fixed: bool) -> str:
         """The outcome of one bare ``run()`` of ``program(fixed)``."""
         return self.judge(result, fixed) if self.judge is not None else self.outcome(result)
+
+    def level(self, goal: str, seed: int | None = None) -> Level:
+        """The buggy variant as a level to be the scheduler of: ``goal`` says what to make
+        happen, and the level is won when a run ends the way the bug does. The model data
+        is that of ``seed``, by default of the first seed on which a seeded run shows the bug
+        (as ``verify``'s); a good level's data lets some schedules avoid the bug."""
+        if not self.explorable:
+            raise ValueError(f"scenario {self.id} is a whole VM measured, not a program to step")
+        validate.label("goal", goal)
+        if seed is None:
+            seed = next((s for s in range(FIND_SEEDS) if self.found(False, s)), 0)
+        validate.whole("seed", seed, 0)
+
+        def reached(result: Any) -> str | None:
+            misuse = result.outcome == MISUSE
+            outcome = MISUSE if misuse else self.kernel_outcome(result, False)
+            return None if outcome == self.ok else f"{self.id}, {outcome}: {self.what}"
+
+        return Level(
+            f"{self.id}: {self.what}",
+            self.program(False),
+            goal,
+            reached,
+            run_options={"cpus": self.cpus, "seed": seed},
+            opaque=True,
+        )
 
     def found(self, fixed: bool, seed: int) -> bool:
         """Whether the bug showed on seed ``seed`` in the buggy or the fixed variant."""

@@ -178,9 +178,11 @@ def judge_fix(
         return judge(r)
 
     r, problem = attempt(0, lambda: run(program, seed=0, **run_options))  # first-come
-    problem = problem or verdict(r)
     if problem:
         return False, problem
+    problem = verdict(r)
+    if problem:
+        return False, f"{problem} (on the first-come schedule: {_replay(r.schedule, r.recipe())})"
     traces, complete = 0, True
     for seed in range(data_seeds):
         e = explore(
@@ -196,10 +198,9 @@ def judge_fix(
         if cx is not None:
             steps = cx.listing().splitlines()
             shown = steps[:14] + ([f"... ({len(steps) - 14} more)"] if len(steps) > 14 else [])
-            replay = cx.replay_call.replace("run(program", "run(answer", 1)
             return False, (
                 f"{cx.failure}: a schedule with {cx.preemptions} preemption(s) breaks it; "
-                f"replay it with {replay}. Its steps:\n" + "\n".join(shown)
+                f"{_replay(cx.schedule, cx.replay_call)}. Its steps:\n" + "\n".join(shown)
             )
         traces += e.traces
         complete = complete and e.complete and not e.unplaced
@@ -222,6 +223,19 @@ def judge_fix(
         f"schedules (a sample, not a proof: the search stopped at {max_runs:,} runs{per}, "
         f"or could not follow an order it planned){because}"
     )
+
+
+#: A replay call whose schedule is longer than this is not worth copying: a verdict gives the
+#: schedule's length instead (an answer that spins makes schedules of 100,000 steps).
+LONGEST_REPLAY = 200
+
+
+def _replay(schedule: str, call: str) -> str:
+    """How a verdict tells the learner to replay a run: the call, with the answer as the
+    program, or the schedule's length when it is too long to copy."""
+    if len(schedule) > LONGEST_REPLAY:
+        return f"its schedule is {len(schedule):,} steps long, too long to copy"
+    return "replay it with " + call.replace("run(program", "run(answer", 1)
 
 
 def attempt(seed: int, call: Callable[[], Any]) -> tuple[Any, str]:
@@ -325,12 +339,18 @@ class NotAnswered(AssertionError):
 
 
 def is_stub(answer: Any) -> bool:
-    """Whether ``answer`` is still an exercise's stub: ``...``, or a function whose body
-    raises ``NotImplementedError``."""
+    """Whether ``answer`` is still an exercise's stub: ``...``, or a function whose body, or
+    the body of a function defined inside it (a thread's body), raises ``NotImplementedError``."""
     if answer is ...:
         return True
     code = getattr(answer, "__code__", None)
-    return code is not None and "NotImplementedError" in code.co_names
+    return code is not None and _raises_not_implemented(code)
+
+
+def _raises_not_implemented(code: Any) -> bool:
+    if "NotImplementedError" in code.co_names:
+        return True
+    return any(_raises_not_implemented(c) for c in code.co_consts if hasattr(c, "co_names"))
 
 
 def answered(**answers: Any) -> None:

@@ -6,8 +6,12 @@ debugger. This kernel runs the same kind of program on SimPy's clock instead: ev
 generator, every blocking point (a lock, an event, a CPU, a sleep) goes through the kernel, and
 whenever two threads could take the next step at the same instant the kernel asks a *policy*
 which one goes. Each choice is written down as one character of a schedule string; give the
-string back and the run happens again, event for event. A wait-for graph is checked every time a
-thread blocks, so a deadlock stops the run with a report instead of hanging the notebook.
+string back and the run happens again, event for event. A policy may also answer "not me":
+``Pause`` stops the run at each choice point (``run()`` returns an outcome of "paused" and
+``sim.paused`` lists who could move); ``sim.choose(c)`` picks, and the next ``run()`` goes on
+from there, so a learner can be the scheduler without the run being thrown out of the kernel.
+A wait-for graph is checked every time a thread blocks, so a deadlock stops the run with a
+report instead of hanging the notebook.
 
 The interface for primitive authors. A primitive (a mutex, an event, an AioContext, a model's
 lock) is a ``Waitable`` whose operations are ``Step(fn)``s: ``fn(thread)`` changes the
@@ -549,11 +553,12 @@ class Thread(Waitable):
 
 
 class Policy:
-    """Chooses one of the ready threads (listed in the order they became ready)."""
+    """Chooses one of the ready threads (listed in the order they became ready), or None to
+    pause the run there (see ``Pause``)."""
 
     name = "policy"
 
-    def choose(self, sim: Simulation, ready: list[Thread]) -> Thread:  # pragma: no cover
+    def choose(self, sim: Simulation, ready: list[Thread]) -> Thread | None:  # pragma: no cover
         raise NotImplementedError
 
     def finish(self, sim: Simulation) -> None:
@@ -582,6 +587,16 @@ class RandomPolicy(Policy):
 
     def choose(self, sim, ready):
         return ready[self.rng.randrange(len(ready))]
+
+
+class Pause(Policy):
+    """Leave every choice to the caller: the run stops at each choice point, ``run()`` returns
+    a result whose outcome is "paused", and ``sim.choose(c)`` then ``run()`` goes on."""
+
+    name = "pause"
+
+    def choose(self, sim, ready):
+        return None
 
 
 class Replay(Policy):
@@ -796,7 +811,8 @@ class DeadlockReport:
 
 @dataclass
 class RunResult:
-    """How a run ended: "completed", "deadlock", "stuck", "crashed" or "time limit"."""
+    """How a run ended: "completed", "deadlock", "stuck", "crashed" or "time limit"; or
+    "paused" at a choice point, for a ``Pause`` policy (``sim.paused``, ``sim.choose``)."""
 
     outcome: str
     time: float
@@ -947,6 +963,8 @@ class Simulation:
         self._steps = 0
         self._instant_steps = 0
         self._stop: tuple[str, Any] | None = None
+        self._paused: list[Thread] | None = None  # who could move, while a Pause policy waits
+        self._chosen: Thread | None = None  # the caller's pick at that pause (sim.choose)
         self._wait_sources: list[WaitSource] = []  # see watch_waits
         self._result: RunResult | None = None
         self.current: Thread | None = None  # the thread taking a step; None outside run()
@@ -1004,6 +1022,26 @@ class Simulation:
         shaping = {k: self._options[k] for k in RECIPE_DEFAULTS if k != "until"}
         shaping["until"] = self._until
         return Schedule("".join(self._choices), shaping, self._program_name)
+
+    @property
+    def paused(self) -> list[Thread]:
+        """The threads that could take the next step while the run is paused at a choice
+        point (a ``Pause`` policy); empty when it is not paused."""
+        return list(self._paused or ())
+
+    def choose(self, who: str | Thread) -> Thread:
+        """At a pause, pick the thread (or its schedule character) that takes the next step;
+        ``run()`` then goes on. A thread that cannot move now is refused, naming those that
+        can."""
+        if not self._paused:
+            state = "has ended" if self._result is not None else "is not paused at a choice"
+            raise ValueError(f"who: the run {state}; there is nothing to choose")
+        for t in self._paused:
+            if who is t or who == t.char:
+                self._chosen, self._paused = t, None
+                return t
+        allowed = ", ".join(f"{t.char} ({t.name})" for t in self._paused)
+        raise ValueError(f"who: thread {who!r} cannot move now; the ones that can are {allowed}")
 
     # -- the interface for primitive authors ---------------------------------------------------
     # register, label, record, make_ready, block, block_for, wake (and extension): see the
@@ -1328,7 +1366,10 @@ class Simulation:
         n = 0
         while ready and self._stop is None:
             if len(ready) > 1:
-                t = policy.choose(self, ready)
+                t, self._chosen = self._chosen or policy.choose(self, ready), None
+                if t is None:  # the policy pauses here: run() returns, choose() picks
+                    self._paused = list(ready)
+                    break
                 self._choices.append(t.char)
                 if trace is not None:
                     trace.record((self.env._now, tb.CHOICE, t.tid, -1, len(ready)))  # see record
@@ -1559,6 +1600,8 @@ class Simulation:
         env = self.env
         while self._stop is None:
             self._dispatch()
+            if self._paused is not None:  # not an end: no result is kept, run() goes on
+                return RunResult("paused", self.now, self._steps, self.schedule, None, None, self)
             if self._stop is not None:
                 break
             nxt = env.peek()

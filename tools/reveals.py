@@ -5,7 +5,9 @@ A chapter asks the learner to predict (a markdown cell with **Predict**, "Predic
 cell shows the answer. Its outputs are stored (nbval checks them) but collapsed (JupyterLab's
 ``jupyter.outputs_hidden``), so the answer stays hidden until the learner opens it; the cell is
 tagged ``reveal``. A code cell that only shows the question (a table with ``reveal=False`` or
-``show_time=False``) is not a reveal: the "Reveal:" cell after it is.
+``show_time=False``) is not a reveal: the "Reveal:" cell after it is. The explanation that
+follows a reveal (the markdown right after it, up to its first heading) is an answer too: it is
+folded into a ``<details>`` block, so that scrolling on does not give it away.
 
 Usage: ``python tools/reveals.py [--check]`` (``--check``: exit 1 if a notebook would change).
 """
@@ -47,13 +49,37 @@ def reveal_cells(cells: list[dict]) -> list[int]:
     return out
 
 
+#: How the explanation after a reveal is folded.
+FOLD_OPEN = "<details><summary>The answer, explained (open it after the reveal)</summary>\n\n"
+FOLD_CLOSE = "\n\n</details>"
+
+
+def answer_text(cell: dict) -> str:
+    """The part of a markdown cell before its first heading."""
+    return re.split(r"(?m)^#", "".join(cell["source"]), maxsplit=1)[0].strip()
+
+
+def fold(cell: dict) -> None:
+    """Fold ``cell``'s text before its first heading into a <details> block (once)."""
+    source = "".join(cell["source"])
+    head = answer_text(cell)
+    if not head or head.startswith("<details>"):
+        return
+    rest = source[source.index(head) + len(head) :].lstrip("\n")
+    text = FOLD_OPEN + head + FOLD_CLOSE + ("\n\n" + rest if rest else "")
+    cell["source"] = text.splitlines(keepends=True)
+
+
 def mark(nb: dict) -> dict:
-    for i in reveal_cells(nb["cells"]):
-        meta = nb["cells"][i].setdefault("metadata", {})
+    cells = nb["cells"]
+    for i in reveal_cells(cells):
+        meta = cells[i].setdefault("metadata", {})
         tags = meta.setdefault("tags", [])
         if TAG not in tags:
             tags.append(TAG)
         meta.setdefault("jupyter", {})["outputs_hidden"] = True
+        if i + 1 < len(cells) and cells[i + 1]["cell_type"] == "markdown":
+            fold(cells[i + 1])
     return nb
 
 

@@ -159,10 +159,17 @@ class _Driver(Policy):
 
     # -- the kernel's hooks ------------------------------------------------------------------
     def choose(self, sim, ready):
+        before = len(self.events)
         self._finish()
         pos = len(self.events)
         if self.keep_enabled:
-            self.ready_at.setdefault(pos, set()).update([t.char for t in ready])
+            chars = [t.char for t in ready]
+            self.ready_at.setdefault(pos, set()).update(chars)
+            for ev in self.events[before:]:
+                # A lock handed over at an unlock: the waiter's event comes next, but the
+                # threads ready now could have come first, had the waiter not queued yet.
+                if ev.woken:
+                    ev.enabled.update(chars)
         if pos < len(self.plan):
             want = self.plan[pos]
             for t in ready:
@@ -563,12 +570,13 @@ class _WNode:
 class _Node:
     """One event position of the current run."""
 
-    __slots__ = ("char", "acc", "enabled", "sleep", "explored", "backtrack", "wut")
+    __slots__ = ("char", "acc", "enabled", "sleep", "explored", "backtrack", "wut", "disabled")
 
     def __init__(self, ev: _Event, sleep: dict):
         self.char, self.acc, self.enabled = ev.char, ev.acc, set(ev.enabled)
         self.sleep = sleep
         self.explored: dict = {}
+        self.disabled: set = set()  # planned here, but could not take an event here
         self.backtrack = {ev.char}
         self.wut: _WNode | None = None
 
@@ -897,24 +905,40 @@ def explore(
         if reduction in ("source", "optimal") and events:
             order = _Order(seq)
             for i, j in order.races:
-                _reverse(stack[i], order.reversal(i, j), optimal)
+                if i < len(events):  # two attempts still waiting at the end never ran at all
+                    _reverse(stack[i], order.reversal(i, j), optimal)
         if found.failures and stop == "first":
             found.stopped_by = "the first failure"
             break
-        del stack[len(events) :]
+        unreached = 0 <= branch_pos < len(stack) and len(events) <= branch_pos
+        if unreached:
+            # The thread planned at the branch could not take an event there (it was not
+            # ready, or its lock attempt had to wait): that is no choice at that position, and
+            # the position's other choices are still to do.
+            stack[branch_pos].disabled.add(stack[branch_pos].char)
+            del stack[branch_pos + 1 :]
+        else:
+            del stack[len(events) :]
         nxt = None
         while stack:
             node = stack[-1]
-            node.explored[node.char] = node.acc
+            if unreached:
+                unreached = False
+            else:
+                node.explored[node.char] = node.acc
             if optimal:
                 node.wut.children = [ch for ch in node.wut.children if ch[0] != node.char]
                 todo = [ch[0] for ch in node.wut.children]
             elif reduction == "source":
-                todo = sorted(node.backtrack - node.explored.keys() - node.sleep.keys())
+                todo = sorted(
+                    node.backtrack - node.explored.keys() - node.sleep.keys() - node.disabled
+                )
             elif not node.acc:
                 todo = []  # the event touched nothing: another thread first is the same run
             else:
-                todo = sorted(node.enabled - node.explored.keys() - node.sleep.keys())
+                todo = sorted(
+                    node.enabled - node.explored.keys() - node.sleep.keys() - node.disabled
+                )
                 if bound is not None:
                     todo = [c for c in todo if _preemptions_if(stack, c) <= bound]
             if todo:

@@ -3,8 +3,10 @@
 What a learner does, done by headless chromium through Playwright against the server `make lab`
 starts (tools/lab.py): open the chapter, answer JupyterLab's news question, clear the stored
 outputs, Run > Run All Cells, wait until the kernel has really finished, move the first slider
-with the keyboard and see the widget's printed output change. Every cell must run without an
-error, and the notebook file must be left as it was.
+with the keyboard and see the widget's printed output change; then play the chapter's "be the
+scheduler" level by clicking the threads' buttons until it says the goal is reached. Before
+the run, one hidden reveal (an answer stored collapsed) is opened by clicking it. Every cell
+must run without an error, and the notebook file must be left as it was.
 
 A full-page screenshot is saved to .scratch/artifacts/browser/<notebook>.png whether the test
 passes or fails. The browser and playwright come from `make browser`; without them the test is
@@ -184,6 +186,57 @@ def save_screenshot(page, path: Path, slider) -> None:
         print(f"could not save the screenshot {path}: {error}")
 
 
+def reveal_cell_index(path: Path) -> int:
+    """The index of the notebook's first cell tagged ``reveal`` (its output stored hidden)."""
+    cells = json.loads(path.read_text())["cells"]
+    return next(i for i, c in enumerate(cells) if "reveal" in c["metadata"].get("tags", []))
+
+
+def winning_schedule() -> str:
+    """A schedule that wins chapter 2's level, as the kernel's own explorer finds it."""
+    from labsupport.chapters.ch02.widgets import scheduler_level
+    from labsupport.stepper import Stepper
+
+    return Stepper(scheduler_level()).shortest()
+
+
+def play_level_by_clicking(page, server, page_log, expected: int) -> str:
+    """Click the level's thread buttons in the order of a winning schedule, each time waiting
+    for the widget to show the schedule so far; return the widget's final text."""
+    cell = page.locator(NOTEBOOK_CELLS).filter(has_text="scheduler_lab()").first
+    assert cell.count(), f"no cell runs scheduler_lab() in {NOTEBOOK}"
+    output = cell.locator(".jp-OutputArea-output pre").first
+    schedule = winning_schedule()
+    for k, char in enumerate(schedule):
+        button = cell.locator("button", has_text=f"({char})").first
+        button.scroll_into_view_if_needed()
+        button.click()
+        done = schedule[: k + 1]
+        deadline = time.monotonic() + WIDGET_TIMEOUT
+        shown = (f"schedule {done!r}", f"schedule: {done!r}")  # at a choice; at the end
+        while not any(text in output.inner_text() for text in shown):
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"the level did not show schedule {done!r} within {WIDGET_TIMEOUT} s of "
+                    f"the click:\n{output.inner_text()}\n"
+                    f"{describe(notebook_state(page), server, page_log)}"
+                )
+            time.sleep(POLL)
+    wait_until_idle(page, server, page_log, expected, WIDGET_TIMEOUT)
+    return output.inner_text()
+
+
+def open_a_reveal(page, index: int) -> str:
+    """Click the collapsed output of cell ``index`` open; return the text it then shows."""
+    cell = page.locator(NOTEBOOK_CELLS).nth(index)
+    cell.scroll_into_view_if_needed()
+    area = cell.locator(".jp-OutputArea")
+    assert not area.is_visible(), "a reveal's output is shown before it is opened"
+    cell.locator(".jp-OutputPlaceholder").click()
+    area.wait_for(state="visible", timeout=WIDGET_TIMEOUT * 1000)
+    return area.inner_text()
+
+
 def test_a_person_can_run_the_notebook_and_move_a_slider(lab_server, page, page_log):
     path = ROOT / NOTEBOOK
     assert path.is_file(), f"{NOTEBOOK} does not exist"
@@ -215,6 +268,11 @@ def test_a_person_can_run_the_notebook_and_move_a_slider(lab_server, page, page_
                     f"{describe(notebook_state(page), lab_server, page_log)}"
                 )
             time.sleep(POLL)
+
+        # A reveal is stored collapsed: as opened, it shows its answer only when clicked open.
+        # (Clearing every output below shows every output area again, as JupyterLab does.)
+        revealed = open_a_reveal(page, reveal_cell_index(path))
+        assert "t(us)" in revealed, revealed
 
         # The notebook is stored with its outputs and execution numbers; clear them first, so
         # that every number and output seen afterwards comes from this run.
@@ -265,6 +323,11 @@ def test_a_person_can_run_the_notebook_and_move_a_slider(lab_server, page, page_
             f"{key} x{ARROW_PRESSES} did not move the slider: {value_before:g} -> {value_after:g}"
         )
         assert after and after != before
+
+        # Be the scheduler: click the threads' buttons in a winning order.
+        final = play_level_by_clicking(page, lab_server, page_log, expected)
+        assert "goal reached" in final and "interrupt line was lost" in final, final
+
         print(
             f"{NOTEBOOK}: {expected} cells ran in {ran_all - started:.1f} s (with page load); "
             f"slider {value_before:g} -> {value_after:g} changed the widget's output in "

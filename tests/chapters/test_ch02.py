@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from notebook_cells import run_cell_containing, run_cells
 
-from labsupport import MisuseError, compute, run
+from labsupport import MisuseError, QemuMutex, compute, run
 from labsupport.analysis import intervals
 from labsupport.chapters.ch02.checks import (
     _fixed_02,
@@ -22,7 +22,7 @@ from labsupport.chapters.ch02.checks import (
     predict_run,
     unlocked_mmio_write,
 )
-from labsupport.qemu import Workload, run_era
+from labsupport.qemu import BQL, Workload, run_era
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "02-vcpu-threads-and-the-bql.ipynb"
@@ -294,5 +294,30 @@ def test_exercise_2_4_and_2_5():
     assert not _knee_02(15)[0]
     assert not _knee_02(40)[0]
     assert not _knee_02(22.5)[0]
-    assert _recall_02("b")[0] and _recall_02(" B ")[0]
-    assert not any(_recall_02(x)[0] for x in ("a", "c", "d", "e", 2))
+
+    def bql_first(sim):  # the exercise's program with the vCPU following the rule
+        bql = BQL(sim)
+        dev_lock = QemuMutex(sim, "dev.lock")
+
+        def vcpu():
+            yield bql.lock("vcpu: mmio")
+            yield dev_lock.lock()
+            yield compute(2)
+            yield dev_lock.unlock()
+            yield bql.unlock()
+
+        def main_loop():
+            yield bql.lock("main loop")
+            yield compute(1)
+            yield dev_lock.lock()
+            yield dev_lock.unlock()
+            yield bql.unlock()
+
+        sim.spawn("vcpu0", vcpu)
+        sim.spawn("main-loop", main_loop)
+
+    ok, message = _recall_02({"why": "b", "program": bql_first})
+    assert ok and message.startswith("no schedule breaks it: 2 traces, complete")
+    assert _recall_02({"why": " B ", "program": bql_first})[0]
+    assert not any(_recall_02({"why": x, "program": bql_first})[0] for x in ("a", "c", "d", "e"))
+    assert not _recall_02("b")[0] and not _recall_02(2)[0]

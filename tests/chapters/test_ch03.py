@@ -26,6 +26,8 @@ from labsupport.chapters.ch03.checks import (
     _recall_36,
     _walk_in_32,
     advantage_34,
+    main_loop_waits_35,
+    pair_34,
     predict_31_run,
     refusals_36,
     stores,
@@ -264,8 +266,11 @@ def test_3_2_find_the_schedule():
     assert not _walk_in_32("111")[0]
     assert not _walk_in_32("9")[0]
     assert not _walk_in_32(True)[0]
-    walk_in_seeds = [s for s in range(10) if _walk_in_32(s)[0]]
-    assert walk_in_seeds and len(walk_in_seeds) < 10
+    assert not any(_walk_in_32(s)[0] for s in range(10))  # a seed is not a schedule
+    runs = [run(r2_program(fixed=False), policy="random", seed=s, cpus=2) for s in range(10)]
+    walk_ins = [r.schedule for r in runs if "vcpu0 entered" in r.sim.model.reports[0]]
+    assert walk_ins and len(walk_ins) < 10  # some seeds find it: their schedules are answers
+    assert all(_walk_in_32(schedule)[0] for schedule in walk_ins)
 
 
 def _device(mode: str):
@@ -345,8 +350,15 @@ def test_3_4_the_advantage_passes_2x_between_guest_us_200_and_100():
 
 def test_3_5_explain():
     assert set(EXPLAIN_35) == {"a", "b", "c"}
-    assert _explain_35("b")[0] and _explain_35(" B ")[0]
-    assert not _explain_35("a")[0] and not _explain_35("c")[0] and not _explain_35(2)[0]
+    heavy, light = (pair_34(g)[0] for g in (GUEST_US_34[0], GUEST_US_34[-1]))
+    waits = tuple(r.result.sim.model["bql"].sites["main loop"].wait_us for r in (heavy, light))
+    assert main_loop_waits_35() == waits and waits[0] > 2 * waits[1]
+    assert _explain_35({"why": "b", "main_loop_wait_us": waits})[0]
+    assert _explain_35({"why": " B ", "main_loop_wait_us": [w + 0.9 for w in waits]})[0]
+    for letter in "ac":
+        assert not _explain_35({"why": letter, "main_loop_wait_us": waits})[0]
+    assert not _explain_35({"why": "b", "main_loop_wait_us": [w + 1.1 for w in waits]})[0]
+    assert not _explain_35("b")[0] and not _explain_35(2)[0]
 
 
 def test_3_6_recall():

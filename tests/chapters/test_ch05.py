@@ -9,16 +9,20 @@ from pathlib import Path
 import pytest
 from notebook_cells import assert_same_run, run_cells
 
-from labsupport import MisuseError, compute, run, trace_table
+from labsupport import MisuseError, compute, run, sleep, trace_table
 from labsupport.analysis import find_races
 from labsupport.chapters.ch05.checks import (
+    NOTICE_SLACK_US,
     PREDICT_KEYS,
+    RECALL_NESTING,
     _fix_d1,
     _fix_d2,
     _lose_wakeup_05,
     _predict_05,
     _predict_answer,
     _recall_05,
+    depth_while_waiting,
+    nested_save_vmstate,
 )
 from labsupport.chapters.ch05.scenarios import (
     R3_LOST_SCHEDULE,
@@ -382,8 +386,70 @@ def test_exercise_5_4_and_5_5():
     assert _lose_wakeup_05(R3_LOST_SCHEDULE)[0]
     assert not _lose_wakeup_05("1")[0]
     assert not _lose_wakeup_05("x")[0]
-    assert _recall_05("b")[0] and _recall_05(" B ")[0]
-    assert not any(_recall_05(x)[0] for x in ("a", "c", "d", "e", 2))
+    held = RECALL_NESTING - 1  # the reason: the wait lets go of one level only
+    assert _recall_05({"letter": "b", "depth while waiting": held})[0]
+    assert _recall_05({"letter": " B ", "depth while waiting": held})[0]
+    for letter in ("a", "c", "d", "e", 2):
+        assert not _recall_05({"letter": letter, "depth while waiting": held})[0]
+    assert not _recall_05("b")[0]  # the letter alone is not enough
+
+
+def test_5_5s_depth_is_measured_on_the_model_and_follows_the_one_release():
+    for levels in (2, 3, 4):
+        assert depth_while_waiting(levels) == levels - 1
+    # a caller that holds it once is not stuck at all: nothing to measure
+    r = run(d1_program(save_vmstate_body=nested_save_vmstate(1)), cpus=2, seed=0)
+    assert r.outcome == "completed"
+
+
+def test_5_1_refuses_a_wait_for_a_length_of_time():
+    def sleeps(io, main_ctx, in_flight):
+        yield aio_context_acquire(io.ctx, "main: save_vmstate")
+        yield aio_context_release(io.ctx)
+        yield sleep(100)
+        yield aio_context_acquire(io.ctx, "main: save_vmstate")
+        yield aio_context_release(io.ctx)
+
+    ok, msg = _fix_d1(sleeps)
+    assert not ok and f"within {NOTICE_SLACK_US:g} us" in msg and "went on 100 us" in msg
+
+
+def test_5_2_wants_the_resize_after_the_drain_under_the_lock_and_the_lock_let_go():
+    def body(drop_for_resize=False, skip_yield=False, keep=False):
+        def resize(io, drain_bh, resized):
+            yield aio_context_acquire(io.ctx, "qmp: block_resize")
+            yield compute(10)
+            yield io.ctx.bh_schedule_oneshot(drain_bh, "drain")
+            yield aio_context_release(io.ctx)
+            if not skip_yield:
+                yield qemu_coroutine_yield()
+            yield aio_context_acquire(io.ctx, "qmp: block_resize")
+            if drop_for_resize:
+                yield aio_context_release(io.ctx)
+            yield compute(5)
+            yield resized.store(1)
+            if not drop_for_resize and not keep:
+                yield aio_context_release(io.ctx)
+
+        return resize
+
+    assert _fix_d2(body())[0]
+    ok, msg = _fix_d2(body(drop_for_resize=True))
+    assert not ok and "did not hold iothread0's context" in msg
+    ok, msg = _fix_d2(body(skip_yield=True))
+    assert not ok and "before the drain's BH had woken the coroutine" in msg
+    ok, msg = _fix_d2(body(keep=True))
+    assert not ok and "still held by main-loop when the run ends" in msg
+
+
+def test_a_stub_function_is_not_answered_yet(capsys):
+    from labsupport import check
+
+    def save_vmstate(io, main_ctx, in_flight):
+        raise NotImplementedError("Your answer here")
+
+    assert check("5.1", save_vmstate) is False
+    assert capsys.readouterr().out.startswith("✘ 5.1: not answered yet")
 
 
 def test_r3_written_out_the_race_detector_flags_every_buggy_run_and_no_fixed_one():

@@ -483,10 +483,15 @@ def test_6_3_accepts_drain_then_lock_and_refuses_the_bug_and_the_missing_drain()
     assert not ok and "requires holding `graph_lock` exclusively" in msg
 
 
-def test_6_4_wants_the_callback_that_waits_for_the_writer():
-    ok, msg = _d6_64("b")
-    assert ok and "deadlocks with has_writer=1" in msg
-    assert not _d6_64("d")[0] and not _d6_64("z")[0]
+def test_6_4_wants_the_callback_that_waits_for_the_writer_and_its_name():
+    g = run_scenario("D6", False, seed=0)
+    (sleeper,) = [co.name for co in g.model.gl.queue.waiters]
+    ok, msg = _d6_64({"letter": "b", "sleeper": sleeper})
+    assert ok and "deadlocks with has_writer=1" in msg and sleeper in msg
+    assert not _d6_64({"letter": "d", "sleeper": sleeper})[0]
+    assert not _d6_64({"letter": "z", "sleeper": sleeper})[0]
+    assert not _d6_64({"letter": "b", "sleeper": "req0"})[0]
+    assert not _d6_64("b")[0]  # the letter alone is not enough
 
 
 def test_the_settings_the_prose_quotes():

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from labsupport import catalogue, exercises, stats, validate
+from labsupport import catalogue, exercises, stats, stepper, validate
 from labsupport.analysis import lockdep, tsa
 from labsupport.annotations import (
     GuardedAttr,
@@ -354,8 +354,12 @@ CASES = [
         "slow_syscall_permille",
     ),
     (lambda: ch(5, "widgets").lab(recorded=""), ValueError, "recorded"),
-    (lambda: ch(5, "widgets").Stepper(cpus=0), ValueError, "cpus"),
-    (lambda: ch(5, "widgets").Stepper().step(None), ValueError, "char"),
+    (lambda: stepper.Stepper("D1"), TypeError, "level"),
+    (lambda: stepper.Stepper(ch(5, "widgets").scheduler_level(), width=3), ValueError, "width"),
+    (lambda: stepper.Stepper(ch(5, "widgets").scheduler_level()).step(None), ValueError, "char"),
+    (lambda: stepper.lab(ch(0, "widgets").scheduler_level(), recorded=""), ValueError, "recorded"),
+    (lambda: ch(5, "scenarios").SCENARIOS["D1"].level("", seed=0), ValueError, "goal"),
+    (lambda: ch(5, "scenarios").SCENARIOS["D1"].level("g", seed=-1), ValueError, "seed"),
     (lambda: ch(6, "widgets").lab(reader_rate=1000), ValueError, "reader_rate"),
     (lambda: ch(6, "widgets").lab(iothreads=5), ValueError, "iothreads"),
     (lambda: ch(6, "widgets").lab_config(40, 2, "yes", False, False), ValueError, "drain_first"),

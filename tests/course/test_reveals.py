@@ -58,3 +58,28 @@ def test_a_question_cell_is_not_a_reveal_but_the_cell_after_reveal_is():
 
 def test_the_tool_finds_nothing_to_change():
     assert tool.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_the_explanation_right_after_a_reveal_is_folded_too(path):
+    """Scrolling past a collapsed reveal must not show its answer in the prose below it."""
+    nb = cells(path)
+    for i in tool.reveal_cells(nb):
+        if i + 1 < len(nb) and nb[i + 1]["cell_type"] == "markdown":
+            head = tool.answer_text(nb[i + 1])
+            assert not head or (head.startswith("<details>") and head.endswith("</details>")), (
+                path.name,
+                i + 1,
+                head[:80],
+            )
+
+
+def test_folding_keeps_the_heading_below_and_happens_once():
+    text = ["At t = 50 it ran.\n", "\n", "## 4. Next\n", "Text"]
+    cell = {"cell_type": "markdown", "source": text}
+    tool.fold(cell)
+    once = "".join(cell["source"])
+    assert once.startswith(tool.FOLD_OPEN + "At t = 50 it ran.")
+    assert once.endswith("</details>\n\n## 4. Next\nText")
+    tool.fold(cell)
+    assert "".join(cell["source"]) == once

@@ -96,13 +96,23 @@ def _counts(result: Any, counter: Shared) -> str | None:
 register(
     "0.1",
     _predict_00,
-    "read the table row by row: a store writes the value its own "
-    "thread loaded plus one, whatever happened in between",
+    [
+        "what does a store write: the counter as it stands at that moment, or something else?",
+        "a store writes the value its own thread loaded plus one, whatever the other thread did "
+        "in between",
+        "go down the table keeping, for each thread, the value it last loaded; the final value is "
+        "what the last store writes",
+    ],
 )
 register(
     "0.2",
     _lose_one_00,
-    "one character per choice point: '1' lets T1 take its first step (the load) before T0 runs",
+    [
+        "for an update to be lost, what must both threads have done before either of them stores?",
+        "both threads must load the counter while it is still 0; then both store 1",
+        "at the first choice point let T1 take its load, then let T0 run; when the string runs "
+        "out the first-come policy finishes the run",
+    ],
 )
 register(
     "0.3",

@@ -1,4 +1,5 @@
-"""Chapter 0's widget: seed and thread-count sliders over the lost-update counter.
+"""Chapter 0's widgets: seed and thread-count sliders over the lost-update counter, and a
+level in which the learner is the scheduler and has to lose an update.
 
 Layer 9 (chapters).
 """
@@ -7,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ... import stepper
 from ...present import trace_table
+from ...stepper import Level
 from ...widgets import budgeted, int_slider
+from .classics import lost_update
 from .scenarios import CounterOutcome, counter_experiment
 
 
@@ -34,3 +38,27 @@ def counter_lab(seed: int = 0, threads: int = 2, increments: int = 2) -> Any:
         increments=w.fixed(increments),
         table=w.fixed(True),
     )
+
+
+# -- be the scheduler --------------------------------------------------------------------------
+
+
+def _lost(result: Any) -> str | None:
+    x = result.sim.model.value
+    return f"x ends at {x}, so one of the two increments was lost" if x < 2 else None
+
+
+def scheduler_level() -> Level:
+    """Two threads each add 1 to ``x`` (load, then store): make the counter end at 1."""
+    return Level(
+        "the lost update",
+        lost_update(2, 1),
+        "two threads each add 1 to x, which starts at 0: choose the order of their steps so "
+        "that x ends at 1",
+        _lost,
+    )
+
+
+def scheduler_lab() -> Any:
+    """Chapter 0's level of ``labsupport.stepper``, as a widget."""
+    return stepper.lab(scheduler_level())

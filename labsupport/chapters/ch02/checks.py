@@ -12,8 +12,10 @@ Layer 9 (chapters): imports the layers below.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+from labsupport import tracebuf as tb
 from labsupport import validate
 from labsupport.analysis.metrics import intervals
 from labsupport.exercises import judge_fix, register
@@ -116,6 +118,9 @@ def bql_waits(result: Any) -> dict[str, float]:
 
 #: The run that exercise 2.1 shows: two host CPUs, the random policy with this seed.
 PREDICT_02 = dict(cpus=2, policy="random", seed=4)
+#: How far a predicted wait may be from the run's, in microseconds: the clock of this run moves
+#: in whole microseconds, so a prediction is exact or wrong.
+PREDICT_TOLERANCE_US = 1e-6
 
 
 def predict_run() -> Any:
@@ -132,14 +137,17 @@ def _predict_02(answer: Any) -> tuple[bool, str]:
         if not validate.is_number(v):
             return False, f"{name}'s wait must be a number of microseconds, not {v!r}"
     truth = bql_waits(predict_run())
-    wrong = [n for n in ("vcpu0", "vcpu1") if abs(answer[n] - truth[n]) > 1e-9]
+    wrong = [n for n in ("vcpu0", "vcpu1") if abs(answer[n] - truth[n]) > PREDICT_TOLERANCE_US]
     if not wrong:
         return True, (
             f"vcpu0 waited {truth['vcpu0']:g} us and vcpu1 {truth['vcpu1']:g} us: "
             f"one BQL, so two exits at the same instant are emulated one after the "
             f"other"
         )
-    return False, f"{' and '.join(wrong)}: not what this schedule produces"
+    return False, (
+        f"{' and '.join(wrong)}: not what this schedule produces (a wait must be exact, to "
+        f"within {PREDICT_TOLERANCE_US:g} us)"
+    )
 
 
 # -- 2.2 Find the schedule that breaks it ------------------------------------------------------
@@ -164,22 +172,58 @@ def _lose_interrupt_02(answer: Any) -> tuple[bool, str]:
 # -- 2.3 Fix the bug ---------------------------------------------------------------------------
 
 FIX_02 = dict(vcpus=4, exits=3, cpus=4)
+#: The machines a 2.3 answer is judged on, each on every schedule: FIX_02, then a smaller one, so
+#: that a handler written for one machine's numbers does not pass.
+FIX_02_MACHINES = (FIX_02, dict(vcpus=3, exits=2, cpus=3))
 
 
 def _fixed_02(answer: Any) -> tuple[bool, str]:
     if not callable(answer):
         return False, "answer with a handler: a generator function of (bql, dev, cpu)"
-    p = FIX_02
-    program = irq_device_program(answer, vcpus=p["vcpus"], exits=p["exits"])
-    total = p["vcpus"] * p["exits"]
+    verdicts = []
+    for p in FIX_02_MACHINES:
+        program = irq_device_program(answer, vcpus=p["vcpus"], exits=p["exits"])
+        ok, message = judge_fix(
+            program,
+            _judge_irq(p["vcpus"] * p["exits"]),
+            cpus=p["cpus"],
+            trace=True,
+            because=", every write under the BQL",
+        )
+        if not ok:
+            where = f"with {p['vcpus']} vCPUs writing {p['exits']} times each: "
+            return False, where + message
+        verdicts.append(message)
+    return True, verdicts[0]
 
-    def judge(r):
+
+def _judge_irq(total: int):
+    """What one run of a 2.3 answer must show: every bit raised, every write counted, each
+    store into isr adding the writer's own bit to what isr held, all of it under the BQL."""
+
+    def judge(r: Any) -> str | None:
         dev = r.sim.model
+        if not isinstance(dev, IrqDevice):
+            return "the handler must not change the device program"
         if dev.isr.value != dev.all_raised or dev.writes.value != total:
             return (
                 f"isr = {dev.isr.value:#06b} and writes = {dev.writes.value}; expected "
                 f"{dev.all_raised:#06b} and {total}"
             )
+        names = [t.name for t in r.sim.threads]
+        before = dev.isr.initial
+        for t, k, tid, oid, a in zip(*r.sim.trace.columns()):
+            if k == tb.WRITE and oid == dev.isr.oid:
+                value = r.sim.trace.decode(a)
+                if not (names[tid].startswith("vcpu") and names[tid][4:].isdigit()):
+                    return f"{names[tid]} stored isr: only the vCPUs' handler writes the device"
+                cpu = int(names[tid][4:])
+                if value != before | (1 << cpu):
+                    return (
+                        f"at t={t:g} us {names[tid]} stored isr = {value:#06b} over "
+                        f"{before:#06b}: a write must raise only the writer's own bit"
+                    )
+                before = value
         taken = sum(s.acquisitions for s in dev.bql.sites.values())
         if taken < total:
             return (
@@ -187,7 +231,7 @@ def _fixed_02(answer: Any) -> tuple[bool, str]:
             )
         return None
 
-    return judge_fix(program, judge, cpus=p["cpus"], because=", every write under the BQL")
+    return judge
 
 
 # -- 2.4 Measure and explain -------------------------------------------------------------------
@@ -199,7 +243,14 @@ KNEE_LEVEL = 3.0
 
 def guest_work(guest_us: float) -> float:
     """Exercise 2.4's measurement: vCPUs' worth of guest code at this ``guest_us``."""
-    return run_era(KNEE_02.replace(guest_us=guest_us), "kvm", trace=False).guest_cpus_busy
+    return _kvm_busy(KNEE_02.replace(guest_us=guest_us))
+
+
+@cache
+def _kvm_busy(w: Workload) -> float:
+    """``guest_cpus_busy`` of the KVM era on ``w``: a run is deterministic, so each workload is
+    run once however often the checker asks."""
+    return run_era(w, "kvm", trace=False).guest_cpus_busy
 
 
 def _knee_02(answer: Any) -> tuple[bool, str]:
@@ -223,40 +274,130 @@ def _knee_02(answer: Any) -> tuple[bool, str]:
 
 # -- 2.5 Recall --------------------------------------------------------------------------------
 
+#: Why each wrong letter of 2.5 is wrong: it refutes that statement only.
 RECALL_02 = {
-    "a": "speed has nothing to do with it: the rule is about the order in which locks are taken",
+    "a": "the BQL is not faster to take than any other lock",
     "b": "",
     "c": "the BQL is not recursive: a thread that takes it while holding it is a bug",
-    "d": "vCPU threads and device code take other locks too; the rule holds in every thread",
+    "d": "vCPU threads and device code take other locks too",
 }
+#: The two locks of 2.5's program, as the lock-order report names them.
+BQL_CLASS, DEVICE_LOCK = "BQL", "dev.lock"
+
+
+def nestings(r: Any) -> dict[str, set[tuple[str, str]]]:
+    """For each thread of a run, the pairs (lock held, lock taken): every lock it took, or
+    waited for, while it held another."""
+    sim = r.sim
+    names = [t.name for t in sim.threads]
+    held: dict[int, list[str]] = {}
+    pairs: dict[str, set[tuple[str, str]]] = {name: set() for name in names}
+    for _t, k, tid, oid, _a in zip(*sim.trace.columns()):
+        if k not in (tb.ACQUIRE, tb.RELEASE, tb.BLOCK) or oid < 0:
+            continue
+        name = getattr(sim.objects[oid], "name", "")
+        if getattr(sim.objects[oid], "kind", "") != "mutex":
+            continue
+        mine = held.setdefault(tid, [])
+        if k == tb.RELEASE:
+            if name in mine:
+                mine.remove(name)
+            continue
+        pairs[names[tid]].update((h, name) for h in mine if h != name)
+        if k == tb.ACQUIRE:
+            mine.append(name)
+    return pairs
+
+
+def taken(r: Any) -> dict[str, set[str]]:
+    """For each thread of a run, the names of the mutexes it acquired."""
+    sim = r.sim
+    names = [t.name for t in sim.threads]
+    out: dict[str, set[str]] = {name: set() for name in names}
+    for _t, k, tid, oid, _a in zip(*sim.trace.columns()):
+        if k == tb.ACQUIRE and oid >= 0 and getattr(sim.objects[oid], "kind", "") == "mutex":
+            out[names[tid]].add(sim.objects[oid].name)
+    return out
+
+
+def _follows_the_rule(r: Any) -> str | None:
+    """One run of 2.5's program: both threads take both locks, the vCPU holds them together,
+    and nobody takes the BQL while holding the device lock."""
+    locks = taken(r)
+    for thread in ("vcpu0", "main-loop"):
+        if thread not in locks:
+            return f"keep the two threads vcpu0 and main-loop; this program has {sorted(locks)}"
+        missing = {BQL_CLASS, DEVICE_LOCK} - locks[thread]
+        if missing:
+            return f"{thread} never took {', '.join(sorted(missing))}: it needs both locks"
+    pairs = nestings(r)
+    for thread, nested in pairs.items():
+        if (DEVICE_LOCK, BQL_CLASS) in nested:
+            return f"{thread} took the BQL while holding {DEVICE_LOCK}: that is the order to avoid"
+    if (BQL_CLASS, DEVICE_LOCK) not in pairs["vcpu0"]:
+        return (
+            f"vcpu0 took the two locks one after the other, never both at once; its device "
+            f"work needs {DEVICE_LOCK} and the BQL held together"
+        )
+    if (BQL_CLASS, DEVICE_LOCK) not in pairs["main-loop"]:
+        return f"keep the main loop as it was: it takes {DEVICE_LOCK} while it holds the BQL"
+    return None
+
+
+def _left_at_stub(answer: dict) -> str:
+    """What to say when parts of a dict answer still hold the exercise's stub ``...``."""
+    left = [repr(key) for key, value in answer.items() if value is ...]
+    if not left:
+        return ""
+    verb = "holds" if len(left) == 1 else "hold"
+    return f"{' and '.join(left)} still {verb} the stub ...: put your answer there"
 
 
 def _recall_02(answer: Any) -> tuple[bool, str]:
-    if not isinstance(answer, str) or answer.strip().lower() not in RECALL_02:
-        return False, f"answer with one letter, 'a' to 'd', not {answer!r}"
-    letter = answer.strip().lower()
-    if letter == "b":
-        return True, (
-            "one global order (the BQL outermost) means no thread ever holds another "
-            "lock while it waits for the BQL, so no AB-BA cycle through the BQL can "
-            "form"
-        )
-    return False, RECALL_02[letter]
+    shape = "answer with a dict: {'why': one letter from 'a' to 'd', 'program': bql_first}"
+    if not isinstance(answer, dict) or set(answer) != {"why", "program"}:
+        return False, shape
+    left = _left_at_stub(answer)
+    if left:
+        return False, left
+    why, program = answer["why"], answer["program"]
+    if not isinstance(why, str) or why.strip().lower() not in RECALL_02:
+        return False, f"'why' is one letter from 'a' to 'd', not {why!r}"
+    if not callable(program):
+        return False, "'program' is a program: a function of sim, as device_lock_first is"
+    ok, message = judge_fix(program, _follows_the_rule, cpus=2, trace=True)
+    if not ok:
+        return False, f"the program is not right yet: {message}"
+    letter = why.strip().lower()
+    if letter != "b":
+        return False, f"the program is right, but ({letter}) is not the reason: {RECALL_02[letter]}"
+    return True, (
+        f"{message}. One global order (the BQL outermost) means no thread ever holds another "
+        f"lock while it waits for the BQL, so no AB-BA cycle through the BQL can form"
+    )
 
 
 register(
     "2.1",
     _predict_02,
-    "go through the table in order: both vCPUs leave guest mode at "
-    "t=10; the one that gets the BQL holds it for its whole emulation, and the other "
-    "waits until the unlock; add up the compute times to find the later clock readings",
+    [
+        "both vCPUs leave guest mode at the same instant: can both hold the BQL at once?",
+        "the vCPU that gets the BQL holds it for its whole emulation; the other waits until the "
+        "unlock",
+        "go through the table in order, adding up the compute times to find the clock at each "
+        "lock and unlock, and sum each vCPU's time between asking for the BQL and getting it",
+    ],
 )
 register(
     "2.2",
     _lose_interrupt_02,
-    "run it once with a short schedule and print "
-    "trace_table(...): you want vcpu1's 'load isr' between vcpu0's 'load isr' and its "
-    "'store isr'. One character per choice point; '0' moves vcpu0, '1' moves vcpu1",
+    [
+        "which step of vcpu1 must come between vcpu0's load of isr and its store?",
+        "run a short schedule and print its trace table to see which step each character moved; "
+        "one character per choice point, 0 moves vcpu0 and 1 moves vcpu1",
+        "let vcpu0 go up to its load of isr, then let vcpu1 load isr before vcpu0 stores; after "
+        "that, either order loses vcpu0's bit",
+    ],
 )
 register(
     "2.3",
@@ -272,12 +413,23 @@ register(
 register(
     "2.4",
     _knee_02,
-    "sweep guest_us with guest_work(g) from labsupport.chapters.ch02.checks (or "
-    "run_era on KNEE_02.replace(guest_us=g)) and find where the result crosses 3.0",
+    [
+        "does the guest work grow or shrink as the guest runs longer between exits?",
+        "measure the guest work for one guest time after another, a microsecond apart, with the "
+        "function the exercise gives",
+        "answer with the first guest time at which the measurement reaches 3 vCPUs' worth; one "
+        "microsecond less must fall short of it",
+    ],
 )
 register(
     "2.5",
     _recall_02,
-    "think of a thread that holds some device lock and then asks for "
-    "the BQL, while the main loop holds the BQL and asks for that device lock",
+    [
+        "a thread holds a device lock and waits for the BQL: what could the BQL's holder be "
+        "waiting for?",
+        "a deadlock needs a cycle of waits, and a cycle needs two threads that take the same two "
+        "locks in opposite orders",
+        "choose the statement about cycles; in the program, let the vCPU take the BQL before the "
+        "device lock, hold both for its device work, and release them in the opposite order",
+    ],
 )

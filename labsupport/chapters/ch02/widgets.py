@@ -4,7 +4,8 @@ From 2009 each KVM vCPU ran guest code in a thread of its own, without the BQL, 
 for every MMIO exit that needed device emulation; the main loop held it except while it slept
 in ``poll()``. The sliders set the vCPUs, the host CPUs, how often the guest exits (``guest_us``
 between exits) and how long one emulation takes; ``view`` runs the era (``run_era``) and
-prints what it measured. Nothing is computed in the widget itself.
+prints what it measured. Nothing is computed in the widget itself. ``scheduler_lab`` makes the
+learner the scheduler of two vCPUs that write a device register without the BQL.
 
 Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
@@ -14,9 +15,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from labsupport import stepper
 from labsupport.qemu.eras import EraResult, run_era
 from labsupport.qemu.workload import Workload
+from labsupport.stepper import Level
 from labsupport.widgets import budgeted, int_slider, text_bar
+
+from .checks import irq_device_program, unlocked_mmio_write
 
 #: The arrangements this chapter compares: KVM vCPU threads, MTTCG, round-robin TCG.
 CH02_ERAS = ("kvm", "mttcg", "tcg-rr")
@@ -98,3 +103,32 @@ def lab(vcpus: int = 2, host_cpus: int = 4, guest_us: int = 50, mmio_emulation_u
         ),
         seed=w.fixed(0),
     )
+
+
+# -- be the scheduler --------------------------------------------------------------------------
+
+
+def _lost_interrupt(result: Any) -> str | None:
+    dev = result.sim.model
+    isr = dev.isr.value
+    if isr == dev.all_raised:
+        return None
+    lost = [f"vcpu{i}" for i in range(dev.vcpus) if not isr >> i & 1]
+    return f"isr ends at {isr:#04b}: {' and '.join(lost)}'s interrupt line was lost"
+
+
+def scheduler_level() -> Level:
+    """Two vCPUs raise their interrupt bit in ``isr`` without the BQL: lose one of them."""
+    return Level(
+        "the lost interrupt",
+        irq_device_program(unlocked_mmio_write),
+        "two vCPUs exit at once and each sets its own bit of the device's isr register "
+        "without the BQL: choose the order of their steps so that a bit is lost",
+        _lost_interrupt,
+        run_options={"cpus": 2},
+    )
+
+
+def scheduler_lab() -> Any:
+    """Chapter 2's level of ``labsupport.stepper``, as a widget."""
+    return stepper.lab(scheduler_level())

@@ -12,6 +12,7 @@ Layer 9 (chapters): imports the layers below.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from labsupport import validate
@@ -97,17 +98,16 @@ WALK_IN = f"vcpu0 entered {HANDLER} while dataplane was still inside it"
 
 
 def _run_r2(answer: Any):
-    """Run the buggy R2 program on a schedule string or a seed; (run, error message)."""
-    if not (isinstance(answer, str) or validate.is_whole(answer)):
+    """Run the buggy R2 program on a schedule string; (run, error message)."""
+    if validate.is_whole(answer):
         return None, (
-            f"answer with a schedule string such as '0110' or a seed such as 7, not {answer!r}"
+            f"answer with a schedule string such as '0110', not a seed: a seed's run shows you "
+            f"a schedule (run(..., seed={answer}).schedule), and the string is the answer"
         )
+    if not isinstance(answer, str):
+        return None, f"answer with a schedule string such as '0110', not {answer!r}"
     try:
-        if isinstance(answer, str):
-            return run(r2_program(fixed=False), schedule=answer, cpus=2), ""
-        if answer < 0:
-            return None, f"a seed is a whole number >= 0, not {answer}"
-        return run(r2_program(fixed=False), policy="random", seed=answer, cpus=2), ""
+        return run(r2_program(fixed=False), schedule=answer, cpus=2), ""
     except (ScheduleDivergence, ValueError) as e:
         return None, f"that schedule cannot be followed: {e}"
 
@@ -117,7 +117,7 @@ def _walk_in_32(answer: Any) -> tuple[bool, str]:
     if r is None:
         return False, error
     reports = r.sim.model.reports
-    how = f"schedule {answer!r}" if isinstance(answer, str) else f"seed {answer}"
+    how = f"schedule {answer!r}"
     if not reports:
         return False, f"with {how} nobody was inside {HANDLER} twice"
     first = reports[0]
@@ -194,7 +194,13 @@ GUEST_US_34 = (5, 10, 20, 50, 100, 200, 500, 1000)
 
 def pair_34(guest_us: float) -> tuple[EraResult, EraResult]:
     """The BQL path ("kvm") and the dataplane on ``WORKLOAD_34`` at one MMIO load."""
-    w = WORKLOAD_34.replace(guest_us=guest_us)
+    return _pair(WORKLOAD_34.replace(guest_us=guest_us))
+
+
+@cache
+def _pair(w: Workload) -> tuple[EraResult, EraResult]:
+    """Both paths on ``w``: the runs are deterministic, so each workload is run once however
+    often the checkers ask."""
     return run_era(w, "kvm", trace=False), run_era(w, "dataplane", trace=False)
 
 
@@ -236,35 +242,102 @@ EXPLAIN_35 = {
     "longer the more often they exit.",
     "c": "The disk itself serves requests more slowly when the guest exits more often.",
 }
+#: How far a wait in a 3.5 answer may be from the measured one, in microseconds.
+WAIT_TOLERANCE_US = 1.0
+
+
+def _main_loop_wait(r: EraResult) -> float:
+    return r.result.sim.model["bql"].sites["main loop"].wait_us
+
+
+def main_loop_waits_35() -> tuple[float, float]:
+    """3.5's evidence: the BQL path's main loop, its total wait for the BQL (us) at the heaviest
+    MMIO load of 3.4 (the first guest_us) and at the lightest (the last)."""
+    heavy, light = GUEST_US_34[0], GUEST_US_34[-1]
+    return _main_loop_wait(pair_34(heavy)[0]), _main_loop_wait(pair_34(light)[0])
 
 
 def explain_35_facts() -> dict[str, bool]:
     """Which statement of exercise 3.5 the measurements support, lightest and heaviest load."""
     light, heavy = GUEST_US_34[-1], GUEST_US_34[0]
     (bql_l, dp_l), (bql_h, dp_h) = pair_34(light), pair_34(heavy)
-
-    def main_loop_wait(r: EraResult) -> float:
-        return r.result.sim.model["bql"].sites["main loop"].wait_us
-
     return {
         "a": dp_h.io_per_s > 1.05 * dp_l.io_per_s,
         "b": bql_h.io_per_s < 0.95 * bql_l.io_per_s
-        and main_loop_wait(bql_h) > 2 * main_loop_wait(bql_l),
+        and _main_loop_wait(bql_h) > 2 * _main_loop_wait(bql_l),
         "c": dp_h.io_p50_us > 1.05 * dp_l.io_p50_us,
     }
 
 
-def _explain_35(answer: Any) -> tuple[bool, str]:
-    if not isinstance(answer, str) or answer.strip().lower() not in EXPLAIN_35:
-        return False, f"answer with one letter: {', '.join(EXPLAIN_35)}"
-    letter = answer.strip().lower()
-    facts = explain_35_facts()
-    if facts[letter]:
-        return True, (
-            "the measurements agree: the dataplane's rate and latency stay flat, the "
-            "main loop's wait for the BQL grows with the exit rate"
+def _against_35(letter: str) -> str:
+    """What the measurements say against statement ``letter`` of 3.5 (it refutes that one)."""
+    light, heavy = GUEST_US_34[-1], GUEST_US_34[0]
+    (bql_l, dp_l), (bql_h, dp_h) = pair_34(light), pair_34(heavy)
+    if letter == "a":
+        return (
+            f"the dataplane serves {dp_h.io_per_s:,.0f} requests/s at guest_us={heavy} and "
+            f"{dp_l.io_per_s:,.0f} at guest_us={light}"
         )
-    return False, f"the measurements do not support ({letter}); compare both paths' numbers"
+    if letter == "c":
+        return (
+            f"the dataplane's median latency, which the disk's service time makes, is "
+            f"{dp_h.io_p50_us:g} us at guest_us={heavy} and {dp_l.io_p50_us:g} us at "
+            f"guest_us={light}"
+        )
+    return (
+        f"the BQL path serves {bql_h.io_per_s:,.0f} requests/s at guest_us={heavy} and "
+        f"{bql_l.io_per_s:,.0f} at guest_us={light}"
+    )
+
+
+def _left_at_stub(answer: dict) -> str:
+    """What to say when parts of a dict answer still hold the exercise's stub ``...``."""
+    left = [repr(key) for key, value in answer.items() if value is ...]
+    if not left:
+        return ""
+    verb = "holds" if len(left) == 1 else "hold"
+    return f"{' and '.join(left)} still {verb} the stub ...: put your answer there"
+
+
+def _explain_35(answer: Any) -> tuple[bool, str]:
+    heavy, light = GUEST_US_34[0], GUEST_US_34[-1]
+    shape = (
+        f"answer with a dict: {{'why': one letter from {', '.join(EXPLAIN_35)}, "
+        f"'main_loop_wait_us': (the wait at guest_us={heavy}, the wait at guest_us={light})}}"
+    )
+    if not isinstance(answer, dict) or set(answer) != {"why", "main_loop_wait_us"}:
+        return False, shape
+    left = _left_at_stub(answer)
+    if left:
+        return False, left
+    why, waits = answer["why"], answer["main_loop_wait_us"]
+    if not isinstance(why, str) or why.strip().lower() not in EXPLAIN_35:
+        return False, f"'why' is one letter from {', '.join(EXPLAIN_35)}, not {why!r}"
+    if (
+        not isinstance(waits, (tuple, list))
+        or len(waits) != 2
+        or not all(validate.is_number(w) for w in waits)
+    ):
+        return False, (
+            f"'main_loop_wait_us' is a pair of numbers of microseconds: the wait at "
+            f"guest_us={heavy}, then the wait at guest_us={light}; not {waits!r}"
+        )
+    for load, got, want in zip((heavy, light), waits, main_loop_waits_35()):
+        if abs(got - want) > WAIT_TOLERANCE_US:
+            return False, (
+                f"at guest_us={load} the main loop of the BQL path did not wait {got:g} us "
+                f"for the BQL in all (a wait may be off by {WAIT_TOLERANCE_US:g} us at most)"
+            )
+    letter = why.strip().lower()
+    if not explain_35_facts()[letter]:
+        return False, (
+            f"the waits are right, but the measurements do not support ({letter}): "
+            f"{_against_35(letter)}"
+        )
+    return True, (
+        "the measurements agree: the dataplane's rate and latency stay flat, the "
+        "main loop's wait for the BQL grows with the exit rate"
+    )
 
 
 # -- 3.6 Recall -------------------------------------------------------------------------------
@@ -286,6 +359,7 @@ WHY_36 = {
 }
 
 
+@cache
 def refusals_36() -> dict[str, str]:
     """What ``Dataplane`` refuses, feature by feature: feature -> the refusal message
     ('' when it is served). Read, write and flush are the requests the dataplane era serves."""
@@ -314,9 +388,19 @@ def refusals_36() -> dict[str, str]:
     }
 
 
+#: What each wrong reason of 3.6 gets: it refutes that statement only.
+WHY_NOT_36 = {
+    "b": "the dataplane itself reads and writes the raw image with Linux AIO",
+    "c": "no refusal message is about speed",
+}
+
+
 def _recall_36(answer: Any) -> tuple[bool, str]:
     if not isinstance(answer, dict) or set(answer) != {"refused", "why"}:
         return False, "answer with a dict: {'refused': {...features...}, 'why': 'a', 'b' or 'c'}"
+    left = _left_at_stub(answer)
+    if left:
+        return False, left
     refused = answer["refused"]
     if isinstance(refused, str) or not hasattr(refused, "__iter__"):
         return False, f"'refused' is a set of features from {FEATURES_36}"
@@ -324,23 +408,25 @@ def _recall_36(answer: Any) -> tuple[bool, str]:
     unknown = refused - set(FEATURES_36)
     if unknown:
         return False, f"unknown feature(s) {sorted(unknown)}; choose from {FEATURES_36}"
-    messages = refusals_36()
-    truth = {f for f, m in messages.items() if m}
-    if refused != truth:
-        missing, extra = truth - refused, refused - truth
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} refused feature(s) missing")
-        if extra:
-            parts.append(f"{', '.join(sorted(extra))} worked with the dataplane")
-        return False, "; ".join(parts)
     why = answer["why"]
     if not isinstance(why, str) or why.strip().lower() not in WHY_36:
         return False, f"'why' is one letter: {', '.join(WHY_36)}"
+    messages = refusals_36()
+    truth = {f for f, m in messages.items() if m}
+    if refused != truth:
+        served, missing = len(refused - truth), len(truth - refused)
+        parts = []
+        if served:
+            parts.append(f"the dataplane served {served} of the features in your set")
+        if missing:
+            parts.append(f"{missing} feature(s) it refused are not in your set")
+        return False, " and ".join(parts)
     # The reason is read from the refusals themselves: each one names the block layer.
     reason = "a" if all("block layer" in messages[f] for f in truth) else "?"
-    if why.strip().lower() != reason:
-        return False, "the features are right; read the refusal messages again for the reason"
+    letter = why.strip().lower()
+    if letter != reason:
+        why_not = WHY_NOT_36.get(letter, "the refusal messages say otherwise")
+        return False, f"the features are right, but ({letter}) is not the reason: {why_not}"
     return True, (
         f"{len(truth)} refusals, and every message names the block layer that the "
         f"dataplane bypassed"
@@ -350,14 +436,25 @@ def _recall_36(answer: Any) -> tuple[bool, str]:
 register(
     "3.1",
     _predict_31,
-    "a store writes the value its thread loaded plus one; find each "
-    "thread's last load of vq.last_avail_idx before its store",
+    [
+        "what value does a store into vq.last_avail_idx write?",
+        "a store writes the value its own thread last loaded from vq.last_avail_idx, plus one",
+        "for each store in the table, find the same thread's last load of vq.last_avail_idx "
+        "before it, and list the stores in table order",
+    ],
 )
 register(
     "3.2",
     _walk_in_32,
-    "at t=0 both threads are ready: let the dataplane (thread 1) go "
-    "first, and pick 1 again when vcpu0 has kicked it; or try seeds in a loop",
+    [
+        "with the first-come policy vcpu0 reaches the handler first: what must change for the "
+        "dataplane to be first?",
+        "at the start both threads are ready; the dataplane must move first, and still be ahead "
+        "when the vCPU's kick wakes it",
+        "pick the dataplane at the first choice points until it has entered the handler; or try "
+        "seeds one after another until the first report is the one the question asks for, and "
+        "answer with that run's schedule",
+    ],
 )
 register(
     "3.3",
@@ -372,17 +469,32 @@ register(
 register(
     "3.4",
     _crossing_34,
-    "measure advantage = dataplane io_per_s / BQL io_per_s for every "
-    "guest_us in GUEST_US_34 and take the largest guest_us where it is >= 2",
+    [
+        "does the dataplane's advantage grow or shrink as the guest exits less often?",
+        "for each guest time in the list, measure both paths on the workload and divide the "
+        "dataplane's I/O rate by the BQL path's",
+        "answer with the largest guest time whose ratio is at least 2",
+    ],
 )
 register(
     "3.5",
     _explain_35,
-    "compare, at guest_us=5 and 1000, each path's io_per_s and the BQL "
-    "wait of the 'main loop' call site (result.sim.model['bql'].sites)",
+    [
+        "which of the two paths changes between the heaviest and the lightest MMIO load?",
+        "measure both paths at the heaviest and at the lightest load: their I/O rates, the "
+        "dataplane's median latency and the main loop's wait for the BQL",
+        "the main loop's wait is in the BQL's call sites of the BQL path's result, under the "
+        "main loop's name; choose the statement that all those numbers support",
+    ],
 )
 register(
     "3.6",
     _recall_36,
-    "try each feature on labsupport.qemu.Dataplane and read the refusal messages",
+    [
+        "what happens when you ask the modelled dataplane for each feature?",
+        "try each feature on the modelled Dataplane: start it with that option, or start it and "
+        "then ask for the job or the migration; a refusal raises an error with a message",
+        "collect the features that are refused, and read their messages: the reason is what "
+        "every one of them names",
+    ],
 )

@@ -264,15 +264,23 @@ def d4_program(
     requests: int = 2,
     submit_us: float = 10.0,
     info_block_us: float = 5.0,
+    request_at: tuple[float, ...] | None = None,
+    command_at: float | None = None,
 ):
     """The BQL/AioContext AB-BA: an IOThread completion takes the BQL under its context lock,
     while the main loop, holding the BQL, runs ``info block`` and takes that context lock.
 
     ``completion(dev)`` is the handler's last part (``dev`` is a ``BlockDevice``). Each request
     is kicked at a seeded random time from ``D4_REQUEST_AT`` and the monitor's command arrives
-    at one from ``D4_MONITOR_AT``, so some seeds collide and some do not. The model is
+    at one from ``D4_MONITOR_AT``, so some seeds collide and some do not; ``request_at`` and
+    ``command_at`` fix those times instead (then only the schedule decides). The model is
     ``{"dev": BlockDevice, "iothread": IOThread, "requests": requests}``.
     """
+
+    if request_at is not None and len(request_at) != requests:
+        raise ValueError(
+            f"request_at gives a time for each of the {requests} requests; got {request_at!r}"
+        )
 
     def program(sim: Simulation) -> dict[str, Any]:
         bql = BQL(sim)
@@ -280,8 +288,11 @@ def d4_program(
         iothread = IOThread(sim, "iothread0")
         dev = BlockDevice(bql, iothread.ctx, main_ctx, Shared(sim, "blk.stats", 0))
         rng = sim.rng
-        kicks = sorted(rng.choice(D4_REQUEST_AT) for _ in range(requests))
-        command_at = rng.choice(D4_MONITOR_AT)
+        if request_at is None:
+            kicks = sorted(rng.choice(D4_REQUEST_AT) for _ in range(requests))
+        else:
+            kicks = sorted(request_at)
+        monitor_at = rng.choice(D4_MONITOR_AT) if command_at is None else command_at
         bhs = []
 
         def request():  # runs in the IOThread, whose loop holds the context lock
@@ -296,7 +307,7 @@ def d4_program(
             yield compute(info_block_us)
             yield aio_context_release(iothread.ctx)
 
-        main_ctx.timer_new(info_block, "info block").arm(command_at)
+        main_ctx.timer_new(info_block, "info block").arm(monitor_at)
 
         def main_loop():
             yield bql.lock("main loop")

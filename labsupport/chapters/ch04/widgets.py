@@ -5,6 +5,8 @@ held by the IOThread's loop while it dispatched, and the main loop (holding the 
 to answer ``info block``. The sliders set the vCPUs, the I/O depth, how often an ``io_submit``
 blocks in the host kernel and how often the monitor asks; ``view`` runs chapter 4's VM
 (``scenarios.measure_vm``) and prints what it measured. Nothing is computed in the widget.
+``scheduler_lab`` makes the learner the scheduler of D4, the BQL and the context lock taken
+in both orders.
 
 Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
@@ -14,10 +16,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from labsupport import validate
+from labsupport import stepper, validate
+from labsupport.stepper import Level
 from labsupport.widgets import budgeted, int_slider, text_bar
 
-from .scenarios import IOThreadVM, VMResult, measure_vm
+from .scenarios import IOThreadVM, VMResult, d4_program, measure_vm
 
 #: Simulated time per slider move: enough for a few dozen monitor commands, short enough to feel
 #: instant.
@@ -93,3 +96,38 @@ def lab(
         host_cpus=w.fixed(4),
         seed=w.fixed(0),
     )
+
+
+# -- be the scheduler --------------------------------------------------------------------------
+
+#: The level's timing: the request's completion and the monitor's ``info block`` both at t=0,
+#: so that only the order of their steps decides.
+LEVEL_REQUEST_AT = (0.0,)
+LEVEL_COMMAND_AT = 0.0
+
+
+def _deadlocked(result: Any) -> str | None:
+    if result.outcome != "deadlock":
+        return None
+    return (
+        "the IOThread holds its context and waits for the BQL; the main loop holds the BQL "
+        "and waits for the context"
+    )
+
+
+def scheduler_level() -> Level:
+    """D4 with fixed timing: the request and ``info block`` arrive together; deadlock them."""
+    return Level(
+        "D4: the BQL and the AioContext lock in both orders",
+        d4_program(requests=1, request_at=LEVEL_REQUEST_AT, command_at=LEVEL_COMMAND_AT),
+        "a request completes in the IOThread (context lock held, then the BQL) while the "
+        "main loop (BQL held) answers info block (then the context lock): make them deadlock",
+        _deadlocked,
+        run_options={"cpus": 2},
+        opaque=True,
+    )
+
+
+def scheduler_lab() -> Any:
+    """Chapter 4's level of ``labsupport.stepper``, as a widget."""
+    return stepper.lab(scheduler_level())

@@ -318,7 +318,9 @@ class GraphConfig:
     ``ctx_lock``: ``"none"`` (the IOThreads' contexts have no lock), or the 2023 world where
     they have the 2017 recursive lock, taken by the completion that wakes a request and held by
     the graph change: ``"held"`` (QEMU 8.0: the writer polls with it held, D8) or
-    ``"released"`` (June 2023: the writer releases it while it polls)."""
+    ``"released"`` (June 2023: the writer releases it while it polls). ``arrivals`` (us), if
+    given, are the reads' times instead of random ones, and ``query_after_us`` the sync
+    reader's delay after the change: a fixed timing, where only the schedule decides."""
 
     iothreads: int = 1
     requests: int = 6
@@ -335,6 +337,8 @@ class GraphConfig:
     sync_reader: bool = False
     drain: str = "none"
     ctx_lock: str = "none"
+    arrivals: tuple[float, ...] = ()
+    query_after_us: float | None = None
 
     def __post_init__(self) -> None:
         validate.whole("iothreads", self.iothreads, 1, 8, verb="is")
@@ -353,6 +357,11 @@ class GraphConfig:
             raise ValueError(f"rate_per_ms is at most 1000 reads per ms; got {self.rate_per_ms!r}")
         validate.choice("drain", self.drain, ("none", "before", "inside"), verb="is")
         validate.choice("ctx_lock", self.ctx_lock, ("none", "held", "released"), verb="is")
+        validate.instance("arrivals", self.arrivals, tuple, kind="a tuple of times in us")
+        for at in self.arrivals:
+            validate.number("arrivals", at, low=0)
+        if self.query_after_us is not None:
+            validate.number("query_after_us", self.query_after_us, low=0)
 
     def replace(self, **changes: Any) -> GraphConfig:
         return replace(self, **changes)
@@ -381,7 +390,9 @@ def graph_program(cfg: GraphConfig, change_body: Callable[..., Any] | None = Non
         sim.model = m  # before the run starts, so callbacks can find it
         new_filter = BdrvNode(sim, "filter0-new", blks[0].ctx)
         rng = sim.rng
-        if cfg.rate_per_ms > 0:
+        if cfg.arrivals:
+            times = sorted(cfg.arrivals)
+        elif cfg.rate_per_ms > 0:
             times, t = [], 0.0
             while True:
                 t += rng.expovariate(cfg.rate_per_ms / 1000)
@@ -424,7 +435,10 @@ def graph_program(cfg: GraphConfig, change_body: Callable[..., Any] | None = Non
 
         main_ctx.timer_new(graph_change, "qmp: change filter").arm(cfg.change_at_us)
         if cfg.sync_reader:
-            at = cfg.change_at_us + round(rng.uniform(0, cfg.service_us), 1)
+            after = cfg.query_after_us
+            if after is None:
+                after = round(rng.uniform(0, cfg.service_us), 1)
+            at = cfg.change_at_us + after
             main_ctx.timer_new(lambda: bdrv_get_info_sync(blks[0]), "query info").arm(at)
 
         def finished() -> bool:

@@ -6,6 +6,7 @@ the toggles switch the writer's no-poll drain on or off and bring back D6 (the w
 while holding the write lock). ``view`` runs chapter 6's model (``scenarios.run_graph``), prints
 the writer's wait, the read throughput and the outcome (with the deadlock report when
 there is one), and draws the readers holding the lock over time. Nothing is computed here.
+``scheduler_lab`` makes the learner the scheduler of D6, with a timing where the order decides.
 
 Layer 9 (chapters): imports the layers below; ipywidgets only when a widget is built.
 """
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from labsupport import validate
+from labsupport import stepper, validate
 from labsupport.present import PALETTE
+from labsupport.stepper import Level
 from labsupport.widgets import budgeted, int_slider
 
-from .scenarios import STARVE, GraphConfig, GraphRun, run_graph
+from .scenarios import STARVE, GraphConfig, GraphRun, classify, graph_program, run_graph
 
 #: The lab's run: the starvation measurement's reader stream, 40 reads per ms for 1.5 ms of
 #: simulated time, the graph change at 300 us.
@@ -112,3 +114,48 @@ def lab(reader_rate: int = 40, iothreads: int = 2) -> Any:
 
 
 __all__ = ["LAB", "lab", "lab_config", "view"]
+
+
+# -- be the scheduler --------------------------------------------------------------------------
+
+#: D6 with fixed timing: one read arrives at 10 us and holds the read lock for the disk's 40 us,
+#: so it lets go at 50 us, when the graph change starts and the main loop's query arrives:
+#: whether the writer finds a reader (and polls with ``has_writer`` set) is the schedule's call.
+LEVEL = GraphConfig(
+    d6_bug=True,
+    sync_reader=True,
+    requests=1,
+    arrivals=(10.0,),
+    query_after_us=0.0,
+    submit_us=0.0,
+    walk_us=0.0,
+    complete_us=0.0,
+)
+
+
+def _d6(result: Any) -> str | None:
+    if classify(GraphRun(LEVEL, result, result.sim.model)) != "deadlock":
+        return None
+    return (
+        "the writer polls with has_writer set, and the main loop's own reader sleeps until "
+        "the writer is done: the main loop waits for itself"
+    )
+
+
+def scheduler_level() -> Level:
+    """D6: the graph writer polls with ``has_writer`` set while the main loop reads."""
+    return Level(
+        "D6: the graph writer polls with has_writer set",
+        graph_program(LEVEL),
+        "at t=50 us an IOThread's read lets go of the graph lock, the main loop starts a graph "
+        "change (bdrv_graph_wrlock) and a query reads the graph from the main loop: make the "
+        "main loop wait for itself",
+        _d6,
+        run_options={"cpus": LEVEL.iothreads + 2},
+        opaque=True,
+    )
+
+
+def scheduler_lab() -> Any:
+    """Chapter 6's level of ``labsupport.stepper``, as a widget."""
+    return stepper.lab(scheduler_level())

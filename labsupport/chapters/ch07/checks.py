@@ -2,12 +2,12 @@
 
 The learner maps 8 virtqueues onto 4 IOThreads (the checker measures the mapping against the
 best one), moves a coroutine to another IOThread without letting that thread enter it too
-early (R6, over many seeds; the answer ``move(new_ctx, old_ctx)`` is handed the context it
-moves from, which QEMU's ``aio_co_reschedule_self(new_ctx)`` finds itself), says which request
-lock wins and why (the checker measures both),
-and finds the number of IOThreads after which the I/O rate stops growing on a host with a
-slower disk. Every checker runs the answer in ``labsupport.qemu.multiqueue`` or the
-chapter's ``scenarios``.
+early (R6, on every schedule for the model data of many seeds; the answer
+``move(new_ctx, old_ctx)`` is handed the context it moves from, which QEMU's
+``aio_co_reschedule_self(new_ctx)`` finds itself), says which request lock wins and why (the
+checker measures both, and the share of the hand-offs that the reason is about), and finds the
+number of IOThreads after which the I/O rate stops growing on a host with a slower disk. Every
+checker runs the answer in ``labsupport.qemu.multiqueue`` or the chapter's ``scenarios``.
 
 Layer 9 (chapters): imports the layers below.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from labsupport import validate
-from labsupport.exercises import judge_fix, register
+from labsupport.exercises import is_stub, judge_fix, register
 from labsupport.qemu.multiqueue import VM, MappingError, MQCosts, measure, sweep
 
 from .scenarios import SCENARIOS, classify_result, r6_program
@@ -40,6 +40,12 @@ def best_mapping_rate() -> float:
 
 
 def _mapping_07(answer: Any) -> tuple[bool, str]:
+    if not isinstance(answer, (list, tuple)):
+        return False, (
+            f'answer with a list of entries such as {{"iothread": "iothread0", "vqs": [0, 1]}}, '
+            f"one for each IOThread; not {answer!r}"
+            + (" (None is no mapping at all: the VM's default)" if answer is None else "")
+        )
     try:
         vm = MAPPING_VM.replace(mapping=answer)
     except MappingError as e:
@@ -73,8 +79,15 @@ def _mapping_07(answer: Any) -> tuple[bool, str]:
 
 # -- 7.2 Fix R6: move a coroutine without being entered too early -----------------------------
 
+#: The seeds of model data 7.2's answer is explored with: the IOThread's guest request takes a
+#: seeded 0-4 us, and a move that leaves the window open only briefly fails on a few of these
+#: seeds alone; each seed's schedules are explored to the end.
+MOVE_DATA_SEEDS = 16
+
 
 def _fix_r6(answer: Any) -> tuple[bool, str]:
+    if is_stub(answer):  # the exercise's stub: check() says "not answered yet"
+        raise NotImplementedError("move(new_ctx, old_ctx)")
     if not callable(answer):
         return False, f"answer with the function move(new_ctx, old_ctx) itself, not {answer!r}"
 
@@ -96,8 +109,8 @@ def _fix_r6(answer: Any) -> tuple[bool, str]:
         cpus=SCENARIOS["R6"].cpus,
         trace=False,
         opaque=True,  # the contexts' queues are plain attributes
-        data_seeds=4,
-        max_runs=300,
+        data_seeds=MOVE_DATA_SEEDS,
+        max_runs=400,
         because=": no early entry, and the coroutine finished in iothread0: the BH in the old "
         "context runs only after the yield",
     )
@@ -106,30 +119,63 @@ def _fix_r6(answer: Any) -> tuple[bool, str]:
 # -- 7.3 Which request lock wins, and why ------------------------------------------------------
 
 RECALL_07 = {
-    "a": "the CoMutex does not win: a waiting coroutine does not block its thread, but once "
-    "one has queued, every unlock hands the mutex to the next waiter, and a hand-off to another "
-    "IOThread costs a BH, an aio_notify and a wake-up",
+    "a": "measure both locks on LOCK_VM: the CoMutex's rate is not the higher one",
     "b": "",
-    "c": "the QemuMutex does win, but not because it is fair or FIFO; both hand over in order",
-    "d": "the QemuMutex is never held across a yield; that is the very reason it may block",
+    "c": "neither lock hands over out of order: both wake their waiters first come, first "
+    "served, so fairness cannot tell them apart",
+    "d": "a QemuMutex must not be held across a yield: a coroutine that yielded holding it "
+    "would block every other coroutine of its thread",
 }
 LOCK_VM = VM(iothreads=4, num_queues=8, iodepth=64)
+#: 7.3's answer: the letter, and the share of the CoMutex's hand-offs (on ``LOCK_VM``, seed 0)
+#: that went to a coroutine of another IOThread, a fraction from 0 to 1.
+RECALL_KEYS_07 = ("letter", "cross-thread share")
+#: How far the share may be from the one measured (the learner rounds it).
+SHARE_TOLERANCE = 0.02
+
+
+def cross_thread_share(vm: VM = LOCK_VM) -> float:
+    """The share of the CoMutex's hand-offs on ``vm`` that went to another IOThread."""
+    validate.instance("vm", vm, VM, kind="a VM(...)")
+    co = measure(vm.replace(reqs_lock="CoMutex"))
+    return co.cross_thread_wakes / co.lock_handoffs if co.lock_handoffs else 0.0
 
 
 def _recall_07(answer: Any) -> tuple[bool, str]:
-    if not isinstance(answer, str) or answer.strip().lower() not in RECALL_07:
-        return False, f"answer with one letter, 'a' to 'd', not {answer!r}"
-    letter = answer.strip().lower()
-    if letter != "b":
-        return False, RECALL_07[letter]
+    if not isinstance(answer, dict) or set(answer) != set(RECALL_KEYS_07):
+        return False, f"answer with a dict with exactly these keys: {list(RECALL_KEYS_07)}"
+    letter, share = answer["letter"], answer["cross-thread share"]
+    if not isinstance(letter, str) or letter.strip().lower() not in RECALL_07:
+        return False, f"'letter' is one letter, 'a' to 'd', not {letter!r}"
+    if not validate.is_number(share):
+        return False, f"'cross-thread share' is a number from 0 to 1, not {share!r}"
+    letter = letter.strip().lower()
+    problems = [f"{letter}: {RECALL_07[letter]}"] if letter != "b" else []
+    want = cross_thread_share()
+    if not 0 <= share <= 1:
+        problems.append(
+            f"cross-thread share {share:g}: a share is a fraction from 0 to 1, not a count"
+        )
+    elif abs(share - want) > SHARE_TOLERANCE:
+        same = abs(share - (1 - want)) <= SHARE_TOLERANCE
+        problems.append(
+            f"cross-thread share {share:g}: "
+            + (
+                "that is the share of hand-offs that stayed in the unlocker's own IOThread"
+                if same
+                else f"not within {SHARE_TOLERANCE} of the share measured on LOCK_VM (seed 0)"
+            )
+        )
+    if problems:
+        return False, "; ".join(problems)
     co = measure(LOCK_VM.replace(reqs_lock="CoMutex"))
     qm = measure(LOCK_VM.replace(reqs_lock="QemuMutex"))
     return True, (
         f"right: in the model {qm.iops / 1000:,.0f}k against {co.iops / 1000:,.0f}k "
         f"IOPS ({qm.iops / co.iops:.1f}x); once a queue had formed the CoMutex made "
-        f"{co.lock_handoffs} hand-offs ({co.cross_thread_wakes} to another IOThread), each "
-        f"while the lock was already the next waiter's; its spin helped only before that "
-        f"({co.spins} takers spun)"
+        f"{co.lock_handoffs} hand-offs, {co.cross_thread_wakes} of them ({want:.0%}) to another "
+        f"IOThread, each while the lock was already the next waiter's; its spin helped only "
+        f"before that ({co.spins} takers spun)"
     )
 
 
@@ -156,7 +202,10 @@ def saturation_point(vm: VM = SATURATION_VM, most: int = 8) -> int:
 
 def _saturation_07(answer: Any) -> tuple[bool, str]:
     if not validate.is_whole(answer, 1, 8):
-        return False, f"answer with a whole number of IOThreads from 1 to 8, not {answer!r}"
+        return False, (
+            f"answer with a whole number of IOThreads from 1 to 8 (exactly: a count has no "
+            f"tolerance), not {answer!r}"
+        )
     want = saturation_point()
     at = measure(SATURATION_VM.replace(iothreads=want))
     if answer == want:
@@ -165,17 +214,30 @@ def _saturation_07(answer: Any) -> tuple[bool, str]:
             f"{at.iops / 1000:,.0f}k IOPS; the {at.limit} is the limit (busy "
             f"{at.disk_busy:.0%})"
         )
+    rates = [r.iops for r in sweep(SATURATION_VM, "iothreads", list(range(1, 9)))]
+    if answer < want:
+        return False, (
+            f"not {answer}: at {answer} IOThread(s) the rate is still growing, one more "
+            f"adds {rates[answer] / rates[answer - 1] - 1:.0%} (the threshold is "
+            f"{GROWTH:.0%})"
+        )
     return False, (
-        f"not {answer}: sweep iothreads from 1 to 8 and find the first count after "
-        f"which one more adds less than 5%"
+        f"not {answer}: the rate had stopped growing at a smaller count already; the answer "
+        f"is the first count after which one more IOThread adds less than {GROWTH:.0%}"
     )
 
 
 register(
     "7.1",
     _mapping_07,
-    "8 vCPUs use the 8 virtqueues evenly; give each of the 4 "
-    "IOThreads the same number of virtqueues, each virtqueue exactly once",
+    [
+        "how evenly do the 8 vCPUs use the 8 virtqueues, and what happens to an IOThread that "
+        "serves more of them than the others?",
+        "every virtqueue must appear exactly once, and every one of the 4 IOThreads should "
+        "appear too",
+        "give each of the 4 IOThreads the same number of virtqueues, each virtqueue to exactly "
+        "one of them",
+    ],
 )
 register(
     "7.2",
@@ -191,11 +253,23 @@ register(
 register(
     "7.3",
     _recall_07,
-    "which lock makes its waiter wait for another thread's event loop "
-    "while the lock is already handed over?",
+    [
+        "which lock makes its waiter wait for another thread's event loop while the lock is "
+        "already handed over?",
+        "a hand-off to a coroutine of the same IOThread costs little; one to another IOThread "
+        "needs a BH, a notification and a wake-up",
+        "measure the CoMutex on LOCK_VM and divide its hand-offs to another IOThread by all "
+        "of its hand-offs",
+    ],
 )
 register(
     "7.4",
     _saturation_07,
-    "use sweep(SATURATION_VM, 'iothreads', [1, ..., 8]) and compare each rate with the one before",
+    [
+        "what limits the rate once there are enough IOThreads: the IOThreads, or the drive?",
+        "sweep the number of IOThreads from 1 to 8 on SATURATION_VM and look at the rate of "
+        "each count next to the one before",
+        "walk the counts in order and stop at the first one after which one more IOThread "
+        "adds less than 5%",
+    ],
 )

@@ -5,6 +5,7 @@ With the AioContext lock gone, one device's virtqueues can be spread over IOThre
 or a preset), the request lock (``CoMutex`` or ``QemuMutex``) and the guest's I/O depth;
 ``view`` runs ``multiqueue.measure`` once and prints the I/O rate, the latency and each
 IOThread's load, with a small bar chart of that load. Nothing is computed in the widget.
+``scheduler_lab`` makes the learner the scheduler of R4, a request lost while drained.
 
 Layer 9 (chapters): imports the layers below; ipywidgets and matplotlib only when used.
 """
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from labsupport import validate
+from labsupport import stepper, validate
 from labsupport.present import PALETTE
 from labsupport.qemu.multiqueue import REQS_LOCK_KINDS, VM, MQResult, measure
+from labsupport.stepper import Level
 from labsupport.widgets import budgeted, int_slider, text_bar
+
+from .scenarios import SCENARIOS
 
 #: The mapping choices: round-robin over every IOThread, or explicit presets (functions of the
 #: IOThread and virtqueue counts, so every preset is valid for every setting).
@@ -144,3 +148,24 @@ def lab(
 
 
 __all__ = ["MAPPINGS", "draw", "lab", "mapping_for", "view"]
+
+
+# -- be the scheduler --------------------------------------------------------------------------
+
+#: The model data (``sim.rng``) of the level: a timing where some orders lose the request and
+#: some do not.
+LEVEL_SEED = 13
+
+
+def scheduler_level() -> Level:
+    """R4: a kick that comes before the IOThread listens, while the device is drained."""
+    return SCENARIOS["R4"].level(
+        "a vCPU kicks the virtqueue while the device is drained and its IOThread is about to "
+        "start listening: make the request be lost (the vCPU waits for it for ever)",
+        seed=LEVEL_SEED,
+    )
+
+
+def scheduler_lab() -> Any:
+    """Chapter 7's level of ``labsupport.stepper``, as a widget."""
+    return stepper.lab(scheduler_level())
