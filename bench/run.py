@@ -51,6 +51,8 @@ GOALS = {
     "multiqueue_measure_ms": "< 1000 (median, measure(VM(iothreads=8)))",
     "trace_table_mb_1m": "< 50 (tracemalloc peak: 200 rows of a million mutex hand-offs)",
     "widget_worst_ms.*": "< 300 (median, each chapter's view at its slowest slider corner)",
+    "notebook_run_s.*": "< 10 (Run All of each chapter in a fresh kernel)",
+    "notebooks_total_s": "< 90 (every notebook, solution and exercise run once, as nbval does)",
     "stepper_move_ms.*": "< 200 (median of a level's clicks: every step to the end, every undo)",
     "stepper_show_me_ms.*": "< 1000 (show me: the explorer's shortest win, found and played)",
     "check_worst_s": "< 5 (slowest check() verdict: right, wrong and runaway answers)",
@@ -349,6 +351,39 @@ def check_worst_s(runaway: bool) -> tuple[float, str, float, str]:
     return worst, what, worst_runaway, which
 
 
+def notebook_run_s(path: Path) -> float:
+    """Seconds to run every cell of ``path`` in a fresh kernel (kernel start included), as Run
+    All does; the file is not written."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        allow_errors=True,  # an exercise's stubs and graded cells fail by design
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    t0 = time.perf_counter()
+    client.execute()
+    return time.perf_counter() - t0
+
+
+def notebook_runs() -> tuple[dict[str, float], float]:
+    """Each chapter's Run All time, and the total over notebooks/, solutions/ and exercises/."""
+    chapters, total = {}, 0.0
+    for folder in ("notebooks", "solutions", "exercises"):
+        for path in sorted((ROOT / folder).glob("*.ipynb")):
+            if path.match("*.bak.ipynb"):
+                continue
+            seconds = notebook_run_s(path)
+            total += seconds
+            if folder == "notebooks":
+                chapters[path.stem.split("-")[0] + "-" + path.stem.split("-")[1]] = seconds
+    return chapters, total
+
+
 def stepper_ms(level) -> tuple[float, float]:
     """A "be the scheduler" level as its widget is clicked: the median time of a move (the
     first thread that can move, step after step to the end of the run, then undo after undo
@@ -487,6 +522,11 @@ def main() -> None:
     for chapter, factory in chapter_widgets():
         wms, worst_corners[chapter] = widget_worst_ms(factory, 3 if args.quick else 5)
         report(f"widget_worst_ms.{chapter}", f"{wms:.1f}")
+
+    chapters, total = notebook_runs()
+    for name, seconds in chapters.items():
+        report(f"notebook_run_s.{name}", f"{seconds:.1f}")
+    report("notebooks_total_s", f"{total:.1f}")
 
     for chapter, level in scheduler_levels():
         move, show = stepper_ms(level)

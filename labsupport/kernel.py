@@ -391,6 +391,13 @@ class Waitable:
     """Anything a thread can block on. Subclasses say who holds it (for the wait-for graph)."""
 
     kind = "object"
+    #: How a report links what a thread waits for to the threads that must act first: a lock
+    #: is "held by" its owner; a loop that waits for another thread's work (``AioContext`` in
+    #: ``AIO_WAIT_WHILE``) is "to be woken by" that thread.
+    holder_link = "held by"
+    #: What the object is to a learner, when its kind and name do not say it (a context's
+    #: lock is "iothread0's AioContext lock"); ``label()`` puts it first.
+    role: str | None = None
 
     def __init__(self, sim: Simulation, name: str):
         check_waitable(sim, name)
@@ -408,6 +415,10 @@ class Waitable:
         return "nobody is left to signal it"
 
     def label(self) -> str:
+        """How a report names it: ``mutex BQL``; with a role, ``iothread0's AioContext lock
+        (rec-mutex iothread0.ctx)``."""
+        if self.role:
+            return f"{self.role} ({self.kind} {self.name})"
         return f"{self.kind} {self.name}"
 
     def __repr__(self) -> str:
@@ -1306,7 +1317,7 @@ class Simulation:
             on = node.blocked_on
             holders = on.holders() if on is not None else []
             by = [self._title(h) for h in holders]
-            out = [(h, on.label(), "held by", by) for h in holders]
+            out = [(h, on.label(), on.holder_link, by) for h in holders]
         for src in self._wait_sources:
             out += [(t, what, link, [self._title(t)]) for t, what, link in src.edges(node, settled)]
         return out
@@ -1321,7 +1332,7 @@ class Simulation:
                 on = n.blocked_on
                 by = [self._title(h) for h in on.holders()] if on is not None else []
                 what = on.label() if on is not None else "?"
-                link = "held by"
+                link = on.holder_link if on is not None else "held by"
                 if kind == "cycle" and self._wait_sources:  # the edge to the next one
                     nxt = nodes[(i + 1) % len(nodes)]
                     edge = next((e for e in self._edges(n, settled) if e[0] is nxt), None)

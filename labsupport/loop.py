@@ -229,6 +229,9 @@ class AioContext(Waitable):
     """
 
     kind = "AioContext"
+    #: Nobody holds a context: a poller in ``AIO_WAIT_WHILE`` waits for the threads whose work
+    #: it needs to finish it and kick the loop.
+    holder_link = "to be woken by"
 
     def __init__(
         self,

@@ -2,10 +2,15 @@
 
 The trace table follows OSTEP's homework simulators: one column per thread, one row per step,
 the shared variables' values on the right, and ``reveal=False`` to print ``?`` wherever the
-learner should predict. The timeline draws who ran, who waited and who held which lock; every
-bar is labelled and hatched, so colour is never the only cue, and the figure has a white face
-so it reads on a dark theme. ``chrome_trace`` writes the Trace Event JSON that Perfetto and
-``chrome://tracing`` open.
+learner should predict. It fits in ``LINE_WIDTH`` (100) columns when it can: a long step wraps
+onto the next line between words (no name is ever cut), long variable names give way to short
+tags explained under the table, a table that cannot fit says how to narrow it, and a line under
+the table reads the choice column. The timeline draws who ran, who slept in a system call, who
+waited (for a CPU, a lock, in ``aio_poll``) and who held which lock; every kind of bar has its
+own hatch, so colour is never the only cue, the legend lists only what is drawn, and figures
+have white faces so they read on a dark theme (``new_figure``, for the chapters' figures too,
+with ``FONT_SIZE`` as their smallest type). ``chrome_trace`` writes the Trace Event JSON that
+Perfetto and ``chrome://tracing`` open.
 
 Layer 6 (presentation): imports the kernel, the primitives and the analysis.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -30,8 +36,15 @@ from .kernel import RunResult, Simulation, simulation_of
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 HATCHES = ["//", "\\\\", "..", "xx", "++", "oo", "--", "||"]
 #: The narrowest a trace table's thread column may be asked to be (``width``): room for
-#: ``unlock m``. A column is never narrower than its thread's name.
+#: ``unlock m``. A column is never narrower than its thread's name or its longest word.
 MIN_WIDTH = 8
+#: The widest a trace table's line should be: what a notebook shows without a scroll bar.
+#: A table that cannot fit says how to narrow it.
+LINE_WIDTH = 100
+#: The narrowest a column is squeezed to make a table fit (unless ``width`` or its steps are
+#: narrower): below it, steps break over three lines or more, and a table reads better with
+#: fewer columns (``threads=``, ``variables=``).
+SQUEEZE_WIDTH = 14
 
 
 def _step_text(sim: Simulation, i: int, reveal: bool, got: bool) -> str | None:
@@ -57,8 +70,13 @@ def _step_text(sim: Simulation, i: int, reveal: bool, got: bool) -> str | None:
     if k == tb.BLOCK:
         if obj.kind == "host CPUs":
             return "wait for a CPU"
-        by = f" ({sim.threads[arg].name} has it)" if arg >= 0 else ""
-        return f"wait: {name}{by}"
+        if arg < 0:
+            return f"wait: {name}"
+        who = sim.threads[arg].name
+        link = getattr(obj, "holder_link", "held by")  # a waitable says how to name its holder
+        if link == "held by":
+            return f"wait: {name} ({who} has it)"
+        return f"wait: {name} ({link} {who})"  # an AioContext: "to be woken by main-loop"
     if k == tb.RUN:
         return f"compute {arg:g} us"
     if k == tb.SLEEP:
@@ -84,13 +102,10 @@ _ROW_KINDS = (
     tb.SIGNAL,
 )  # fmt: skip
 _IS_ROW = np.isin(np.arange(len(tb.KIND_NAMES)), _ROW_KINDS)
-#: How a row's text depends on its event's argument, for the widths pass: not at all (0), as
-#: the digits of a whole number, so the smallest and the largest stand for all the others (1),
-#: or in any other way, so each distinct argument counts (2).
-_ARG_USE = np.full(len(tb.KIND_NAMES), 2, dtype=np.int8)
-_ARG_USE[[tb.RELEASE, tb.EXIT]] = 0
-_ARG_USE[[tb.READ, tb.WRITE, tb.OP]] = 1
-_CHUNK = 1 << 16  # events per slice of the widths pass: its memory, whatever the run's length
+_CHUNK = 1 << 16  # events per slice of the counting pass: its memory, whatever the run's length
+#: A variable whose name is at most this long keeps it as its column's heading when the other
+#: names move to the legend (``done``, ``status``: as short as a tag would be).
+_SHORT_NAME = 6
 
 
 def _check_x(x: Any) -> Simulation:
@@ -137,101 +152,26 @@ def _iter_rows(sim: Simulation, reveal: bool) -> Iterator[dict[str, Any]]:
         }
 
 
-def _object_classes(sim: Simulation) -> np.ndarray:
-    """For object id ``oid``, at index ``oid + 1``: a number shared by the objects whose rows
-    read the same (same kind, same name), so a million one-shot BHs count as one."""
-    classes: dict[Any, int] = {}
-    out = np.empty(len(sim.objects) + 1, dtype=np.int64)
-    out[0] = 0  # oid -1: no object
-    for oid, obj in enumerate(sim.objects):
-        key = (getattr(obj, "kind", None), getattr(obj, "name", "?"))
-        try:
-            out[oid + 1] = classes.setdefault(key, len(classes) + 1)
-        except TypeError:  # an unhashable name: a class of its own
-            out[oid + 1] = len(classes) + 1 + len(sim.objects) + oid
-    return out
-
-
-def _scan(sim: Simulation, reveal: bool, width: int) -> tuple[int, dict[int, int]]:
-    """One vectorised pass over the whole stream, a slice at a time: how many rows the table
-    has, and for each thread id the length of its longest row text, counted only up to
-    ``width`` (past it, a column is ``width`` wide whatever else it holds).
-
-    A row's text depends only on its event's kind, its object's kind and name, its argument
-    and whether an ACQUIRE ends a wait; so the texts of one representative event per distinct
-    combination are measured (with ``_step_text`` itself), not every row's."""
-    _t, kind, tid, obj, arg = sim.trace.columns()
-    classes = _object_classes(sim)
+def _count_rows(sim: Simulation, tids: list[int] | None) -> int:
+    """How many rows the whole run's table has (only the rows of threads ``tids``, unless
+    None): one vectorised pass over the stream, a slice at a time, so a run of millions of
+    events is counted in the memory of one slice."""
+    _t, kind, tid, _obj, _arg = sim.trace.columns()
+    shown = None
+    if tids is not None:
+        shown = np.zeros(1 << 16, dtype=bool)  # thread ids + 32768 (the column is int16)
+        shown[[t + 32768 for t in tids]] = True
     rows = 0
-    longest: dict[int, int] = {}
-    full = np.zeros(1 << 16, dtype=bool)  # thread ids (+ 32768) whose column is full already
-    waited: dict[int, bool] = {}  # (tid, oid) key -> its last BLOCK/ACQUIRE was a BLOCK
-    measured: dict[tuple[int, int], int] = {}
     for lo in range(0, len(kind), _CHUNK):
         hi = min(lo + _CHUNK, len(kind))
         # slices are copies, so the trace's own arrays never export a buffer (numpy views
         # would stop them from growing if the run went on)
-        k = np.frombuffer(kind[lo:hi], dtype=np.int8)
-        th = np.frombuffer(tid[lo:hi], dtype=np.int16).astype(np.int64)
-        ob = np.frombuffer(obj[lo:hi], dtype=np.int32).astype(np.int64)
-        is_row = _IS_ROW[k]
+        is_row = _IS_ROW[np.frombuffer(kind[lo:hi], dtype=np.int8)]
+        if shown is not None:
+            th = np.frombuffer(tid[lo:hi], dtype=np.int16).astype(np.int64)
+            is_row &= shown[th + 32768]
         rows += int(np.count_nonzero(is_row))
-        # An ACQUIRE "got" a lock when the same thread's last BLOCK or ACQUIRE on that object
-        # was a BLOCK (the wait it ends), in this slice or an earlier one.
-        got = np.zeros(hi - lo, dtype=bool)
-        ba = np.flatnonzero((k == tb.BLOCK) | (k == tb.ACQUIRE))
-        if ba.size:
-            key = (th[ba] << 32) | (ob[ba] & 0xFFFFFFFF)
-            order = np.argsort(key, kind="stable")
-            sk, si = key[order], ba[order]
-            blocked = k[si] == tb.BLOCK
-            first = np.ones(sk.size, dtype=bool)
-            first[1:] = sk[1:] != sk[:-1]
-            last = np.ones(sk.size, dtype=bool)
-            last[:-1] = first[1:]
-            before = np.zeros(sk.size, dtype=bool)
-            before[1:] = blocked[:-1]
-            before[first] = [waited.get(x, False) for x in sk[first].tolist()]
-            got[si[~blocked & before]] = True
-            waited.update(zip(sk[last].tolist(), blocked[last].tolist()))
-        sel = np.flatnonzero(is_row & ~full[th + 32768])
-        if not sel.size:
-            continue
-        kk = k[sel].astype(np.int64)
-        aa = np.frombuffer(arg[lo:hi], dtype=np.int64)[sel]
-        use = _ARG_USE[kk]
-        aa = np.where(use == 0, 0, aa)
-        # what the text depends on but the argument: object class, kind, got; then the thread
-        what = (classes[ob[sel] + 1] * 16 + kk) * 2 + got[sel]
-        group = (what << 16) | (th[sel] + 32768)
-        digits = (use == 1) & (aa > tb.NONE_CODE) & (aa < tb.OBJ_BASE)
-        reps = []
-        for part, ends in ((np.flatnonzero(digits), True), (np.flatnonzero(~digits), False)):
-            if not part.size:
-                continue
-            order = part[np.lexsort((aa[part], group[part]))]
-            g, a = group[order], aa[order]
-            new = np.ones(order.size, dtype=bool)
-            if ends:  # the smallest and the largest whole number of each group
-                new[1:] = g[1:] != g[:-1]
-                new[:-1] |= g[1:] != g[:-1]
-            else:  # each distinct argument of each group
-                new[1:] = (g[1:] != g[:-1]) | (a[1:] != a[:-1])
-            reps.append(order[new])
-        for j in np.concatenate(reps).tolist():
-            e = int(sel[j])  # the representative event, in this slice
-            t = int(th[e])
-            if full[t + 32768]:
-                continue
-            key2 = (int(what[j]), int(aa[j]))
-            n = measured.get(key2)
-            if n is None:
-                n = measured[key2] = len(_step_text(sim, lo + e, reveal, bool(got[e])))
-            if n > longest.get(t, -1):
-                longest[t] = n
-                if n >= width:
-                    full[t + 32768] = True
-    return rows, longest
+    return rows
 
 
 def trace_rows(x: Simulation | RunResult, reveal: bool = True) -> list[dict[str, Any]]:
@@ -241,24 +181,211 @@ def trace_rows(x: Simulation | RunResult, reveal: bool = True) -> list[dict[str,
     return list(_iter_rows(sim, reveal))
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, broken only between words, so no
+    name is ever cut (a word longer than ``width`` keeps a line of its own). A part in
+    parentheses that fits on a line stays on one (``wait: BQL`` / ``(vcpu0 has it)``). Joined
+    with spaces, the lines are ``text`` again."""
+    units: list[str] = []
+    group: list[str] = []
+    for word in text.split(" "):
+        if group or word.startswith("("):
+            group.append(word)
+            if word.endswith(")"):
+                joined = " ".join(group)
+                units += [joined] if len(joined) <= width else group
+                group = []
+        else:
+            units.append(word)
+    units += group  # an unclosed parenthesis: its words one by one
+    lines: list[str] = []
+    line: str | None = None
+    for unit in units:
+        if line is None:
+            line = unit
+        elif len(line) + 1 + len(unit) > width:
+            lines.append(line)
+            line = unit
+        else:
+            line += " " + unit
+    lines.append(line or "")
+    return lines
+
+
+def _wrap_cost(texts: Counter, width: int) -> int:
+    """How much wrapping ``texts`` (steps, counted) to ``width`` costs the reader: the square
+    of each step's lines, so two steps on two lines each cost less than one on three."""
+    return sum(len(_wrap(t, width)) ** 2 * n for t, n in texts.items())
+
+
+def _shrink(natural: list[int], floor: list[int], room: int, texts: list[Counter]) -> list[int]:
+    """Column widths that add up to at most ``room``, none below its ``floor``: a character at
+    a time, from the column where it costs the reader least (``_wrap_cost`` of ``texts``, each
+    column's steps, counted), the widest of those first. If the floors add up to more, the
+    floors."""
+    cols = list(natural)
+    memo: dict[tuple[int, int], int] = {}
+
+    def lines(i: int, w: int) -> int:
+        if (i, w) not in memo:
+            memo[i, w] = _wrap_cost(texts[i], w)
+        return memo[i, w]
+
+    while sum(cols) > room:
+        wide = [i for i in range(len(cols)) if cols[i] > floor[i]]
+        if not wide:
+            break
+        i = min(wide, key=lambda i: (lines(i, cols[i] - 1) - lines(i, cols[i]), -cols[i]))
+        cols[i] -= 1
+    return cols
+
+
+def _value_text(r: dict[str, Any], name: str, reveal: bool) -> str:
+    """What a variable's column shows on row ``r``."""
+    if not reveal:
+        return "?"
+    val = r["values"].get(name)
+    return "" if val is None else f"{val}"
+
+
+def _fill(items: list[str], lead: str) -> list[str]:
+    """``items`` after ``lead``, comma-separated, in lines of at most ``LINE_WIDTH``."""
+    lines, line = [], lead
+    for n, item in enumerate(items):
+        piece = item + ("," if n < len(items) - 1 else "")
+        if n and len(line) + 1 + len(piece) > LINE_WIDTH:
+            lines.append(line)
+            line = " " * len(lead)
+        line += " " + piece
+    lines.append(line)
+    return lines
+
+
+def table_text(
+    rows: list[dict[str, Any]],
+    threads: list[str],
+    variables: list[str],
+    total: int,
+    reveal: bool = True,
+    show_time: bool = True,
+    max_rows: int | None = 200,
+    width: int = 22,
+) -> str:
+    """Lay out trace rows (``trace_rows``'s dicts, the first ``max_rows`` of ``total``) as the
+    trace table: ``trace_table`` without reading a run, so any list of rows can be printed.
+
+    The rules: each thread's column is as wide as its longest step, at most ``width``, and
+    never narrower than the thread's name or the longest word of its steps; a longer step wraps
+    onto the next lines, between words. A table wider than ``LINE_WIDTH`` narrows its widest
+    columns first, down to those floors, and gives long variable names short tags (``v1``),
+    explained in a legend under it, when that makes it fit or shorter. A table that still does
+    not fit ends with a line that says how to narrow it; one with a choice column ends with a
+    line that reads one of its choices.
+    """
+    texts: dict[str, list[str]] = {n: [] for n in threads}
+    for r in rows:
+        texts[r["thread"]].append(r["text"])
+    counted = [Counter(texts[n]) for n in threads]
+    longest = {n: max(map(len, ts), default=0) for n, ts in texts.items()}
+    word = {
+        n: max((len(w) for t in ts for w in t.split(" ")), default=0) for n, ts in texts.items()
+    }
+    natural = [max(len(n), word[n], min(width, longest[n])) for n in threads]
+    floor = [max(len(n), word[n], min(longest[n], width, SQUEEZE_WIDTH)) for n in threads]
+    shown_width = {
+        v: max((len(_value_text(r, v, reveal)) for r in rows), default=0) for v in variables
+    }
+    has_choice = any(r["choice"] for r in rows)
+    tw = max((len(f"{r['time']:g}") for r in rows), default=0)
+    tw = max(tw, len("t(us)")) if show_time else -1  # the time column and its space
+    prefix = 5 + (tw + 1) + (7 if has_choice else 0) + 1
+    gaps = max(len(threads) - 1, 0)
+
+    def layout(heads: list[str]) -> tuple[list[int], list[int], int]:
+        var_cols = [max(len(h), shown_width[v]) for h, v in zip(heads, variables)]
+        room = LINE_WIDTH - prefix - gaps - sum(1 + w for w in var_cols)
+        cols = _shrink(natural, floor, room, counted)
+        return cols, var_cols, prefix + sum(cols) + gaps + sum(1 + w for w in var_cols)
+
+    # Two candidates: every variable under its name, and long names as tags with a legend.
+    # The one that fits wins, then the one that wraps less (a tag and a legend line cost as
+    # much as a wrapped step), then names.
+    tags: list[str] = []
+    for v in variables:
+        long = len(v) > max(shown_width[v], _SHORT_NAME)
+        tags.append(f"v{sum(t != u for t, u in zip(tags, variables)) + 1}" if long else v)
+    candidates = []
+    for heads in [list(variables)] + ([tags] if tags != variables else []):
+        cols, var_cols, line_width = layout(heads)
+        legend = _fill([f"{h} = {v}" for h, v in zip(heads, variables) if h != v], "variables:")
+        legend = legend if legend != ["variables:"] else []
+        cost = sum(_wrap_cost(c, w) for c, w in zip(counted, cols))
+        cost += len(legend) + sum(h != v for h, v in zip(heads, variables))  # tags cost too
+        fits = line_width <= LINE_WIDTH
+        candidates.append((not fits, cost, heads, cols, var_cols, line_width, legend))
+    # a table that cannot fit: the narrower candidate
+    _unfit, _cost, heads, cols, var_cols, line_width, legend = min(
+        candidates, key=lambda c: (c[0], c[5] if c[0] else 0, c[1])
+    )
+
+    head = f"{'step':>4} " + (f"{'t(us)':>{tw}} " if show_time else "")
+    head += (f"{'choice':>6} " if has_choice else "") + " "
+    head += " ".join(f"{n:<{w}}" for n, w in zip(threads, cols))
+    head += "".join(f" {h:>{w}}" for h, w in zip(heads, var_cols))
+    lines = [head.rstrip(), "-" * len(head.rstrip())]
+    blank = " " * prefix
+    for r in rows:
+        first = f"{r['step']:>4} " + (f"{r['time']:>{tw}g} " if show_time else "")
+        first += (f"{r['choice']:>6} " if has_choice else "") + " "
+        parts = _wrap(r["text"], cols[threads.index(r["thread"])])
+        for k, part in enumerate(parts):
+            cells = [f"{part if n == r['thread'] else '':<{w}}" for n, w in zip(threads, cols)]
+            line = (first if k == 0 else blank) + " ".join(cells)
+            if k == 0:
+                line += "".join(
+                    f" {_value_text(r, v, reveal):>{w}}" for v, w in zip(variables, var_cols)
+                )
+            lines.append(line.rstrip())
+    if max_rows is not None and total > max_rows:
+        lines.append(f"... {total - max_rows} more steps (max_rows={max_rows})")
+    lines += legend
+    if has_choice:
+        r = next(r for r in rows if r["choice"])
+        char, ready = r["choice"].split("/")
+        lines.append(
+            f"choice {r['choice']}: thread {char} ({r['thread']}) went, {ready} could have"
+        )
+    if line_width > LINE_WIDTH:
+        lines.append(
+            f"{line_width} columns: show fewer with threads=[...] or variables=[...]"
+            + (", or show_time=False" if show_time else "")
+        )
+    return "\n".join(lines)
+
+
 def trace_table(
     x: Simulation | RunResult,
     reveal: bool = True,
     show_time: bool = True,
     max_rows: int | None = 200,
     width: int = 22,
+    threads: list[str] | None = None,
+    variables: list[str] | None = None,
 ) -> str:
     """An OSTEP-style table: a column per thread, a row per step, variables on the right.
 
     With ``reveal=False`` every value a learner could predict is printed as ``?``. The
     ``choice`` column shows, at each choice point, the character the schedule string recorded
-    and how many threads could have moved (``1/2``: thread 1 went, 2 were ready). At most
-    ``max_rows`` rows are printed (``None``: all of them), then how many more there were; a
-    thread's column is as wide as its longest step, at most ``width`` characters (longer steps
-    are cut), and never narrower than the thread's name.
+    and how many threads could have moved (``1/2``: thread 1 went, 2 could have); a line under
+    the table reads one of them. At most ``max_rows`` rows are printed (``None``: all of them),
+    then how many more there were. A thread's column is at most ``width`` characters wide (a
+    longer step wraps onto the next line, between words), and the table fits in
+    ``LINE_WIDTH`` columns when it can (``table_text`` has the rules). ``threads`` and
+    ``variables``, lists of names, show only those columns (and only those threads' rows,
+    numbered as in the whole run): the way to narrow a table that does not fit.
 
     Only the rows printed are built: a run of millions of events prints its first rows after
-    one vectorised pass over the stream (for the row count and the column widths).
+    one vectorised pass over the stream (to count the rest).
     """
     sim = _check_x(x)
     validate.flag("reveal", reveal)
@@ -266,145 +393,253 @@ def trace_table(
     if max_rows is not None:
         validate.whole("max_rows", max_rows, 1, kind="None or a whole number")
     validate.whole("width", width, MIN_WIDTH)
-    total, longest = _scan(sim, reveal, width)
-    threads = [t.name for t in sim.threads]
+    names = [t.name for t in sim.threads]
     varnames = [o.name for o in sim.objects if getattr(o, "kind", "") == "variable"]
-    used = dict.fromkeys(threads, 0)
-    for t in sim.threads:
-        used[t.name] = max(used[t.name], longest.get(t.tid, 0))
-    cols = [max(len(n), min(width, used[n])) for n in threads]
-    head = f"{'step':>4} " + (f"{'t(us)':>7} " if show_time else "") + f"{'choice':>6}  "
-    head += " ".join(f"{n:<{w}}" for n, w in zip(threads, cols))
-    head += "".join(f" {v:>8}" for v in varnames)
-    lines = [head.rstrip(), "-" * len(head.rstrip())]
-    for r in islice(_iter_rows(sim, reveal), max_rows):
-        line = f"{r['step']:>4} " + (f"{r['time']:>7g} " if show_time else "")
-        line += f"{r['choice']:>6}  "
-        cells = []
-        for n, w in zip(threads, cols):
-            text = r["text"] if r["thread"] == n else ""
-            cells.append(f"{text[:w]:<{w}}")
-        line += " ".join(cells)
-        for v in varnames:
-            val = r["values"].get(v)
-            shown = "?" if not reveal else ("" if val is None else f"{val}")
-            line += f" {shown:>8}"
-        lines.append(line.rstrip())
-    if max_rows is not None and total > max_rows:
-        lines.append(f"... {total - max_rows} more steps (max_rows={max_rows})")
-    return "\n".join(lines)
+    tids = None
+    if threads is not None:
+        wanted = validate.items("threads", threads, kind="None or a list of thread names")
+        for n in wanted:
+            validate.choice("threads", n, names)
+        tids = [t.tid for t in sim.threads if t.name in wanted]
+        names = [n for n in names if n in wanted]
+    if variables is not None:
+        wanted = validate.items("variables", variables, kind="None or a list of variable names")
+        for v in wanted:
+            validate.choice("variables", v, varnames)
+        varnames = [v for v in varnames if v in wanted]
+    rows: Iterator[dict[str, Any]] = _iter_rows(sim, reveal)
+    if threads is not None:
+        rows = (r for r in rows if r["thread"] in names)
+    printed = list(islice(rows, max_rows))
+    total = _count_rows(sim, tids)
+    return table_text(printed, names, varnames, total, reveal, show_time, max_rows, width)
+
+
+#: What a thread does, as the upper bar of its row in a timeline: the legend's words, the
+#: face colour and the hatch (each kind its own, so colour is never the only cue).
+ACTIVITIES = {
+    "run": ("running on a CPU", PALETTE[0], ""),
+    "sleep": ("asleep, no CPU: a system call or a timer", PALETTE[6], "//"),
+    "cpu": ("waiting for a CPU", "#BBBBBB", ".."),
+    "poll": ("asleep in aio_poll, waiting for work", "white", "--"),
+    "wait": ("waiting for a lock or an event", "#DDDDDD", "xx"),
+}
+
+
+def activities(x: Simulation | RunResult) -> list[tuple[str, str, str, float, float]]:
+    """What each thread did, in start order: ``(thread, activity, object, start, end)``, an
+    activity being a key of ``ACTIVITIES`` (``"sleep"``: a ``sleep()``, in the models a
+    blocking system call such as ``read()`` or a slow ``io_submit``; ``"poll"``: blocked on
+    an AioContext, in ``aio_poll``), or ``"hold"`` for a lock held. An interval may have no
+    length (a lock taken and released at one instant of a program that takes no time)."""
+    sim = _check_x(x)
+    tr = sim.trace
+    kinds = {}  # (thread, start, object name) of a BLOCK -> its object's kind
+    sleeps = []
+    for i in range(len(tr)):
+        k = tr.kind[i]
+        if k == tb.BLOCK:
+            obj = sim.objects[tr.obj[i]]
+            kinds[sim.threads[tr.tid[i]].name, tr.t[i], obj.name] = obj.kind
+        elif k == tb.SLEEP:
+            start = tr.t[i]
+            end = min(start + tr.decode(tr.arg[i]), sim.now)
+            sleeps.append((sim.threads[tr.tid[i]].name, "sleep", "", start, end))
+    out = []
+    for iv in intervals(sim):
+        what = iv.what
+        if what == "blocked":
+            kind = kinds.get((iv.thread, iv.start, iv.obj))
+            what = {"host CPUs": "cpu", "AioContext": "poll"}.get(kind, "wait")
+        out.append((iv.thread, what, iv.obj, iv.start, iv.end))
+    out += sleeps
+    out.sort(key=lambda a: (a[3], a[0], a[1]))
+    return out
 
 
 def timeline_summary(x: Simulation | RunResult) -> str:
-    """The timeline in words: for each thread, time running, blocked, and holding each lock."""
+    """The timeline in words: for each thread, time running, asleep (a system call), waiting
+    (for a CPU, a lock, in ``aio_poll``), and holding each lock; a thread's line goes on under
+    itself rather than past ``LINE_WIDTH``."""
     sim = _check_x(x)
     per: dict[str, dict[str, float]] = {t.name: {} for t in sim.threads}
-    for iv in intervals(sim):
-        key = {"run": "ran", "blocked": f"waited for {iv.obj}", "hold": f"held {iv.obj}"}[iv.what]
-        per[iv.thread][key] = per[iv.thread].get(key, 0.0) + iv.length
+    for thread, what, obj, start, end in activities(sim):
+        key = {
+            "run": "ran",
+            "sleep": "asleep (no CPU)",
+            "cpu": "waited for a CPU",
+            "poll": f"asleep in aio_poll({obj})",
+            "wait": f"waited for {obj}",
+            "hold": f"held {obj}",
+        }[what]
+        per[thread][key] = per[thread].get(key, 0.0) + end - start
     lines = [f"timeline of {sim.now:g} us:"]
     for name, parts in per.items():
-        desc = ", ".join(f"{k} {v:g} us" for k, v in parts.items()) or "took no time"
-        lines.append(f"  {name}: {desc}")
+        pieces = [f"{k} {v:g} us" for k, v in parts.items()] or ["took no time"]
+        line = f"  {name}:"
+        for n, piece in enumerate(pieces):
+            piece += "," if n < len(pieces) - 1 else ""
+            if n and len(line) + 1 + len(piece) > LINE_WIDTH:  # go on under the first part
+                lines.append(line)
+                line = " " * (len(name) + 3)
+            line += " " + piece
+        lines.append(line)
     return "\n".join(lines)
 
 
-def timeline(x: Simulation | RunResult, title: str | None = None, ax: Any = None) -> Any:
-    """A matplotlib figure: a row per thread; upper bar running or waiting, lower bar locks held.
+#: The smallest font in a figure (points): tick labels, legends, bar labels.
+FONT_SIZE = 9
 
-    ``title`` replaces the default title; ``ax``, a matplotlib ``Axes``, draws into that axes
-    (of a figure with other plots) instead of a new figure.
-    """
+
+def new_figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
+    """``plt.subplots(nrows, ncols, **kwargs)`` with white faces, the figure's and every
+    axes', so a figure reads on a dark theme too: where the course's figures start."""
     import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, facecolor="white", **kwargs)
+    for ax in fig.axes:
+        ax.set_facecolor("white")
+    return fig, axes
+
+
+def label_bars(ax: Any, bars: Any, texts: list[str] | None = None, fmt: str = "{:,.0f}") -> Any:
+    """Write on each bar of ``bars`` (what ``ax.bar`` or ``ax.barh`` returned) its value,
+    formatted with ``fmt``, or its entry of ``texts``, just past its end."""
+    if texts is None:
+        texts = [fmt.format(v) for v in bars.datavalues]
+    return ax.bar_label(bars, labels=texts, fontsize=FONT_SIZE, padding=2)
+
+
+def shared_legend(fig: Any, ncol: int = 3) -> Any:
+    """One legend under ``fig`` for all its axes: their legends' entries, each label once
+    (the axes' own legends are removed). Returns the figure's legend, or None if none."""
+    handles: dict[str, Any] = {}
+    for ax in fig.axes:
+        leg = ax.get_legend()
+        if leg is None:
+            continue
+        for handle, text in zip(leg.legend_handles, leg.get_texts()):
+            label = text.get_text()
+            if label not in handles:
+                # the artist drawn in the axes, not the legend's copy of it
+                drawn = [a for a in ax.get_children() if getattr(a, "get_label", None)]
+                handles[label] = next((a for a in drawn if a.get_label() == label), handle)
+        leg.remove()
+    if not handles:
+        return None
+    return fig.legend(
+        handles=list(handles.values()),
+        labels=list(handles),
+        loc="lower center",
+        ncol=min(ncol, len(handles)),
+        fontsize=FONT_SIZE,
+        frameon=False,
+    )
+
+
+def timeline(
+    x: Simulation | RunResult,
+    title: str | None = None,
+    ax: Any = None,
+    sleep_label: str | None = None,
+) -> Any:
+    """A matplotlib figure: a row per thread; upper bar what it did, lower bar locks held.
+
+    The upper bar shows running, sleeping without a CPU (a blocking system call, a timer),
+    waiting for a CPU, waiting for a lock or an event and sleeping in ``aio_poll``, each with
+    its own colour and hatch (``ACTIVITIES``); the lower bar, each lock held. A bar wide
+    enough for a label carries one; the legend lists only what was drawn. ``sleep_label``
+    names what a sleep stands for in this model (``"blocked in read()"``): the legend's
+    words and the label of a long sleep. ``title`` replaces the default title; ``ax``, a
+    matplotlib ``Axes``, draws into that axes (of a figure with other plots) instead of a
+    new figure.
+    """
     from matplotlib.axes import Axes
-    from matplotlib.patches import Patch
 
     sim = _check_x(x)
     if title is not None:
         validate.instance("title", title, str, kind="None or a string")
+    if sleep_label is not None:
+        validate.label("sleep_label", sleep_label)
     if ax is not None:
         validate.instance("ax", ax, Axes, kind="None or a matplotlib Axes (plt.subplots()[1])")
-    ivs = intervals(sim)
+    acts = activities(sim)
     threads = [t.name for t in sim.threads]
     row = {n: len(threads) - 1 - i for i, n in enumerate(threads)}
-    locks = sorted({iv.obj for iv in ivs if iv.what == "hold"})
-    style = {
-        name: (PALETTE[(i + 1) % len(PALETTE)], HATCHES[i % len(HATCHES)])
-        for i, name in enumerate(locks)
-    }
+    locks = sorted({obj for _t, what, obj, _a, _b in acts if what == "hold"})
+    words = {k: v[0] for k, v in ACTIVITIES.items()}
+    if sleep_label is not None:
+        words["sleep"] = f"{sleep_label} (no CPU)"
+    style = {k: (v[1], v[2]) for k, v in ACTIVITIES.items()}
+    for i, name in enumerate(locks):
+        style[f"hold {name}"] = (PALETTE[(i + 1) % len(PALETTE)], HATCHES[i % len(HATCHES)])
+        words[f"hold {name}"] = f"holds {name}"
     if ax is None:
-        fig, ax = plt.subplots(figsize=(9, 0.8 + 0.7 * len(threads)), facecolor="white")
+        fig, ax = new_figure(figsize=(9, 0.8 + 0.7 * len(threads)))
     else:
         fig = ax.figure
     ax.set_facecolor("white")
     span = max(sim.now, 1e-9)
-    for iv in ivs:
-        y = row[iv.thread]
-        length = max(iv.length, span / 400)
-        if iv.what == "run":
-            ax.broken_barh(
-                [(iv.start, length)],
-                (y + 0.5, 0.4),
-                facecolors=PALETTE[0],
-                edgecolor="black",
-                linewidth=0.5,
-            )
-            label = "run"
-        elif iv.what == "blocked":
-            ax.broken_barh(
-                [(iv.start, length)],
-                (y + 0.5, 0.4),
-                facecolors="#DDDDDD",
-                edgecolor="black",
-                hatch="xx",
-                linewidth=0.5,
-            )
-            label = f"wait {iv.obj}"
-        else:
-            color, hatch = style[iv.obj]
-            ax.broken_barh(
-                [(iv.start, length)],
-                (y + 0.08, 0.36),
-                facecolors=color,
-                edgecolor="black",
-                hatch=hatch,
-                linewidth=0.5,
-                alpha=0.85,
-            )
-            label = iv.obj
-        if length > span / 12:
-            ty = y + 0.7 if iv.what != "hold" else y + 0.26
+    # how many characters of a bar label fit in one microsecond of this axes
+    inches = ax.get_position().width * fig.get_figwidth()
+    per_us = inches / span / (FONT_SIZE * 0.6 / 72)
+    bars: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for thread, what, obj, start, end in acts:
+        key = f"hold {obj}" if what == "hold" else what
+        bars.setdefault((thread, key), []).append((start, max(end - start, span / 400)))
+        label = {
+            "run": "run",
+            "sleep": sleep_label or "sleep",
+            "cpu": "wait for CPU",
+            "poll": f"aio_poll {obj}",
+            "wait": f"wait {obj}",
+            "hold": obj,
+        }[what]
+        if len(label) + 2 <= (end - start) * per_us:
+            y = row[thread] + (0.26 if what == "hold" else 0.7)
             ax.text(
-                iv.start + length / 2,
-                ty,
+                (start + end) / 2,
+                y,
                 label,
                 ha="center",
                 va="center",
-                fontsize=8,
+                fontsize=FONT_SIZE,
                 bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.8),
             )
+    handles = {}
+    for (thread, key), xranges in bars.items():
+        color, hatch = style[key]
+        lower = key.startswith("hold ")
+        bar = ax.broken_barh(
+            xranges,
+            (row[thread] + 0.08, 0.36) if lower else (row[thread] + 0.5, 0.4),
+            facecolors=color,
+            edgecolor="black",
+            hatch=hatch,
+            linewidth=0.5,
+            alpha=0.85 if lower else 1.0,
+            label=words[key] if key not in handles else "_nolegend_",
+            gid=f"timeline:{'hold' if lower else key}",
+        )
+        handles.setdefault(key, bar)
     ax.set_yticks([row[n] + 0.5 for n in threads])
     ax.set_yticklabels(threads)
+    ax.tick_params(labelsize=FONT_SIZE + 1)
     ax.set_ylim(0, len(threads))
     ax.set_xlim(0, span * 1.02)
     ax.set_xlabel("simulated time (us)")
     ax.grid(axis="x", alpha=0.3)
-    handles = [
-        Patch(facecolor=PALETTE[0], edgecolor="black", label="running on a CPU"),
-        Patch(facecolor="#DDDDDD", edgecolor="black", hatch="xx", label="waiting"),
-    ]
-    handles += [
-        Patch(facecolor=c, edgecolor="black", hatch=h, label=f"holds {n}")
-        for n, (c, h) in style.items()
-    ]
-    ax.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.25 - 0.1 / len(threads)),
-        ncol=min(4, len(handles)),
-        fontsize=8,
-        frameon=False,
-    )
+    order = [k for k in ACTIVITIES if k in handles] + [f"hold {n}" for n in locks]
+    shown = [handles[k] for k in order if k in handles]
+    if shown:
+        ax.legend(
+            handles=shown,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.25 - 0.1 / len(threads)),
+            ncol=min(3, len(shown)),
+            fontsize=FONT_SIZE,
+            frameon=False,
+        )
     ax.set_title(title or "who ran, waited and held which lock")
     fig.tight_layout()
     return fig

@@ -3,10 +3,11 @@
 - Bound to 127.0.0.1: nobody else on the network can reach the server.
 - Token authentication on: a fresh random token each start (or ``--token``, which tests use);
   an empty token is refused. The URL printed below carries it.
-- Serves the repository root and opens the start page, ``notebooks/00-toolkit.ipynb``.
+- Serves the repository root and opens the start page, ``notebooks/00-primer.ipynb``.
 - ``--allow-root`` only when running as root (as in containers and CI).
-- Nothing is fetched at run time: JupyterLab's news feed and update check are off, and its
-  extension manager is read-only (the pinned environment is the course's).
+- Nothing is fetched at run time: JupyterLab's news feed and update check are off, and so is
+  its question whether to fetch the news (``tools/lab-settings/overrides.json``); its extension
+  manager is read-only (the pinned environment is the course's).
 
 Options: ``--port N`` (default: 8888, or the next free port), ``--no-browser``, ``--token T``.
 """
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-START_PAGE = "notebooks/00-toolkit.ipynb"
+START_PAGE = "notebooks/00-primer.ipynb"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8888
 
@@ -77,6 +78,8 @@ def server_argv(port: int, token: str, open_browser: bool, as_root: bool) -> lis
         f"--ServerApp.open_browser={open_browser}",
         f"--IdentityProvider.token={token}",
         "--LabApp.news_url=None",
+        # the course's settings overrides: never ask whether to fetch Jupyter news
+        f"--LabApp.app_settings_dir={ROOT / 'tools' / 'lab-settings'}",
         "--LabApp.extension_manager=readonly",
         "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
     ]

@@ -26,6 +26,7 @@ INCLUDE = (
     "docs/",
     "requirements/",
     "README.md",
+    "GLOSSARY.md",
     "LICENSE",
     "environment.yml",
     "pyproject.toml",

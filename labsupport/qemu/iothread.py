@@ -79,6 +79,7 @@ def aio_context_new_lock(ctx: AioContext, kind: str = "rfifo") -> ProfiledLock |
         raise ValueError(
             f"an AioContext lock is 'rfifo' (2013), 'rec' (2017) or 'noop' (2023); got {kind!r}"
         )
+    mutex.role = f"{ctx.name}'s AioContext lock"  # what a deadlock report calls it
     ctx.lock = ProfiledLock(mutex, ctx)
     return ctx.lock
 

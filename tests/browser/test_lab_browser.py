@@ -1,7 +1,8 @@
 """Acceptance test: a person can use a chapter in JupyterLab, in a real browser.
 
 What a learner does, done by headless chromium through Playwright against the server `make lab`
-starts (tools/lab.py): open the chapter, answer JupyterLab's news question, clear the stored
+starts (tools/lab.py): open the chapter (JupyterLab must not ask whether to fetch its news:
+tools/lab.py turns the question off), clear the stored
 outputs, Run > Run All Cells, wait until the kernel has really finished, move the first slider
 with the keyboard and see the widget's printed output change; then play the chapter's "be the
 scheduler" level by clicking the threads' buttons until it says the goal is reached. Before
@@ -248,10 +249,17 @@ def test_a_person_can_run_the_notebook_and_move_a_slider(lab_server, page, page_
     slider = None
     started = time.monotonic()
     try:
-        # The news question pops up shortly after JupyterLab starts, over the notebook: whenever
-        # it shows before a click or key press, answer it first.
+        # The news question must not show (tools/lab.py turns it off); if it ever shows over the
+        # notebook before a click or key press, it is answered, so that the rest of the test
+        # can go on, and counted, so that the test fails at the end.
         news = page.locator(NEWS_TOAST).filter(has_text="news")
-        page.add_locator_handler(news, answer_news_question, no_wait_after=True)
+        asked = []
+
+        def news_question(toast) -> None:
+            asked.append(True)
+            answer_news_question(toast)
+
+        page.add_locator_handler(news, news_question, no_wait_after=True)
         page.goto(lab_server.url(f"/lab/tree/{NOTEBOOK}"))
 
         # Wait for: the notebook's cells in the page (or a dialog, such as "Cannot open", which
@@ -336,5 +344,6 @@ def test_a_person_can_run_the_notebook_and_move_a_slider(lab_server, page, page_
     finally:
         save_screenshot(page, screenshot, slider)
 
+    assert not asked and not news.count(), "JupyterLab asked whether to fetch its news"
     # Autosave is off and nothing saves: the chapter in the repository is untouched.
     assert path.read_bytes() == original, f"{NOTEBOOK} was modified on disk by the test"

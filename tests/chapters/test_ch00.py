@@ -1,7 +1,11 @@
 """What chapter 0 teaches, asserted: each claim of the notebook is a test here too."""
 
+import json
 import math
 import re
+from pathlib import Path
+
+from chapter_opening import heading_id, opening, problems
 
 from labsupport import QemuMutex, Shared, compute, explore, pct, run
 from labsupport.chapters.ch00 import checks
@@ -12,6 +16,52 @@ from labsupport.chapters.ch00.scenarios import (
     first_losing_seed,
 )
 from labsupport.chapters.ch05.scenarios import r3_program
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "00-toolkit.ipynb"
+
+
+def test_the_chapter_opens_with_goals_a_time_and_a_map_of_every_section():
+    assert problems(NOTEBOOK) == []
+    o = opening(NOTEBOOK)
+    assert "Be-the-scheduler" in o.map_targets and "Practice:-a-new-problem-from-a-seed" in (
+        o.map_targets
+    )
+    assert len(o.numbered_sections) == 7
+
+
+def test_the_opening_checker_can_fail(tmp_path):
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    first = "".join(nb["cells"][0]["source"])
+    broken = first.replace("(#7.-Every-schedule)", "(#7.-Every-schedules)").replace(
+        "**Time:** about", "**Time:** roughly"
+    )
+    nb["cells"][0]["source"] = broken.splitlines(keepends=True)
+    nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": ["word " * 2000]})
+    path = tmp_path / "broken.ipynb"
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    found = problems(path)
+    assert "map link #7.-Every-schedules reaches no heading" in found
+    assert "section 7.-Every-schedule is not in the map" in found
+    assert "no '**Time:** about N minutes.' line" in found
+    assert any(p.endswith("words of prose (fewer than 2000)") for p in found)
+    assert heading_id("3. The fix: a `QemuMutex`") == "3.-The-fix:-a-QemuMutex"
+
+
+def test_the_choice_notation_is_explained_where_the_first_table_is_shown():
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    first_table = next(
+        i
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "code" and "trace_table(" in "".join(c["source"])
+    )
+    before = " ".join("".join(cells[first_table - 1]["source"]).split())
+    assert "`0/2` means thread 0 went while 2 threads could have" in before
+    assert "numbered in the order they were spawned" in before
+    assert "[primer](00-primer.ipynb)" in "".join(cells[0]["source"])
+    # the question that uses expand=False says what it does
+    assert any(
+        "expand=False`, which makes" in " ".join("".join(c["source"]).split()) for c in cells
+    )
 
 
 def test_first_come_never_loses_but_most_random_schedules_do():
@@ -206,3 +256,14 @@ def test_the_fix_checker_explains_a_worker_without_yield():
 
     ok, message = checks._fixed_00(no_yield)
     assert not ok and "must be a generator function" in message
+
+
+def test_blocked_time_is_the_waits_for_the_lock_and_for_a_cpu():
+    """Section 5: "`blocked` counts waits for the lock and for a CPU; the lock's row counts only
+    its own (60 us of the 70)"."""
+    from labsupport import metrics
+    from labsupport.chapters.ch00.scenarios import busy_program as busy
+
+    m = metrics(run(busy, cpus=2, policy="random", seed=4))
+    assert sum(m.blocked_us.values()) == 70
+    assert m.locks["lock"].wait_total == 60

@@ -14,9 +14,10 @@ from collections import deque
 from pathlib import Path
 
 import pytest
+from chapter_opening import opening, problems
 from notebook_cells import code_cells, run_cells
 
-from labsupport import QemuSemaphore, Shared, check, compute, metrics, run, sleep
+from labsupport import QemuSemaphore, Shared, check, compute, metrics, run, sleep, trace_table
 from labsupport.chapters.ch01.checks import (
     LATENCY_WORKLOAD,
     P99_BOUND_US,
@@ -46,6 +47,21 @@ W = Workload(vcpus=3, io_depth=4, timer_period_us=1000, duration_us=20_000)
 W_CPU = Workload(timer_period_us=1000, duration_us=20_000)
 W_IO = Workload(vcpus=3, io_depth=1, timer_period_us=1000, duration_us=20_000)
 W_H = W
+
+
+def test_the_chapter_opens_with_goals_a_time_and_a_map_of_every_section():
+    assert problems(NOTEBOOK) == []
+    o = opening(NOTEBOOK)
+    for sub in ("4.1-More-vCPUs,-no-more-speed", "4.2-I/O-latency-versus-the-time-slice"):
+        assert sub in o.map_targets
+
+
+def test_the_prose_quotes_the_trace_as_it_prints():
+    """Section 1's explanation names step 4 as the trace table prints it."""
+    rows = trace_table(run(_one_pass(MAIN_LOOP_2008_ORDER))).splitlines()[2:]
+    step4 = next(r for r in rows if r.split()[0] == "4")
+    assert "schedule raise-irq" in step4
+    assert "Step 4, `schedule raise-irq`" in NOTEBOOK.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +262,7 @@ def test_latency_grows_with_the_slice_and_tends_to_two_rounds():
     assert runs[0].io_per_s > 10 * runs[-1].io_per_s
     # question 2: halving the slice from 200 to 100 us cuts the median by about 40%
     assert 0.5 < p50[1] / p50[2] < 0.7
+    assert (round(p50[2]), round(p50[1])) == (991, 591)  # "991 to 591 us"
     assert abs(busy[1] - busy[2]) < 0.02
 
 

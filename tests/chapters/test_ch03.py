@@ -6,13 +6,14 @@ on 30 seeds. This file covers the rest: the visible model equals the library's, 
 prose quotes, the sweep, where the factor comes from, and the exercises' checkers.
 """
 
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 from notebook_cells import run_cells
 
-from labsupport import run, trace_table
+from labsupport import run, timeline_summary, trace_table
 from labsupport.analysis import intervals
 from labsupport.chapters.ch03.checks import (
     EXPLAIN_35,
@@ -32,6 +33,7 @@ from labsupport.chapters.ch03.checks import (
     refusals_36,
     stores,
 )
+from labsupport.chapters.ch03.scenarios import whole_us
 from labsupport.chapters.ch03.widgets import compare
 from labsupport.qemu import Dataplane, DataplaneRefused, Workload, r2_program, run_era
 
@@ -121,6 +123,17 @@ def test_on_the_bql_path_the_main_loop_holds_the_bql_and_the_vcpus_queue_for_it(
         assert _time(r, vcpu, "blocked", "BQL") > 0.5 * SHORT.duration_us
 
 
+def test_the_timeline_is_printed_in_whole_microseconds():
+    text = whole_us(timeline_summary(run_era(SHORT, "kvm").result))
+    assert "vcpu1: ran 62 us, waited for BQL 138 us, held BQL 10 us" in text  # not 61.8757
+    assert not re.search(r"\d\.\d", text)
+    assert whole_us("ran 61.5 us, held BQL 10 us, 2.5 µs, QEMU 1.4") == (
+        "ran 62 us, held BQL 10 us, 3 µs, QEMU 1.4"  # half up; a version is not a duration
+    )
+    with pytest.raises(TypeError, match="timeline_summary"):
+        whole_us(61.8757)
+
+
 def test_with_the_dataplane_the_main_loop_sleeps_and_the_vcpus_barely_wait():
     r = run_era(SHORT, "dataplane").result
     assert _time(r, "main-loop", "hold", "BQL") == 0
@@ -141,6 +154,18 @@ def test_the_headline_numbers_the_prose_quotes():
     main_loop = bql.result.sim.model["bql"].sites["main loop"]
     assert main_loop.hold_us >= 0.85 * HIGH_MMIO.duration_us  # "18,000 of the 20,000 us"
     assert dp.result.sim.model["bql"].sites["main loop"].acquisitions == 1  # "takes it once"
+
+
+def test_p50_is_p99_because_every_request_after_the_first_few_takes_as_long():
+    # "each waits for the 7 ahead of it ... latency is depth over rate ... there is no tail"
+    for era in ("kvm", "dataplane"):
+        r = run_era(HIGH_MMIO, era, trace=False)
+        latencies = r.result.sim.model["dev"].latencies
+        assert min(latencies[: HIGH_MMIO.io_depth]) < r.io_p50_us  # the first few, faster
+        assert set(latencies[HIGH_MMIO.io_depth :]) == {r.io_p50_us}
+        assert r.io_p50_us == r.io_p99_us
+        assert r.io_p50_us == pytest.approx(HIGH_MMIO.io_depth * 1e6 / r.io_per_s, abs=1)
+    assert run_era(HIGH_MMIO, "dataplane", trace=False).io_p99_us == 64  # "= 64 us"
 
 
 def test_the_dataplane_is_flat_across_the_mmio_load_and_the_bql_path_is_not():

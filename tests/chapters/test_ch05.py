@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from notebook_cells import assert_same_run, run_cells
+from notebook_cells import assert_same_run, run_cell_containing, run_cells
 
 from labsupport import MisuseError, compute, run, sleep, trace_table
 from labsupport.analysis import find_races
@@ -134,10 +134,13 @@ def test_d1_deadlocks_as_a_cycle_when_nested_and_never_when_held_once():
     r = run_scenario("D1", fixed=False, seed=0)
     text = r.deadlock.text()
     assert r.deadlock.kind == "cycle"
-    assert "iothread0 waits for rec-mutex iothread0.ctx, held by main-loop" in text
+    assert (
+        "iothread0 waits for iothread0's AioContext lock (rec-mutex iothread0.ctx), held by "
+        "main-loop" in text
+    )
     assert (
         "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
-        "held by iothread0"
+        "to be woken by iothread0"
     ) in text
     assert run(d1_program(False), cpus=2, schedule=r.schedule).outcome == "deadlock"
     # the one release left the depth at 1: the main loop still holds it
@@ -157,19 +160,24 @@ def test_d2_hangs_only_when_the_lock_is_held_across_the_yield():
     assert r.outcome == "deadlock" and r.deadlock.kind == "cycle"
     assert r.deadlock.cycle == ["main-loop", "coroutine block_resize in main-loop", "iothread0"]
     assert "2 threads and 1 coroutine wait for each other in a cycle" in text
-    assert "iothread0 waits for rec-mutex iothread0.ctx, held by main-loop" in text
     assert (
-        "main-loop waits for the release of rec-mutex iothread0.ctx (taken in main-loop by a "
-        "coroutine that yielded holding it), held by coroutine block_resize in main-loop"
+        "iothread0 waits for iothread0's AioContext lock (rec-mutex iothread0.ctx), held by "
+        "main-loop" in text
+    )
+    assert (
+        "main-loop waits for the release of iothread0's AioContext lock (rec-mutex "
+        "iothread0.ctx) (taken in main-loop by a coroutine that yielded holding it), held by "
+        "coroutine block_resize in main-loop"
     ) in text
     assert (
         "coroutine block_resize in main-loop waits for bottom half drain in AioContext "
         "iothread0 (it scheduled it and yielded), to be run by iothread0"
     ) in text
     assert "main-loop holds iothread0.ctx" in text
-    assert "coroutine block_resize in main-loop holds rec-mutex iothread0.ctx (across a yield)" in (
-        text
-    )
+    assert (
+        "coroutine block_resize in main-loop holds iothread0's AioContext lock "
+        "(rec-mutex iothread0.ctx) (across a yield)"
+    ) in text
     co = next(o for o in r.sim.objects if getattr(o, "kind", "") == "coroutine")
     assert co.state == "yielded"
     fixed = run_scenario("D2", fixed=True, seed=5)
@@ -197,10 +205,13 @@ def test_d5_without_the_assertion_the_two_iothreads_deadlock_on_every_seed():
         r = run(d5_program(False, qemu_assertion=False), policy="random", seed=seed, cpus=2)
         assert r.outcome == "deadlock", seed
     text = r.deadlock.text()
-    assert "iothread-b waits for rec-mutex iothread-a.ctx, held by iothread-a" in text
+    assert (
+        "iothread-b waits for iothread-a's AioContext lock (rec-mutex iothread-a.ctx), held by "
+        "iothread-a"
+    ) in text
     assert (
         "iothread-a waits for AioContext iothread-a (in AIO_WAIT_WHILE, for iothread-b's "
-        "work), held by iothread-b"
+        "work), to be woken by iothread-b"
     ) in text
     # the fixed program does not depend on the switch
     assert run(d5_program(True, qemu_assertion=False), policy="random", seed=0, cpus=2).ok
@@ -218,6 +229,54 @@ def test_r3_a_seeded_schedule_loses_the_wakeup_and_the_handshake_never_does():
     assert run(r3_program(fixed=True), schedule=R3_LOST_SCHEDULE).ok
     # not a data race: the lockset detector has nothing to report
     assert find_races(r) == []
+
+
+def test_r3s_three_counts_are_two_programs_and_the_prose_says_which():
+    # "Seeds 0 to 39 find it (section 8 runs this program on seeds 0 to 199)": 9 of 40 and
+    # 51 of 200 are one program, r3_program; 29 of 200 is the other, r3_handshake_program
+    from labsupport.chapters.ch05.scenarios import r3_handshake_program
+
+    lost = [
+        s
+        for s in range(SEEDS)
+        if run(r3_program(False), policy="random", seed=s).outcome == "stuck"
+    ]
+    first40 = [s for s in lost if s < 40]
+    assert (len(first40), len(lost)) == (9, 51)
+    assert outcome_table(SEEDS, names=("R3",))[("R3", "buggy")]["stuck"] == len(lost)
+    written_out = sum(
+        run(r3_handshake_program(False), policy="random", seed=s).outcome == "stuck"
+        for s in range(SEEDS)
+    )
+    assert written_out == 29  # "It loses the wake-up on 29 of 200 schedules"
+    text = " ".join(_markdown().split())
+    assert "Seeds 0 to 39 find it (section 8 runs this program on seeds 0 to 199)" in text
+    assert "A second program, `r3_handshake_program`" in text and "29 of 200" in text
+
+
+def _markdown() -> str:
+    import json
+
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def test_the_coroutine_primer_stops_in_one_thread_and_goes_on_in_another(era_model):
+    ns = run_cell_containing(
+        NOTEBOOK, era_model, "def coroutine_demo", "from labsupport import run, trace_table"
+    )
+    r = run(ns["coroutine_demo"], cpus=2)
+    assert r.ok
+    rows = [(row["thread"], row["text"]) for row in trace_rows(r)]
+    entered = [thread for thread, text in rows if text == "enter request"]
+    assert entered == ["main-loop", "iothread0"]  # entered again later, by another thread
+    where = {text: thread for thread, text in rows}
+    assert where["compute 2 us"] == "main-loop" and where["compute 3 us"] == "iothread0"
+    assert rows.index(("main-loop", "request yields")) < rows.index(("iothread0", "enter request"))
+    # the primer comes before D2, the first scenario that needs a coroutine
+    text = _markdown()
+    assert text.index("### Coroutines") < text.index("`block_resize`")
+    assert "[coroutine](../GLOSSARY.md#coroutine)" in text
 
 
 def test_r3_the_model_announces_then_looks_the_2015_2020_order():
@@ -481,10 +540,11 @@ def test_r1_the_prose_steps_of_the_fixed_run():
     step = {
         (row["thread"], row["text"]): row["step"]
         for row in rows
-        if row["text"] in ("wait: main (iothread0 has it)", "load tgm.throttle_state -> 'tg0'")
+        if row["text"]
+        in ("wait: main (to be woken by iothread0)", "load tgm.throttle_state -> 'tg0'")
         or row["text"].startswith("store tgm.throttle_state")
     }
-    assert step[("main-loop", "wait: main (iothread0 has it)")] == 8  # "waits (step 8)"
+    assert step[("main-loop", "wait: main (to be woken by iothread0)")] == 8  # "waits (step 8)"
     assert step[("iothread0", "load tgm.throttle_state -> 'tg0'")] == 12  # "read (step 12)"
     assert step[("main-loop", "store tgm.throttle_state = None")] == 23  # "at step 23"
 

@@ -7,10 +7,16 @@ checkers accept the model answers and refuse the bugs."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import inspect
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
-from notebook_cells import run_cells
+from chapter_opening import opening, problems
+from notebook_cells import code_cells, run_cells
 
 from labsupport import run, trace_table
 from labsupport.analysis.tsa import static_check
@@ -35,6 +41,7 @@ from labsupport.chapters.ch06.scenarios import (
     run_scenario,
     starvation_table,
 )
+from labsupport.present import trace_rows
 from labsupport.qemu.graphlock import (
     GRAPH_RDLOCK,
     bdrv_drained_begin,
@@ -52,8 +59,9 @@ SEEDS = 200
 
 @pytest.fixture(scope="module")
 def era_model() -> dict:
-    """The notebook's "era-model" cells, run in order in a fresh namespace."""
-    return run_cells(NOTEBOOK, "era-model", minimum=5)
+    """The notebook's "era-model" cells (the graph lock's read side, its write side and the
+    main loop's graph change), run in order in a fresh namespace."""
+    return run_cells(NOTEBOOK, "era-model", minimum=2)
 
 
 @pytest.fixture(scope="module")
@@ -71,29 +79,123 @@ def _same(mine, theirs) -> None:
     assert mine.model.gl.writer_waits == theirs.model.gl.writer_waits
 
 
+def _steps(result, width: int = 40) -> list[str]:
+    """The trace's steps as text, one per row of the trace table ("thread: what it did"),
+    whatever the table's layout."""
+    return [f"{r['thread']}: {r['text']}" for r in trace_rows(result)]
+
+
+def _report_line(text: str, start: str) -> str:
+    """The line of a deadlock report that starts (after its indent) with ``start``."""
+    (line,) = [s.strip() for s in text.splitlines() if s.strip().startswith(start)]
+    return line
+
+
+def _visible() -> dict:
+    """The functions the notebook shows, by name, with the library's own."""
+    from labsupport.chapters.ch06 import scenarios as scenarios_ch06
+    from labsupport.qemu import graphlock
+
+    return {
+        "bdrv_graph_co_rdlock": graphlock.bdrv_graph_co_rdlock,
+        "_reader_threads": graphlock._reader_threads,
+        "bdrv_graph_wrlock": graphlock.bdrv_graph_wrlock,
+        "change_filter": scenarios_ch06.change_filter,
+    }
+
+
+def test_the_chapter_opens_with_goals_a_time_and_a_map_of_every_section():
+    assert problems(NOTEBOOK) == []  # goals, time, a map that reaches every section; < 2000 words
+    o = opening(NOTEBOOK)
+    assert "Be-the-scheduler-of-D6" in o.map_targets
+    assert not any(re.match(r"\d+\.-\([a-h]\)", s) for s in o.heading_ids)  # no "(a)...(h)"
+
+
+class _Plain(ast.NodeTransformer):
+    """A function's code without what does not run: its docstring and its type hints."""
+
+    def visit_FunctionDef(self, node):  # noqa: N802 (ast's name)
+        self.generic_visit(node)
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]
+        node.body, node.returns = body, None
+        return node
+
+    def visit_arg(self, node):  # noqa: N802
+        node.annotation = None
+        return node
+
+
+def _code(node: ast.FunctionDef) -> str:
+    return ast.dump(_Plain().visit(node), include_attributes=False)
+
+
+def _functions(source: str) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(textwrap.dedent(source))
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def test_the_code_the_notebook_shows_is_the_librarys():
+    shown: dict[str, ast.FunctionDef] = {}
+    for src in code_cells(NOTEBOOK, "era-model"):
+        shown |= _functions(src)
+    assert set(shown) == set(_visible())
+    for name, library in _visible().items():
+        (theirs,) = _functions(inspect.getsource(library)).values()
+        assert _code(shown[name]) == _code(theirs), f"{name} differs from the library's"
+    # and the comparison can fail: one changed constant is a difference
+    drifted = _functions(
+        inspect.getsource(_visible()["bdrv_graph_wrlock"]).replace(
+            "gl.has_writer = 1\n", "gl.has_writer = 0\n", 1
+        )
+    )["bdrv_graph_wrlock"]
+    assert _code(drifted) != _code(shown["bdrv_graph_wrlock"])
+
+
+@contextlib.contextmanager
+def _notebook_lock(era_model: dict):
+    """Run the library's model with the notebook's functions in place of its own."""
+    from labsupport.chapters.ch06 import scenarios as scenarios_ch06
+    from labsupport.qemu import graphlock
+
+    names = ("bdrv_graph_co_rdlock", "bdrv_graph_wrlock", "change_filter")
+    saved = [
+        (m, n, getattr(m, n)) for m in (graphlock, scenarios_ch06) for n in names if hasattr(m, n)
+    ]
+    try:
+        for module, name, _ in saved:
+            setattr(module, name, era_model[name])
+        yield
+    finally:
+        for module, name, fn in saved:
+            setattr(module, name, fn)
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 @pytest.mark.parametrize("fixed", [False, True])
-def test_the_notebooks_era_model_gives_the_librarys_runs(era_model, name, fixed):
+def test_the_notebooks_lock_gives_the_librarys_runs(era_model, name, fixed):
     from labsupport.chapters.ch06 import scenarios as scenarios_ch06
-    from labsupport.qemu import graphlock as graphlock
 
-    assert era_model["graph_program"] is not scenarios_ch06.graph_program
-    assert era_model["bdrv_graph_wrlock"] is not graphlock.bdrv_graph_wrlock
-    assert era_model["bdrv_graph_co_rdlock"] is not graphlock.bdrv_graph_co_rdlock
     cfg = CONFIGS[name][int(fixed)]
     for seed in range(15):
-        _same(era_model["run_graph"](cfg, seed=seed), run_graph(cfg, seed=seed))
+        with _notebook_lock(era_model):
+            assert scenarios_ch06.change_filter is era_model["change_filter"]
+            mine = run_graph(cfg, seed=seed)
+        _same(mine, run_graph(cfg, seed=seed))
 
 
-def test_the_era_models_agree_on_a_stream_of_readers_too(era_model):
+def test_the_notebooks_lock_agrees_on_a_stream_of_readers_too(era_model):
     cfg = CONFIGS["D7"][1].replace(
         rate_per_ms=80.0, duration_us=600.0, iothreads=2, drain="none", drain_first=False
     )
     for seed in range(3):
-        _same(era_model["run_graph"](cfg, seed=seed), run_graph(cfg, seed=seed))
+        with _notebook_lock(era_model):
+            mine = run_graph(cfg, seed=seed)
+        _same(mine, run_graph(cfg, seed=seed))
 
 
-# -- (a) annotations: the static pass before the run, the run-time check on the run ----------
+# -- section 3, annotations: the static pass before the run, the run-time check on the run ---------
 
 
 def read_without_lock(bs, req):
@@ -129,7 +231,7 @@ def test_the_run_time_check_agrees_and_flags_every_access_on_the_way_down():
     assert locked.ok and tsa_violations(locked) == []
 
 
-# -- (b) the graph change with I/O in flight ---------------------------------------------------
+# -- section 4, the graph change with I/O in flight ------------------------------------------------
 
 
 def test_an_unlocked_graph_change_reads_a_freed_node_and_the_lock_prevents_it(table):
@@ -152,7 +254,7 @@ def test_an_unlocked_graph_change_reads_a_freed_node_and_the_lock_prevents_it(ta
         assert ok.model.change_done and ok.model.completed == ok.model.arrivals
 
 
-# -- (c) D6 ---------------------------------------------------------------------------------
+# -- section 5, D6 ---------------------------------------------------------------------------------
 
 
 def test_d6_deadlocks_when_the_writer_polls_with_has_writer_set_and_never_when_clear(table):
@@ -160,21 +262,21 @@ def test_d6_deadlocks_when_the_writer_polls_with_has_writer_set_and_never_when_c
     assert table[("D6", "fixed")] == {"completed": SEEDS}
     g = run_scenario("D6", False, seed=0)
     assert g.result.deadlock.kind == "cycle" and g.result.deadlock.cycle == ["main-loop"]
-    assert (
-        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for main-loop's work), "
-        "held by main-loop"
-    ) in g.result.deadlock.text()
+    assert _report_line(
+        g.result.deadlock.text(),
+        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for main-loop's work)",
+    ).endswith(" by main-loop")
     assert "has_writer=1" in g.diagnosis()
     assert "sleeping in its CoQueue: bdrv_co_get_info" in g.diagnosis()
     # the prose reads the trace in this order: the no-poll drain, the flag set and the poll,
     # later reads stopped by the drain, then the callback's coroutine asleep on has_writer
-    rows = trace_table(g.result, width=34).splitlines()[2:]
+    rows = _steps(g.result)
 
     def at(text: str) -> int:
         return next(i for i, r in enumerate(rows) if text in r)
 
-    drain, poll = at("bdrv_drain_all_begin_nopoll"), at("has_writer = 1; poll until no read")
-    asleep = at("has_writer: bdrv_co_get_info sleep")
+    drain, poll = at("bdrv_drain_all_begin_nopoll"), at("has_writer = 1; poll until")
+    asleep = at("bdrv_co_get_info sleep")
     assert at("timer qmp: change filter") < drain < poll < at("timer query info") < asleep
     assert poll < at("req1 yields") < at("req2 yields") < asleep
     assert "bdrv_drain_all_end" not in "\n".join(rows)  # the writer never got the lock
@@ -185,7 +287,7 @@ def test_d6_deadlocks_when_the_writer_polls_with_has_writer_set_and_never_when_c
     assert fixed.model.extra["sync_reads"] == 1 and fixed.model.change_done
 
 
-# -- (d) D7 ---------------------------------------------------------------------------------
+# -- section 6, D7 ---------------------------------------------------------------------------------
 
 
 def test_d7_hangs_when_draining_under_the_write_lock_and_never_when_draining_first(table):
@@ -198,10 +300,11 @@ def test_d7_hangs_when_draining_under_the_write_lock_and_never_when_draining_fir
     assert g.outcome == "deadlock" and g.result.deadlock.kind == "cycle"
     text = g.result.deadlock.text()
     assert g.result.deadlock.cycle == ["main-loop", "iothread0", "coroutine req2 in iothread0"]
+    assert _report_line(
+        text, "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work)"
+    ).endswith(" by iothread0")
     for line in (
         "2 threads and 1 coroutine wait for each other in a cycle",
-        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
-        "held by iothread0",
         "iothread0 waits for the work left in AioContext iothread0 (asleep in aio_poll), which "
         "is coroutine req2 in iothread0",
         "coroutine req2 in iothread0 waits for graph_lock to read (asleep in its CoQueue), held "
@@ -212,11 +315,11 @@ def test_d7_hangs_when_draining_under_the_write_lock_and_never_when_draining_fir
     assert "has_writer=1, readers none, sleeping in its CoQueue: req2" in g.diagnosis()
     # the prose: req2 waited (drained) for the writer's no-poll drain to end, which
     # bdrv_graph_wrlock ends before it returns; then it started, and slept on has_writer
-    rows = trace_table(g.result, width=34).splitlines()[2:]
+    rows = _steps(g.result)
     end = next(i for i, r in enumerate(rows) if "bdrv_drain_all_end" in r)
     locked = next(i for i, r in enumerate(rows) if "graph write-locked" in r)
     drained = next(i for i, r in enumerate(rows) if "bdrv_drained_begin(blk0)" in r)
-    sleeps = next(i for i, r in enumerate(rows) if "has_writer: req2 sleeps" in r)
+    sleeps = next(i for i, r in enumerate(rows) if "req2 sleeps" in r)
     assert sum("enter req2" in r for r in rows[:end]) >= 1  # it arrived during the poll
     assert end < locked < drained < sleeps
     assert [v.function for v in g.violations()] == ["bdrv_drained_begin"]
@@ -234,7 +337,7 @@ def test_the_static_pass_flags_the_drain_under_the_lock_once_drained_begin_is_an
     ]
 
 
-# -- D8: the graph lock's first months -----------------------------------------------------
+# -- section 10, D8: the graph lock's first months -------------------------------------------------
 
 
 def test_d8_the_80_writer_polls_holding_the_context_lock_and_the_2023_fix_releases_it(table):
@@ -246,21 +349,20 @@ def test_d8_the_80_writer_polls_holding_the_context_lock_and_the_2023_fix_releas
     d = g.result.deadlock
     assert g.outcome == "deadlock" and d.kind == "cycle"
     assert sorted(d.cycle) == ["iothread0", "main-loop"]
-    for line in (
-        "iothread0 waits for rec-mutex iothread0.ctx, held by main-loop",
-        "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
-        "held by iothread0",
-        "main-loop holds BQL, iothread0.ctx",
-    ):
-        assert line in d.text(), d.text()
-    assert "AioContext iothread0's lock: locked by main-loop, waiters:1" in g.diagnosis()
+    lock_wait = _report_line(d.text(), "iothread0 waits for ")
+    assert "rec-mutex iothread0.ctx" in lock_wait and lock_wait.endswith(", held by main-loop")
+    assert _report_line(
+        d.text(), "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work)"
+    ).endswith(" by iothread0")
+    assert "main-loop holds BQL, iothread0.ctx" in d.text()
+    assert "iothread0's AioContext lock: locked by main-loop, waiters:1" in g.diagnosis()
     assert "readers {'iothread0': 2}" in g.diagnosis()  # two reads inside, waiting for the disk
     # the IOThread blocked where the disk's completion wakes a read (aio_co_enter took the lock)
-    rows = trace_table(g.result, width=40).splitlines()[2:]
+    rows = _steps(g.result)
     assert "timer disk" in rows[-2] and "wait: iothread0.ctx" in rows[-1]
     fixed = run_scenario("D8", True, seed=0)
     assert fixed.outcome == "completed" and fixed.model.change_done and not fixed.model.uaf
-    rows = trace_table(fixed.result, width=40).splitlines()[2:]
+    rows = _steps(fixed.result)
     change = next(i for i, r in enumerate(rows) if "timer qmp: change filter" in r)
     locked = next(i for i, r in enumerate(rows) if "graph write-locked" in r)
     between = rows[change:locked]
@@ -276,12 +378,13 @@ def test_the_d8_prose_quotes_the_table_and_says_why_the_rest_complete(table):
     import nbformat
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    (text,) = [c.source for c in nb.cells if "The 8.0 writer deadlocks on" in c.source]
-    m = re.search(r"deadlocks on (\d+) of (\d+) seeds and the June 2023 writer on none", text)
+    text = " ".join(" ".join(c.source for c in nb.cells if c.cell_type == "markdown").split())
+    m = re.search(
+        r"The (\d+) seeds on which the 8\.0 writer completes are those where no read", text
+    )
     buggy, fixed = table[("D8", "buggy")], table[("D8", "fixed")]
-    assert m and (int(m[1]), int(m[2])) == (buggy["deadlock"], SEEDS)
+    assert m and int(m[1]) == buggy["completed"] and buggy["deadlock"] > SEEDS // 2
     assert fixed.get("deadlock", 0) == 0
-    assert f"The {buggy['completed']} that\ncomplete" in text
     # "the schedules where no read was inside the graph when the change came"
     for seed in range(SEEDS):
         g = run_scenario("D8", False, seed=seed, trace=False)
@@ -322,7 +425,7 @@ def test_the_writer_ends_its_nopoll_drain_before_it_returns_and_wrunlock_ends_no
         assert f.model.extra["changes"][0]["quiesce_counter"] == 1
 
 
-# -- (e) writer starvation -------------------------------------------------------------------
+# -- section 7, writer starvation ------------------------------------------------------------------
 
 
 def test_the_writer_starves_without_the_nopoll_drain_and_waits_briefly_with_it():
@@ -335,7 +438,7 @@ def test_the_writer_starves_without_the_nopoll_drain_and_waits_briefly_with_it()
     assert rows[200]["with drain"] < rows[200]["no drain"] / 10
 
 
-# -- (f) the blind spot ----------------------------------------------------------------------
+# -- section 8, the blind spot ---------------------------------------------------------------------
 
 
 def test_the_blind_spot_passes_the_static_pass_and_fails_at_run_time():
@@ -355,7 +458,7 @@ def test_the_blind_spot_passes_the_static_pass_and_fails_at_run_time():
         assert blind_spot_done(run_blind_spot("real unlock", seed))
 
 
-# -- (g) GLOBAL_STATE_CODE / IO_CODE ---------------------------------------------------------
+# -- section 9, GLOBAL_STATE_CODE / IO_CODE --------------------------------------------------------
 
 
 def test_global_state_code_checks_the_bql_and_io_code_checks_nothing():

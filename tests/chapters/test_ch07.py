@@ -5,12 +5,17 @@ answers and refuse the bugs."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import inspect
+import textwrap
 from pathlib import Path
 
 import pytest
-from notebook_cells import assert_same_run, run_cells
+from chapter_opening import opening, problems
+from notebook_cells import assert_same_run, code_cells, run_cells
 
-from labsupport import run, trace_table
+from labsupport import run
 from labsupport.analysis import find_races
 from labsupport.chapters.ch07.checks import (
     LOCK_VM,
@@ -24,7 +29,6 @@ from labsupport.chapters.ch07.checks import (
 )
 from labsupport.chapters.ch07.scenarios import (
     R5_VARIANTS,
-    SCENARIOS,
     aio_co_reschedule_self,
     first_buggy_seed,
     format_outcomes,
@@ -32,7 +36,6 @@ from labsupport.chapters.ch07.scenarios import (
     qemu_get_current_aio_context,
     r4_program,
     r5_program,
-    r6_program,
     removal_program,
     run_r5,
     run_scenario,
@@ -46,8 +49,9 @@ from labsupport.coroutine import (
 )
 from labsupport.kernel import MisuseError, Note, compute
 from labsupport.loop import aio_wait_kick, aio_wait_while, qemu_get_aio_context
+from labsupport.present import trace_rows
 from labsupport.qemu.iothread import IOThread
-from labsupport.qemu.multiqueue import VM, MQCosts, ReqsCoMutex, ReqsQemuMutex, measure, mq_program
+from labsupport.qemu.multiqueue import VM, MQCosts, measure, mq_program
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "07-removing-the-aiocontext-lock.ipynb"
@@ -56,51 +60,127 @@ SEEDS = 200
 
 @pytest.fixture(scope="module")
 def era_model() -> dict:
-    """The notebook's "era-model" cells, run in order in a fresh namespace."""
-    return run_cells(NOTEBOOK, "era-model", minimum=6)
+    """The notebook's "era-model" cells (the empty context lock with the 9.0
+    ``AIO_WAIT_WHILE``, and ``aio_co_reschedule_self``), run in order in a fresh namespace."""
+    return run_cells(NOTEBOOK, "era-model", minimum=2)
 
 
-@pytest.mark.parametrize("name", ["R4", "R5", "R7"])
+def _shown() -> dict:
+    """What the notebook shows, by name, with the library's own."""
+    from labsupport.chapters.ch07 import scenarios as scenarios_ch07
+    from labsupport.qemu import iothread, multiqueue
+
+    return {
+        "NoopContextLock": iothread.NoopContextLock,
+        "AIO_WAIT_WHILE": multiqueue.AIO_WAIT_WHILE,
+        "aio_co_reschedule_self": scenarios_ch07.aio_co_reschedule_self,
+    }
+
+
+class _Plain(ast.NodeTransformer):
+    """Code without what does not run: docstrings and type hints."""
+
+    def _body(self, node):
+        self.generic_visit(node)
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            node.body = body[1:]
+        return node
+
+    def visit_FunctionDef(self, node):  # noqa: N802 (ast's name)
+        node.returns = None
+        return self._body(node)
+
+    def visit_ClassDef(self, node):  # noqa: N802
+        return self._body(node)
+
+    def visit_arg(self, node):  # noqa: N802
+        node.annotation = None
+        return node
+
+
+def _defs(source: str) -> dict[str, str]:
+    tree = ast.parse(textwrap.dedent(source))
+    return {
+        n.name: ast.dump(_Plain().visit(n), include_attributes=False)
+        for n in tree.body
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+    }
+
+
+def test_the_code_the_notebook_shows_is_the_librarys():
+    shown: dict[str, str] = {}
+    for src in code_cells(NOTEBOOK, "era-model"):
+        shown |= _defs(src)
+    assert set(shown) == set(_shown())
+    for name, library in _shown().items():
+        assert shown[name] == _defs(inspect.getsource(library))[name], name
+    drifted = inspect.getsource(_shown()["aio_co_reschedule_self"]).replace(
+        "yield old_ctx.bh_schedule_oneshot", "yield new_ctx.bh_schedule_oneshot"
+    )
+    assert _defs(drifted)["aio_co_reschedule_self"] != shown["aio_co_reschedule_self"]
+
+
+@contextlib.contextmanager
+def _notebooks_code(era_model: dict):
+    """Run the library's programs with the notebook's empty lock, ``AIO_WAIT_WHILE`` and
+    ``aio_co_reschedule_self`` in place of its own."""
+    from labsupport.chapters.ch07 import scenarios as scenarios_ch07
+    from labsupport.qemu import iothread
+
+    swaps = [
+        (iothread, "NoopContextLock"),
+        (scenarios_ch07, "AIO_WAIT_WHILE"),
+        (scenarios_ch07, "aio_co_reschedule_self"),
+    ]
+    saved = [(m, n, getattr(m, n)) for m, n in swaps]
+    try:
+        for module, name in swaps:
+            setattr(module, name, era_model[name])
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+
+
+@pytest.mark.parametrize("stage", ["2017", "no-op", "deleted"])
+def test_the_notebooks_empty_lock_gives_the_librarys_removal_stages(era_model, stage):
+    for seed in range(20):
+        with _notebooks_code(era_model):
+            mine = run(removal_program(stage), cpus=2, policy="random", seed=seed)
+        assert_same_run(mine, run(removal_program(stage), cpus=2, policy="random", seed=seed))
+    locks = []
+
+    def program(sim):  # the context lock an IOThread of the "no-op" stage gets
+        locks.append(IOThread(sim, "iothread0", lock_kind="noop", loop_holds_lock=False).ctx.lock)
+
+    with _notebooks_code(era_model):
+        run(program)
+    run(program)
+    assert type(locks[0]) is era_model["NoopContextLock"] and type(locks[1]) is not type(locks[0])
+
+
+@pytest.mark.parametrize("name", ["R6", "R7"])
 @pytest.mark.parametrize("fixed", [False, True])
-def test_the_notebooks_era_model_gives_the_librarys_traces(era_model, name, fixed):
-    factory, cpus = SCENARIOS[name].program, SCENARIOS[name].cpus
-    visible = era_model[factory.__name__]
-    assert visible is not factory
+def test_the_notebooks_reschedule_gives_the_librarys_runs(era_model, name, fixed):
     for seed in range(30):
-        assert_same_run(
-            run(visible(fixed), policy="random", seed=seed, cpus=cpus),
-            run(factory(fixed), policy="random", seed=seed, cpus=cpus),
-        )
-
-
-def test_the_notebooks_r5_recheck_is_the_librarys(era_model):
-    visible = era_model["r5_program"]
-    assert era_model["R5_VARIANTS"] == R5_VARIANTS
-    for seed in range(30):
-        assert_same_run(
-            run(visible(recheck=True), policy="random", seed=seed, cpus=4),
-            run(r5_program(recheck=True), policy="random", seed=seed, cpus=4),
-        )
-
-
-@pytest.mark.parametrize("fixed", [False, True])
-def test_the_notebooks_r6_misuses_exactly_when_the_librarys_does(era_model, fixed):
-    visible = era_model["r6_program"]
-    assert visible is not r6_program
-    for seed in range(30):
-        mine = run_scenario("R6", fixed, seed=seed, program=visible(fixed))
-        theirs = run_scenario("R6", fixed, seed=seed)
+        with _notebooks_code(era_model):
+            mine = run_scenario(name, fixed, seed=seed)
+        theirs = run_scenario(name, fixed, seed=seed)
         assert (mine.outcome, mine.findings) == (theirs.outcome, theirs.findings)
         if mine.result is not None:
             assert_same_run(mine.result, theirs.result)
 
 
-@pytest.mark.parametrize("stage", ["2017", "no-op", "deleted"])
-def test_the_notebooks_removal_stages_are_the_librarys(era_model, stage):
-    assert era_model["removal_program"] is not removal_program
-    for seed in range(20):
-        mine = run(era_model["removal_program"](stage), cpus=2, policy="random", seed=seed)
-        assert_same_run(mine, run(removal_program(stage), cpus=2, policy="random", seed=seed))
+def test_the_chapter_opens_with_goals_a_time_and_a_map_of_every_section():
+    assert problems(NOTEBOOK) == []  # goals, time, a map that reaches every section; < 2000 words
+    assert "Be-the-scheduler-of-R4" in opening(NOTEBOOK).map_targets
+
+
+def _steps(result) -> list[str]:
+    """The trace's steps as text, one per row of the trace table ("thread: what it did"),
+    whatever the table's layout."""
+    return [f"{r['thread']}: {r['text']}" for r in trace_rows(result)]
 
 
 def test_the_first_step_of_the_removal_turns_d1s_deadlock_into_a_completed_run():
@@ -114,7 +194,7 @@ def test_the_first_step_of_the_removal_turns_d1s_deadlock_into_a_completed_run()
                 == "completed"
             )
     r = run(removal_program("no-op"), cpus=2)
-    texts = trace_table(r, width=60)
+    texts = "\n".join(_steps(r))
     assert texts.count("aio_context_acquire(iothread0): no-op") == 3
     assert "wait: iothread0.ctx" not in texts
     with pytest.raises(ValueError, match="stage is '2017', 'no-op' or 'deleted'"):
@@ -174,7 +254,7 @@ def test_r4_the_lost_request_is_reported_as_stuck_and_the_self_kick_saves_it():
     assert fixed.result.outcome == "completed" and fixed.result.sim.model["seen"]["handled"] == 1
     # the request went into the ring before the ioeventfd was assigned (the trace's order), and
     # vcpu0 found the disk drained: no self-kick, the handler attached at drained_end
-    text = trace_table(run(r4_program(False), cpus=4, policy="random", seed=seed), width=34)
+    text = "\n".join(_steps(run(r4_program(False), cpus=4, policy="random", seed=seed)))
     assert text.index("kick left for the IOThread") > text.index("wait: BQL")
     assert text.index("ioeventfd assigned") < text.index("kick left for the IOThread")
     assert "drained: attach at drained_end" in text and "bh drained_end: attach" in text
@@ -203,14 +283,15 @@ def test_r5_the_recheck_passes_and_the_context_changes_after_it():
         "thread confinement broken: iothread0 touched drive0's request 1, but the "
         "BlockBackend is in iothread1"
     )
-    text = trace_table(recheck.result, width=40)
+    rows = trace_rows(recheck.result)
     # iothread0 read the BlockBackend's context (still its own; the node had moved), went on,
     # and the main loop moved the BlockBackend while it was on request 0
-    lines = text.splitlines()
+    lines = [r["text"] for r in rows]
     touches = [i for i, ln in enumerate(lines) if "touch request" in ln]
     read = max(i for i, ln in enumerate(lines[: touches[0]]) if "load blk.ctx" in ln)
     assert "load blk.ctx -> 'iothread0'" in lines[read]
-    assert lines[read].split()[-4:-2] == ["iothread0", "iothread1"]  # blk.ctx, bs.ctx then
+    values = rows[read]["values"]
+    assert (values["blk.ctx"], values["bs.ctx"]) == ("iothread0", "iothread1")
     moved = next(i for i, ln in enumerate(lines) if "store blk.ctx = 'iothread1'" in ln)
     assert read < touches[0] < moved < touches[1]
     assert "IO_CODE" not in recheck.text()
@@ -224,14 +305,14 @@ def test_r5_a_late_bh_is_saved_by_the_recheck_and_every_bh_by_the_in_flight_coun
         and not run_r5("recheck", seed=s, trace=False).detected
     ]
     assert rescued
-    text = trace_table(run_r5("recheck", seed=rescued[0]).result, width=40)
+    text = "\n".join(_steps(run_r5("recheck", seed=rescued[0]).result))
     assert "blk.ctx is iothread1: reschedule" in text
     for s in range(SEEDS):
         fixed = run_r5("fixed", seed=s, trace=False)
         assert fixed.outcome == "ok" and fixed.result.sim.model["done"].value == 1
     # the fix: the main loop waits in AIO_WAIT_WHILE until the BH has run and kicked it
     seed = first_buggy_seed("R5")
-    text = trace_table(run(r5_program(fixed=True), cpus=4, policy="random", seed=seed), width=40)
+    text = "\n".join(_steps(run(r5_program(fixed=True), cpus=4, policy="random", seed=seed)))
     assert "store blk.in_flight = 1" in text and "bh aio_wait_kick" in text
     assert text.index("touch request 2") < text.index("store bs.ctx = 'iothread1'")
 
@@ -273,7 +354,7 @@ def test_aio_co_reschedule_self_takes_the_new_context_only_and_finds_the_current
     r = run(program, cpus=2)
     assert r.outcome == "completed"
     assert where == ["main", "main-loop", "iothread0"]
-    text = trace_table(r, width=40)
+    text = "\n".join(_steps(r))
     assert text.count("schedule reschedule self") == 1  # only the real move
 
     def no_loop(sim):
@@ -320,28 +401,6 @@ def test_scenario_names_are_checked():
 
 
 # -- the multi-queue model in the notebook ---------------------------------------------------
-
-
-def test_the_notebooks_request_locks_measure_the_same_as_the_librarys(era_model):
-    locks = era_model["REQS_LOCKS"]
-    assert locks["CoMutex"] is not ReqsCoMutex and locks["QemuMutex"] is not ReqsQemuMutex
-    assert era_model["aio_context_acquire"] is not None
-    for kind in ("CoMutex", "QemuMutex"):
-        vm = VM(iothreads=4, reqs_lock=kind)
-        for seed in range(3):
-            mine = measure(vm, seed=seed, locks=locks)
-            theirs = measure(vm, seed=seed)
-            assert (mine.iops, mine.latencies, mine.cross_thread_wakes) == (
-                theirs.iops,
-                theirs.latencies,
-                theirs.cross_thread_wakes,
-            )
-            assert (mine.spins, mine.queued_wakes, mine.handoff_us, mine.iothread_busy) == (
-                theirs.spins,
-                theirs.queued_wakes,
-                theirs.handoff_us,
-                theirs.iothread_busy,
-            )
 
 
 # -- the exercises ------------------------------------------------------------------------------
@@ -427,7 +486,13 @@ def test_the_published_figure_is_labelled_as_qemus_and_quoted_raw_in_the_chapter
     assert "QEMU's measurement" in cell and "+104%" in cell and "+203%" in cell
     assert "2.03 times" not in cell
     plots = [c.source for c in nb.cells if c.cell_type == "code" and "PUBLISHED" in c.source]
-    assert plots and "QEMU's measurement" in plots[0] and "This model" in plots[0]
+    assert plots and "reqs_lock_comparison(" in plots[0]  # the figure: its panels' titles say
+    import inspect
+
+    from labsupport.chapters.ch07.figures import reqs_lock_comparison
+
+    drawn = inspect.getsource(reqs_lock_comparison)
+    assert "QEMU's measurement" in drawn and "This model" in drawn
     title = nb.cells[0].source.splitlines()[0]
     assert title == (
         "# Chapter 7 — Removing the AioContext lock and the multi-queue block layer (QEMU 9.0)"
@@ -435,18 +500,14 @@ def test_the_published_figure_is_labelled_as_qemus_and_quoted_raw_in_the_chapter
     assert "08-retrospective.ipynb" in next(p for p in prose if "## Sources" in p)
 
 
-def test_the_one_shot_bh_hand_over_completes_without_any_lock_or_race(era_model):
+def test_the_one_shot_bh_hand_over_completes_without_any_lock_or_race():
     from labsupport.chapters.ch07.scenarios import handover_program
 
-    assert era_model["handover_program"] is not handover_program
     for seed in range(SEEDS):
         r = run(handover_program(), cpus=2, policy="random", seed=seed)
         assert r.outcome == "completed" and r.sim.model.value == 1
         assert find_races(r) == []
-        if seed < 20:
-            mine = run(era_model["handover_program"](), cpus=2, policy="random", seed=seed)
-            assert_same_run(mine, r)
-    text = trace_table(run(handover_program(), cpus=2), width=40)
+    text = "\n".join(r["text"] for r in trace_rows(run(handover_program(), cpus=2)))
     assert "ctx" not in text.replace("iothread0", "")  # no context lock anywhere
     assert "bh complete requests" in text and "bh aio_wait_kick" in text
 

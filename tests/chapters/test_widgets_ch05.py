@@ -27,7 +27,10 @@ def test_stepping_the_recorded_schedule_ends_in_the_d1_deadlock():
     for c in RECORDED_D1:
         view = s.step(c)
     assert view.status == "deadlock" and s.schedule == RECORDED_D1 and view.won
-    assert "iothread0 waits for rec-mutex iothread0.ctx, held by main-loop" in view.report
+    assert (
+        "iothread0 waits for iothread0's AioContext lock (rec-mutex iothread0.ctx), held by "
+        "main-loop"
+    ) in view.report
     assert "goal reached: D1, deadlock" in view.announcement()
     with pytest.raises(ValueError, match="has ended"):
         s.step("0")

@@ -143,9 +143,9 @@ def test_server_command_is_local_and_authenticated():
         lab.server_argv(8888, "", open_browser=False, as_root=False)
 
 
-def test_start_page_is_the_toolkit_notebook_when_present():
-    expected = "/lab/tree/notebooks/00-toolkit.ipynb"
-    present = (ROOT / "notebooks" / "00-toolkit.ipynb").is_file()
+def test_start_page_is_the_primer_when_present():
+    expected = "/lab/tree/notebooks/00-primer.ipynb"
+    present = (ROOT / "notebooks" / "00-primer.ipynb").is_file()
     assert lab.start_url() == (expected if present else "/lab")
 
 
@@ -165,3 +165,11 @@ def test_a_token_is_random_and_long_unless_given():
     first, second = lab.choose_token(None), lab.choose_token(None)
     assert first != second and len(first) >= 32
     assert lab.choose_token("given") == "given"
+
+
+def test_the_news_question_is_switched_off_by_the_settings_the_server_is_given():
+    argv = lab.server_argv(8888, "t", open_browser=False, as_root=False)
+    (settings,) = [a.split("=", 1)[1] for a in argv if a.startswith("--LabApp.app_settings_dir=")]
+    overrides = json.loads((Path(settings) / "overrides.json").read_text())
+    notification = overrides["@jupyterlab/apputils-extension:notification"]
+    assert notification["fetchNews"] == "false" and notification["checkForUpdates"] is False

@@ -205,7 +205,7 @@ def test_d1_aio_wait_while_releases_a_recursive_lock_only_once():
     text = r.deadlock.text()
     assert (
         "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
-        "held by iothread0"
+        "to be woken by iothread0"
     ) in text
     assert "iothread0 waits for rec-mutex iothread0.ctx, held by main-loop" in text
 

@@ -327,7 +327,7 @@ def test_the_writer_waiting_for_a_reader_that_waits_for_the_writer_is_a_cycle():
     text = r.deadlock.text()
     for line in (
         "main-loop waits for AioContext main (in AIO_WAIT_WHILE, for iothread0's work), "
-        "held by iothread0",
+        "to be woken by iothread0",
         "iothread0 waits for the work left in AioContext iothread0 (asleep in aio_poll), "
         "which is coroutine reader in iothread0",
         "coroutine reader in iothread0 waits for co-queue after_change, held by main-loop",

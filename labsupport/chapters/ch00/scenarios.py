@@ -138,3 +138,23 @@ def abba_program(work_us: float = 5) -> Callable[[Simulation], tuple[QemuMutex, 
         return a, b
 
     return program
+
+
+def busy_program(sim: Simulation) -> Shared:
+    """Section 5's timeline: three threads each take the lock twice, work 10 us inside it and
+    15 us outside it, on as many host CPUs as the run gives (the chapter uses two): they wait
+    for the lock and for a CPU."""
+    counter = Shared(sim, "counter", 0)
+    lock = QemuMutex(sim, "lock")
+
+    def worker():
+        for _ in range(2):
+            yield lock.lock()
+            yield counter.increment()
+            yield compute(10)  # work inside the critical section
+            yield lock.unlock()
+            yield compute(15)  # work outside it
+
+    for i in range(3):
+        sim.spawn(f"T{i}", worker)
+    return counter

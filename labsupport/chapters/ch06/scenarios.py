@@ -500,7 +500,8 @@ class GraphRun:
         )
         lock = blk.ctx.lock
         if lock is not None and hasattr(lock, "mutex"):
-            lines.append(f"AioContext {blk.ctx.name}'s lock: {lock.mutex.state_text()}")
+            role = getattr(lock.mutex, "role", f"{blk.ctx.name}'s AioContext lock")
+            lines.append(f"{role}: {lock.mutex.state_text()}")
         return "\n".join(lines)
 
     def summary(self) -> str:

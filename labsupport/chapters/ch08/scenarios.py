@@ -5,23 +5,27 @@ own. Here the eras run on one common workload, so that what each step bought (I/
 time, monitor latency) and what it cost (lines of locking code, bugs of a new kind) can be read
 off one table. ``measure_eras`` runs the eras that ``run_era`` knows; ``hunt`` runs every
 bug of the course's catalogue, buggy and fixed, on seeded schedules and counts what the
-detectors report; ``locking_lines`` counts the lines of an era model that take or drop a lock.
+detectors report; ``locking_lines`` counts the lines of an era model that take or drop a lock,
+and ``library_era_model`` gives the part of an era model that a chapter keeps in labsupport.
 
 Layer 9 (chapters): imports the layers below.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import re
 import tokenize
 from dataclasses import dataclass
+from typing import Any
 
 from labsupport import validate
 from labsupport.catalogue import HuntResult, Scenario, Verification, verify
 from labsupport.catalogue import format_verify as format_verify  # the notebook imports it here
 from labsupport.catalogue import hunt as catalogue_hunt
+from labsupport.qemu import graphlock, multiqueue
 from labsupport.qemu.eras import run_era
 from labsupport.qemu.multiqueue import VM, MQResult, measure
 from labsupport.qemu.workload import Workload
@@ -85,7 +89,7 @@ class EraRow:
         return [
             f"{self.era.chapter}",
             self.era.name,
-            f"{self.io_per_s:,.0f}",
+            f"{self.io_per_s / 1000:,.1f}",
             f"{self.io_p99_us:,.0f}",
             f"{self.guest_cpus_busy:.2f}",
             f"{self.monitor_p99_us:,.0f}",
@@ -110,7 +114,7 @@ def measure_eras(w: Workload = COMMON, eras: tuple[Era, ...] = CHAPTER_ERAS) -> 
 
 def format_rows(rows: list[EraRow]) -> str:
     """The era table as text."""
-    head = ["ch", "era", "I/O per s", "I/O p99 us", "guest CPUs", "info block p99 us"]
+    head = ["ch", "era", "k I/O per s", "I/O p99 us", "guest CPUs", "info block p99 us"]
     table = [head] + [r.cells() for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     lines = []
@@ -176,6 +180,45 @@ _LOCKING = re.compile(
 )
 
 
+#: The parts of their era models that chapters 6 and 7 keep in labsupport: their notebooks show
+#: only the locking they teach (chapter 6 the graph lock's read side, its write side and the
+#: graph change; chapter 7 the empty context lock, the 9.0 ``AIO_WAIT_WHILE`` and
+#: ``aio_co_reschedule_self``), and the rest of the model, which their tests run against what
+#: the notebooks show, is here. Nothing here is also in a notebook's ``era-model`` cells.
+LIBRARY_ERA_MODELS: dict[int, tuple[Any, ...]] = {
+    6: (
+        ch06.bdrv_co_preadv,
+        ch06.blk_co_preadv,
+        ch06.bdrv_replace_child,
+        graphlock.bdrv_graph_co_rdunlock,
+        graphlock.bdrv_graph_rdlock_main_loop,
+        graphlock.bdrv_graph_rdunlock_main_loop,
+        graphlock.bdrv_graph_wrunlock,
+        ch06.bdrv_co_get_info,
+        ch06.bdrv_get_info_sync,
+        ch06.graph_program,
+        ch06.run_graph,
+    ),
+    7: (
+        ch07.removal_program,
+        ch07.handover_program,
+        ch07.r4_program,
+        ch07.r5_program,
+        ch07.r6_program,
+        ch07.r7_program,
+        multiqueue.ReqsCoMutex,
+        multiqueue.ReqsQemuMutex,
+    ),
+}
+
+
+def library_era_model(chapter: int) -> list[str]:
+    """The source of each part of chapter ``chapter``'s era model kept in labsupport (none for a
+    chapter whose notebook builds all of its model in ``era-model`` cells)."""
+    validate.whole("chapter", chapter, 0, 8, verb="is")
+    return [inspect.getsource(part) for part in LIBRARY_ERA_MODELS.get(chapter, ())]
+
+
 def locking_lines(source: str) -> int:
     """Lines of Python ``source`` that take, drop or create a lock (strings and comments do not
     count: a docstring that talks about a lock is not locking code)."""
@@ -215,11 +258,11 @@ def multiqueue_rows(
 def format_multiqueue(rows: list[tuple[int, str, MQResult]]) -> str:
     """The multi-queue rows as text."""
     lines = [
-        f"{'IOThreads':>9}  {'reqs_lock':<9}  {'I/O per s':>9}  {'p99 us':>6}  limit",
-        f"{'-' * 9}  {'-' * 9}  {'-' * 9}  {'-' * 6}  {'-' * 9}",
+        f"{'IOThreads':>9}  {'reqs_lock':<9}  {'k I/O per s':>11}  {'p99 us':>6}  limit",
+        f"{'-' * 9}  {'-' * 9}  {'-' * 11}  {'-' * 6}  {'-' * 9}",
     ]
     for n, kind, r in rows:
-        lines.append(f"{n:>9}  {kind:<9}  {r.iops:>9,.0f}  {r.p99_us:>6,.0f}  {r.limit}")
+        lines.append(f"{n:>9}  {kind:<9}  {r.iops / 1000:>11,.0f}  {r.p99_us:>6,.0f}  {r.limit}")
     return "\n".join(lines)
 
 
@@ -277,17 +320,17 @@ def story(rows: list[EraRow], hunted: list[HuntResult], locking: dict[int, int])
 def format_story(story_rows: list[StoryRow]) -> str:
     """The summary as text; a chapter without its own measurement shows "-"."""
 
-    def num(v: float) -> str:
-        return "-" if math.isnan(v) else f"{v:,.0f}"
+    def num(v: float, scale: float = 1, digits: int = 0) -> str:
+        return "-" if math.isnan(v) else f"{v / scale:,.{digits}f}"
 
     lines = [
-        f"{'ch':>2}  {'era':<30} {'I/O per s':>9} {'I/O p99':>7} {'monitor p99':>11} "
+        f"{'ch':>2}  {'era':<30} {'k I/O per s':>11} {'I/O p99':>7} {'monitor p99':>11} "
         f"{'deadlocks':>9} {'other bugs':>10} {'locking lines':>13}",
-        f"{'-' * 2}  {'-' * 30} {'-' * 9} {'-' * 7} {'-' * 11} {'-' * 9} {'-' * 10} {'-' * 13}",
+        f"{'-' * 2}  {'-' * 30} {'-' * 11} {'-' * 7} {'-' * 11} {'-' * 9} {'-' * 10} {'-' * 13}",
     ]
     for r in story_rows:
         lines.append(
-            f"{r.chapter:>2}  {r.era:<30} {num(r.io_per_s):>9} {num(r.io_p99_us):>7} "
+            f"{r.chapter:>2}  {r.era:<30} {num(r.io_per_s, 1000, 1):>11} {num(r.io_p99_us):>7} "
             f"{num(r.monitor_p99_us):>11} {r.deadlocks:>9} {r.other_bugs:>10} "
             f"{r.locking_lines:>13}"
         )
