@@ -44,6 +44,7 @@ __all__ = [
     "committed_copy",
     "hint",
     "judge_fix",
+    "left_at_stub",
     "load_chapter",
     "register",
     "reset",
@@ -351,6 +352,16 @@ def _raises_not_implemented(code: Any) -> bool:
     if "NotImplementedError" in code.co_names:
         return True
     return any(_raises_not_implemented(c) for c in code.co_consts if hasattr(c, "co_names"))
+
+
+def left_at_stub(answer: dict) -> str:
+    """What a checker says when parts of a dict answer still hold the exercise's stub (``...``
+    or a function that raises ``NotImplementedError``), or "" when none does."""
+    left = [repr(key) for key, value in answer.items() if is_stub(value)]
+    if not left:
+        return ""
+    verb = "holds" if len(left) == 1 else "hold"
+    return f"{' and '.join(left)} still {verb} the stub ...: put your answer there"
 
 
 def answered(**answers: Any) -> None:

@@ -300,55 +300,10 @@ def test_3_2_find_the_schedule():
 
 def _device(mode: str):
     """The exercise's device program: "buggy" (two ways in), "mutex" (a lock around the
-    handler, two owners) or "fixed" (one owner)."""
-    from labsupport import compute
-    from labsupport.loop import AioContext, EventNotifier, aio_poll
-    from labsupport.qemu import BQL, HandlerGuard
-    from labsupport.shared import Shared
-    from labsupport.sync import QemuMutex
+    handler, two owners) or "fixed" (one owner); built by the wrong answers' factory."""
+    from test_wrong_answers_ch03 import _device as device
 
-    def program(sim, requests=3):
-        bql = BQL(sim)
-        guard = HandlerGuard(sim, "virtio_blk_handle_vq")
-        avail = Shared(sim, "vq.avail_idx", 0)
-        last = Shared(sim, "vq.last_avail_idx", 0)
-        kick = EventNotifier(sim, "virtqueue-kick")
-        ctx = AioContext(sim, "dataplane")
-        vq_lock = QemuMutex(sim, "vq-lock")
-
-        def handle_vq():
-            if mode == "mutex":
-                yield vq_lock.lock()
-            yield guard.enter()
-            while (yield last.load()) < (yield avail.load()):
-                idx = yield last.load()
-                yield compute(2)
-                yield last.store(idx + 1)
-            yield guard.leave()
-            if mode == "mutex":
-                yield vq_lock.unlock()
-
-        ctx.set_event_notifier(kick, handle_vq)
-
-        def vcpu():
-            for _ in range(requests):
-                yield avail.increment()
-                yield kick.set()
-                if mode != "fixed":
-                    yield bql.lock("vcpu: virtio notify")
-                    yield from handle_vq()
-                    yield bql.unlock()
-                yield compute(3)
-
-        def dataplane():
-            while True:
-                yield aio_poll(ctx, True)
-
-        sim.spawn("vcpu0", vcpu)
-        sim.spawn("dataplane", dataplane, daemon=True)
-        return guard
-
-    return program
+    return device({"buggy": "handler", "mutex": "mutex", "fixed": "fixed"}[mode])
 
 
 def test_3_3_one_owner():

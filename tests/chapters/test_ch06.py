@@ -560,22 +560,9 @@ def test_6_3_accepts_drain_then_lock_and_refuses_the_bug_and_the_missing_drain()
         yield from bdrv_graph_wrunlock()
         yield from bdrv_drained_end(blk)
 
-    def inside(blk, new):
-        yield from bdrv_graph_wrlock()
-        yield from bdrv_drained_begin(blk)
-        yield from bdrv_replace_child(blk, new)
-        yield from bdrv_drained_end(blk)
-        yield from bdrv_graph_wrunlock()
-
-    def no_drain(blk, new):
-        yield from bdrv_graph_wrlock()
-        yield from bdrv_replace_child(blk, new)
-        yield from bdrv_graph_wrunlock()
-
-    def unlocked(blk, new):
-        yield from bdrv_drained_begin(blk)
-        yield from bdrv_replace_child(blk, new)
-        yield from bdrv_drained_end(blk)
+    from test_wrong_answers_ch06 import drain_inside as inside
+    from test_wrong_answers_ch06 import no_drain
+    from test_wrong_answers_ch06 import no_write_lock as unlocked
 
     assert _fix_d7(fixed)[0]
     ok, msg = _fix_d7(inside)

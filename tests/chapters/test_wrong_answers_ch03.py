@@ -27,9 +27,10 @@ from labsupport.sync import QemuMutex
 
 
 def _device(vcpu_does: str, returns_guard: bool = True):
-    """The exercise's device, the vCPU's side done one wrong way: "handler" (it kicks and runs
-    the handler too: the bug), "mutex" (the same under a lock around the handler), "only"
-    (it runs the handler and never kicks), "nothing" (it places requests and never kicks)."""
+    """The exercise's device, the vCPU's side done one way: "handler" (it kicks and runs the
+    handler too: the bug), "mutex" (the same under a lock around the handler), "only" (it runs
+    the handler and never kicks), "nothing" (it places requests and never kicks), or "fixed"
+    (it only kicks: the dataplane is the one owner, the right answer)."""
 
     def program(sim, requests=3):
         bql = BQL(sim)
@@ -57,7 +58,7 @@ def _device(vcpu_does: str, returns_guard: bool = True):
         def vcpu():
             for _ in range(requests):
                 yield avail.increment()
-                if vcpu_does in ("handler", "mutex"):
+                if vcpu_does in ("handler", "mutex", "fixed"):
                     yield kick.set()
                 if vcpu_does in ("handler", "mutex", "only"):
                     yield bql.lock("vcpu: virtio notify")

@@ -18,7 +18,7 @@ from typing import Any
 from labsupport import tracebuf as tb
 from labsupport import validate
 from labsupport.analysis.metrics import intervals
-from labsupport.exercises import judge_fix, register
+from labsupport.exercises import judge_fix, left_at_stub, register
 from labsupport.kernel import ScheduleDivergence, Simulation, compute, run
 from labsupport.qemu.bql import BQL
 from labsupport.qemu.eras import run_era
@@ -344,20 +344,11 @@ def _follows_the_rule(r: Any) -> str | None:
     return None
 
 
-def _left_at_stub(answer: dict) -> str:
-    """What to say when parts of a dict answer still hold the exercise's stub ``...``."""
-    left = [repr(key) for key, value in answer.items() if value is ...]
-    if not left:
-        return ""
-    verb = "holds" if len(left) == 1 else "hold"
-    return f"{' and '.join(left)} still {verb} the stub ...: put your answer there"
-
-
 def _recall_02(answer: Any) -> tuple[bool, str]:
     shape = "answer with a dict: {'why': one letter from 'a' to 'd', 'program': bql_first}"
     if not isinstance(answer, dict) or set(answer) != {"why", "program"}:
         return False, shape
-    left = _left_at_stub(answer)
+    left = left_at_stub(answer)
     if left:
         return False, left
     why, program = answer["why"], answer["program"]

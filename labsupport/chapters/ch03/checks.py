@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from labsupport import validate
-from labsupport.exercises import judge_fix, register
+from labsupport.exercises import judge_fix, left_at_stub, register
 from labsupport.kernel import (
     ScheduleDivergence,
     Simulation,
@@ -290,15 +290,6 @@ def _against_35(letter: str) -> str:
     )
 
 
-def _left_at_stub(answer: dict) -> str:
-    """What to say when parts of a dict answer still hold the exercise's stub ``...``."""
-    left = [repr(key) for key, value in answer.items() if value is ...]
-    if not left:
-        return ""
-    verb = "holds" if len(left) == 1 else "hold"
-    return f"{' and '.join(left)} still {verb} the stub ...: put your answer there"
-
-
 def _explain_35(answer: Any) -> tuple[bool, str]:
     heavy, light = GUEST_US_34[0], GUEST_US_34[-1]
     shape = (
@@ -307,7 +298,7 @@ def _explain_35(answer: Any) -> tuple[bool, str]:
     )
     if not isinstance(answer, dict) or set(answer) != {"why", "main_loop_wait_us"}:
         return False, shape
-    left = _left_at_stub(answer)
+    left = left_at_stub(answer)
     if left:
         return False, left
     why, waits = answer["why"], answer["main_loop_wait_us"]
@@ -398,7 +389,7 @@ WHY_NOT_36 = {
 def _recall_36(answer: Any) -> tuple[bool, str]:
     if not isinstance(answer, dict) or set(answer) != {"refused", "why"}:
         return False, "answer with a dict: {'refused': {...features...}, 'why': 'a', 'b' or 'c'}"
-    left = _left_at_stub(answer)
+    left = left_at_stub(answer)
     if left:
         return False, left
     refused = answer["refused"]
