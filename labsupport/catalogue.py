@@ -8,9 +8,9 @@ bug, the seeds on which it showed, buggy and fixed (chapter 8's table). Each cha
 its own scenarios (``labsupport.chapters.chNN.scenarios.SCENARIOS``); chapter 8 lists them all.
 
 ``verify`` goes further than seeds: it runs the buggy model under the interleaving explorer
-until it breaks (the shortest failing schedule, and how many runs it took), then tries the
-fix on every schedule (a proof when the exploration completes, else the traces it covered
-and a PCT bound: chapter 8's table says which).
+until it breaks (the failing schedule with the fewest preemptions, and how many runs it took),
+then tries the fix on every schedule: a proof when they are few enough to run them all, else
+every schedule with at most one preemption (chapter 8's table says which).
 
 A scenario's buggy variant is also a level to be the scheduler of (``level``).
 
@@ -210,11 +210,19 @@ def hunt(scenarios: Iterable[Scenario], seeds: int) -> list[HuntResult]:
     ]
 
 
-#: What ``verify`` spends: explorer runs per data seed while it looks for the bug, seeds of
-#: model data it tries, explorer runs on the fix before it says "incomplete", PCT runs.
+#: What ``verify`` spends, in runs (not seconds: the table is the same on every machine).
+#: The bug search tries every schedule with no preemption, then with at most one, ... up to
+#: ``FIND_BOUND`` (CHESS's iterative context bounding), ``FIND_RUNS`` runs per bound at most,
+#: then ``PCT_RUNS`` PCT runs. ``FIND_SEEDS``: seeds of model data it tries for the data that
+#: shows the bug. The fix runs on every schedule with at most ``FIX_BOUND`` preemptions (within
+#: ``FIX_RUNS`` runs, else the table says "incomplete"); when that took fewer than
+#: ``WHOLE_RUNS`` runs, every schedule is tried within ``WHOLE_RUNS``: a proof if it completes.
+FIND_BOUND = 2
 FIND_RUNS = 400
 FIND_SEEDS = 20
-FIX_RUNS = 1000
+WHOLE_RUNS = 50
+FIX_BOUND = 1
+FIX_RUNS = 2000
 PCT_RUNS = 300
 
 
@@ -225,8 +233,8 @@ class Verification:
     ``data_seed``: the seed of the model's own random data (arrival times, ...) the search
     used, the first on which a seeded random run shows the bug. ``method``: "explore",
     "pct", or "seeds" for a bug that is a property of timing data rather than of a schedule.
-    ``runs``: the runs it took to meet the bug. ``fix``: the exploration of the fixed model
-    (``fix_pct`` too when that exploration did not complete)."""
+    ``runs``: the runs it took to meet the bug. ``fix``: the exploration of the fixed model:
+    every schedule, or every schedule up to ``fix.bound`` preemptions."""
 
     bug: Scenario
     data_seed: int
@@ -236,27 +244,35 @@ class Verification:
     runs: int | None
     schedule: str
     fix: Exploration | None
-    fix_pct: Exploration | None = None
     failure: str = ""
 
     @property
-    def fix_verdict(self) -> str:
-        """One phrase: proven over every schedule, or what the search covered, and how."""
-        if self.fix is None:
-            return "seeds only"
-        if self.fix.failures:
-            return f"FAILS: {self.fix.counterexample.failure}"
-        if self.fix.complete and not self.fix.unplaced:
-            return f"every schedule ({self.fix.traces:,} traces)"
-        text = f"{self.fix.traces:,} traces, " + (
-            "orders not followed" if self.fix.complete else "incomplete"
+    def proven(self) -> bool:
+        """Did every schedule of the fix run, and none fail?"""
+        fix = self.fix
+        return (
+            fix is not None
+            and fix.complete
+            and not fix.failures
+            and not fix.unplaced
+            and not fix.bounded
         )
-        if self.fix_pct is not None:
-            if self.fix_pct.failures:
-                return f"FAILS under PCT: {self.fix_pct.counterexample.failure}"
-            p = self.fix_pct.probability
-            text += f"; PCT: {self.fix_pct.runs:,} runs clean (p >= {p:.2g} a run)"
-        return text
+
+    @property
+    def fix_verdict(self) -> str:
+        """One phrase: what the search of the fix covered, or how the fix fails."""
+        fix = self.fix
+        if fix is None:
+            return "seeds only"
+        if fix.failures:
+            return f"FAILS: {fix.counterexample.failure}"
+        if self.proven:
+            return f"every schedule ({fix.traces:,} traces)"
+        if fix.complete and not fix.unplaced:
+            word = "preemption" if fix.bound == 1 else "preemptions"
+            return f"every schedule with at most {fix.bound} {word} ({fix.traces:,} traces)"
+        why = "orders not followed" if fix.complete else "incomplete"
+        return f"{fix.traces:,} traces, {why}"
 
 
 def _judge(sc: Scenario, fixed: bool) -> Callable[[Any], str | None]:
@@ -271,48 +287,58 @@ def verify(sc: Scenario) -> Verification:
     """Find ``sc``'s bug with the explorer (or PCT) and try its fix on every schedule.
 
     The model data comes from the first of ``FIND_SEEDS`` seeds on which a seeded random run
-    shows the bug (the bug needs that timing); the explorer then runs the buggy model with
-    that data, every step treated as conflicting (``opaque``: the QEMU models keep state in
-    plain attributes), for up to ``FIND_RUNS`` runs; PCT takes over if that does not find it.
-    The fixed model, with the same data, is explored for up to ``FIX_RUNS`` runs, and if that
-    does not complete, PCT runs ``PCT_RUNS`` times. Deterministic: run counts, not time."""
+    shows the bug (the bug needs that timing). The explorer then runs the buggy model with
+    that data on every schedule with no preemption, then with at most one, ... up to
+    ``FIND_BOUND``: the first bound at which it fails gives a failing schedule with the
+    fewest preemptions. Every step counts as
+    conflicting (``opaque``: the QEMU models keep state in plain attributes). PCT takes over
+    if no bound finds the bug. The fixed model, with the same data, runs on every schedule with
+    at most ``FIX_BOUND`` preemptions, and on every schedule when ``WHOLE_RUNS`` runs cover
+    them all. Deterministic: run counts, not time."""
     validate.instance("sc", sc, Scenario, kind="a Scenario")
     seed = next((s for s in range(FIND_SEEDS) if sc.found(False, s)), 0)
     if not sc.explorable:  # a whole VM measured: the bug is in its timing data
         return Verification(sc, seed, "seeds", sc.found(False, seed), None, None, "", None)
     opts = dict(cpus=sc.cpus, trace=sc.trace, seed=seed)
 
-    def search(fixed: bool, runs: int) -> Exploration:
+    def search(fixed: bool, runs: int, **how: Any) -> Exploration:
         return explore(
             sc.program(fixed),
             check=_judge(sc, fixed),
             opaque=True,
             max_runs=runs,
             time_limit_s=None,
-            minimize=not fixed,
+            minimize=False,
+            **how,
             **opts,
         )
 
-    found = search(False, FIND_RUNS)
-    method = "explore"
-    if not found.failures:
+    method, spent, runs_to_first = "explore", 0, None
+    for bound in range(FIND_BOUND + 1):
+        found = search(False, FIND_RUNS, bound=bound, reduction="sleep")
+        if found.failures:
+            runs_to_first = spent + found.runs_to_first
+            break
+        spent += found.runs
+    else:
         method = "pct"
         found = pct(sc.program(False), check=_judge(sc, False), runs=PCT_RUNS, **opts)
+        runs_to_first = found.runs_to_first
     cx = found.counterexample
-    fix = search(True, FIX_RUNS)
-    fix_pct = None
-    if not (fix.complete and not fix.unplaced) and not fix.failures:
-        fix_pct = pct(sc.program(True), check=_judge(sc, True), runs=PCT_RUNS, **opts)
+    fix = search(True, FIX_RUNS, bound=FIX_BOUND, reduction="sleep")
+    if not fix.failures and fix.complete and fix.bounded and fix.runs < WHOLE_RUNS:
+        whole = search(True, WHOLE_RUNS)  # few schedules within the bound: perhaps few in all
+        if whole.failures or (whole.complete and not whole.unplaced):
+            fix = whole
     return Verification(
         sc,
         seed,
         method,
         cx is not None,
         cx.preemptions if cx is not None else None,
-        found.runs_to_first,
+        runs_to_first,
         cx.schedule if cx is not None else "",
         fix,
-        fix_pct,
         cx.failure if cx is not None else "",
     )
 
@@ -347,11 +373,14 @@ def format_verify(results: list[Verification]) -> str:
 
 
 __all__ = [
+    "FIND_BOUND",
     "FIND_RUNS",
+    "FIX_BOUND",
     "FIX_RUNS",
     "KINDS",
     "MISUSE",
     "PCT_RUNS",
+    "WHOLE_RUNS",
     "HuntResult",
     "Scenario",
     "Verification",

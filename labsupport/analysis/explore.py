@@ -159,17 +159,7 @@ class _Driver(Policy):
 
     # -- the kernel's hooks ------------------------------------------------------------------
     def choose(self, sim, ready):
-        before = len(self.events)
-        self._finish()
-        pos = len(self.events)
-        if self.keep_enabled:
-            chars = [t.char for t in ready]
-            self.ready_at.setdefault(pos, set()).update(chars)
-            for ev in self.events[before:]:
-                # A lock handed over at an unlock: the waiter's event comes next, but the
-                # threads ready now could have come first, had the waiter not queued yet.
-                if ev.woken:
-                    ev.enabled.update(chars)
+        pos = self._note_ready(ready, self.keep_enabled)
         if pos < len(self.plan):
             want = self.plan[pos]
             for t in ready:
@@ -190,6 +180,27 @@ class _Driver(Policy):
         pos = len(self.events)
         if self.group is None and pos >= len(self.plan) and t.char in self.sleep:
             raise _Cut("the only ready thread is asleep")
+        self._start(t)
+
+    # -- what the driver and the replayer share -----------------------------------------------
+    def _note_ready(self, ready: list[Thread], keep: bool) -> int:
+        """Close the events before a choice; with ``keep``, note who could move at it.
+        Returns the position of the next event."""
+        before = len(self.events)
+        self._finish()
+        pos = len(self.events)
+        if keep:
+            chars = [t.char for t in ready]
+            self.ready_at.setdefault(pos, set()).update(chars)
+            for ev in self.events[before:]:
+                # A lock handed over at an unlock: the waiter's event comes next, but the
+                # threads ready now could have come first, had the waiter not queued yet.
+                if ev.woken:
+                    ev.enabled.update(chars)
+        return pos
+
+    def _start(self, t: Thread) -> None:
+        """A step of ``t`` begins: what it touches is recorded until the next one."""
         self.raw = _Raw(t)
         if self.opaque:  # the step may touch state no object records: it conflicts with all
             self.raw.acc[_WORLD] = WRITE
@@ -307,11 +318,13 @@ class _Driver(Policy):
                 q: a for q, a in self.sleep.items() if q != ev.char and not _conflict(a, acc)
             }
 
-    def close(self) -> list[_Event]:
-        """The run's events, then the attempts still waiting (a deadlock's, say)."""
+    def close(self, cut: bool = False) -> list[_Event]:
+        """The run's events, then the attempts still waiting (a deadlock's, say). In a run
+        the driver ``cut``, a thread whose steps so far touched nothing is in the middle of
+        its next event, which did not happen: it is no event."""
         self.closing = True
         self._finish()
-        if self.group is not None:  # a thread whose last steps touched nothing
+        if self.group is not None and not cut:  # a thread whose last steps touched nothing
             g, self.group = self.group, None
             self._complete(_Event(g.thread.char, g.thread.tid, g.acc))
         waiting = list(self.pending.values())
@@ -461,6 +474,9 @@ def _canonical(seq: list[_Event]) -> tuple:
     for ev in seq:
         count[ev.char] += 1
         keyed.append((ev.char, count[ev.char]))
+    if all(ev.acc.get(_WORLD) == WRITE for ev in seq):
+        # every step conflicts with every other (opaque): the run is its own normal form
+        return tuple((k, tuple(sorted(ev.acc.items())), ev.waiting) for k, ev in zip(keyed, seq))
     preds = [0] * n
     succs: list[list[int]] = [[] for _ in range(n)]
     last_of: dict[str, int] = {}
@@ -570,10 +586,21 @@ class _WNode:
 class _Node:
     """One event position of the current run."""
 
-    __slots__ = ("char", "acc", "enabled", "sleep", "explored", "backtrack", "wut", "disabled")
+    __slots__ = (
+        "char",
+        "acc",
+        "enabled",
+        "woken",
+        "sleep",
+        "explored",
+        "backtrack",
+        "wut",
+        "disabled",
+    )
 
     def __init__(self, ev: _Event, sleep: dict):
         self.char, self.acc, self.enabled = ev.char, ev.acc, set(ev.enabled)
+        self.woken = ev.woken  # a lock handed to this waiter: reaching it is no preemption
         self.sleep = sleep
         self.explored: dict = {}
         self.disabled: set = set()  # planned here, but could not take an event here
@@ -632,10 +659,17 @@ class Exploration:
     runs_to_first: int | None = None  # how many runs it took to meet the first failure
     probability: float | None = None  # pct: the least chance per run of a depth-d bug
     unplaced: int = 0  # DPOR runs whose planned order could not be followed (not a proof then)
+    beyond_bound: bool = False  # the bound left at least one schedule out
 
     @property
     def preemptions(self) -> int | None:
         return None if self.counterexample is None else self.counterexample.preemptions
+
+    @property
+    def bounded(self) -> bool:
+        """Did the preemption bound limit what was covered? False without a bound, and False
+        when a complete search with a bound never met a schedule beyond it: every schedule ran."""
+        return self.bound is not None and (self.beyond_bound or not self.complete)
 
     @property
     def verdict(self) -> str:
@@ -651,7 +685,7 @@ class Exploration:
                 f"no failure in {_count(self.traces, 'trace')}, but {self.unplaced:,} planned "
                 f"order(s) could not be followed: a thorough search, not a proof"
             )
-        within = f" with at most {self.bound} preemptions" if self.bound is not None else ""
+        within = f" with at most {_count(self.bound, 'preemption')}" if self.bounded else ""
         return f"no schedule{within} breaks it: {_count(self.traces, 'trace')}, complete"
 
     def summary(self, seconds: bool = True) -> str:
@@ -664,7 +698,7 @@ class Exploration:
             cover = (
                 (
                     "complete"
-                    + (f" up to {self.bound} preemptions" if self.bound is not None else "")
+                    + (f" up to {_count(self.bound, 'preemption')}" if self.bounded else "")
                 )
                 if self.complete
                 else f"incomplete ({self.stopped_by})"
@@ -859,7 +893,7 @@ def explore(
         )
         result, error, cut = _execute(program, driver, run_options)
         found.runs += 1
-        seq = driver.close()
+        seq = driver.close(cut=bool(cut))
         if cut and cut.unplaced and dpor:
             found.unplaced += 1
         cut = cut or driver.diverged
@@ -879,6 +913,7 @@ def explore(
         if 0 <= branch_pos < len(events):
             stack[branch_pos].acc = events[branch_pos].acc
             stack[branch_pos].enabled |= events[branch_pos].enabled
+            stack[branch_pos].woken = events[branch_pos].woken
         if cut:
             found.blocked += 1
         else:
@@ -920,6 +955,7 @@ def explore(
         else:
             del stack[len(events) :]
         nxt = None
+        before: list[int] | None = None  # preemptions up to each position, when bounded
         while stack:
             node = stack[-1]
             if unreached:
@@ -940,7 +976,11 @@ def explore(
                     node.enabled - node.explored.keys() - node.sleep.keys() - node.disabled
                 )
                 if bound is not None:
-                    todo = [c for c in todo if _preemptions_if(stack, c) <= bound]
+                    if before is None:
+                        before = _preemptions_before(stack)
+                    within = [c for c in todo if _preemptions_if(stack, c, before) <= bound]
+                    found.beyond_bound |= len(within) < len(todo)
+                    todo = within
             if todo:
                 nxt = todo[0]
                 break
@@ -1003,14 +1043,27 @@ def _reverse(node: _Node, v: list[_Event], optimal: bool) -> None:
     node.backtrack.add(last if last in initials else min(initials))
 
 
-def _preemptions_if(stack: list[_Node], choice: str) -> int:
-    """Preemptions of the schedule that follows the stack and then takes ``choice``."""
-    n = 0
-    chars = [node.char for node in stack[:-1]] + [choice]
-    for i in range(1, len(chars)):
-        if chars[i] != chars[i - 1] and chars[i - 1] in stack[i].enabled:
-            n += 1
-    return n
+def _switch_counts(stack: list[_Node], i: int, char: str, woken: bool) -> bool:
+    """Is taking ``char`` at position ``i`` a preemption, as ``preemptions`` counts them (the
+    waiter a lock is handed to comes next at no cost)?"""
+    prev = stack[i - 1].char
+    return char != prev and prev in stack[i].enabled and not woken
+
+
+def _preemptions_before(stack: list[_Node]) -> list[int]:
+    """The preemptions of the stack's schedule up to each position."""
+    out = [0] * len(stack)
+    for i in range(1, len(stack)):
+        here = stack[i]
+        out[i] = out[i - 1] + _switch_counts(stack, i, here.char, here.woken)
+    return out
+
+
+def _preemptions_if(stack: list[_Node], choice: str, before: list[int]) -> int:
+    """Preemptions of the schedule that follows the stack and then takes ``choice`` at its
+    last position (``before``: ``_preemptions_before`` of this stack or of a longer one)."""
+    i = len(stack) - 1
+    return before[i - 1] + _switch_counts(stack, i, choice, False) if i else 0
 
 
 def _schedule_of(result: RunResult | None, driver: Policy) -> str:
@@ -1100,9 +1153,7 @@ class _Replayer(Policy):
 
     def choose(self, sim, ready):
         w = self.watcher
-        w._finish()
-        if w.group is None or w.group.thread not in ready:  # a choice, as the driver sees it
-            w.ready_at.setdefault(len(w.events), set()).update(t.char for t in ready)
+        w._note_ready(ready, True)  # who could move, as the driver notes it
         want = self.schedule[self.i] if self.i < len(self.schedule) else None
         self.i += 1
         for t in ready:
@@ -1111,9 +1162,8 @@ class _Replayer(Policy):
         return ready[0]
 
     def on_step(self, t: Thread) -> None:
-        w = self.watcher
-        w._finish()
-        w.raw = _Raw(t)
+        self.watcher._finish()
+        self.watcher._start(t)
 
 
 # -- probabilistic concurrency testing ------------------------------------------------------------

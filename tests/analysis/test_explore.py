@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from labsupport import QemuMutex, Shared, run
+from labsupport import QemuMutex, Shared, run, sleep
 from labsupport.analysis import explore, pct
 from labsupport.chapters.ch00.classics import (
     indexer,
@@ -169,6 +169,17 @@ def test_a_bound_limits_preemptions():
     assert within[0].runs == math.factorial(3)  # no preemption: one order of whole threads
     assert "complete up to 0 preemptions" in within[0].summary()
     assert explore(lost_update(2), bound=0, reduction="none", check=lost(2)).failures == []
+    assert all(e.bounded for e in within)
+
+
+def test_a_bound_that_left_nothing_out_is_every_schedule():
+    whole = explore(lost_update(2), reduction="none", check=ACCEPT_ALL, stop="all")
+    roomy = explore(lost_update(2), bound=50, reduction="none", check=ACCEPT_ALL, stop="all")
+    assert roomy.complete and not roomy.bounded and roomy.runs == whole.runs
+    assert "preemption" not in roomy.summary() and "at most" not in roomy.verdict
+    tight = explore(lost_update(2), bound=1, reduction="none", check=ACCEPT_ALL, stop="all")
+    assert tight.bounded and tight.runs < whole.runs
+    assert "no schedule with at most 1 preemption breaks it" in tight.verdict
 
 
 def test_bad_arguments_are_refused_naming_the_parameter():
@@ -293,15 +304,19 @@ def test_dpor_follows_every_order_it_plans_on_the_classics(name, program, count)
 
 
 # -- lock programs: every reduction against every schedule the kernel can make ----------------
-def lock_program(bodies):
+def lock_program(bodies, naps=()):
     """Threads that take and release mutexes ``a``, ``b``, ``c`` as ``bodies`` says (a list
-    of ("lock" | "unlock", name) per thread); the model is each lock's acquisition order."""
+    of ("lock" | "unlock", name) per thread); the model is each lock's acquisition order.
+    ``naps``: thread i first sleeps ``naps[i]`` microseconds, a step that touches nothing the
+    engine records (an event only under ``opaque``)."""
 
     def program(sim):
         locks = {n: QemuMutex(sim, n) for n in "abc"}
         order = {n: [] for n in "abc"}
 
         def body(i, ops):
+            if i < len(naps) and naps[i]:
+                yield sleep(naps[i])
             for op, name in ops:
                 if op == "lock":
                     yield locks[name].lock()
@@ -453,3 +468,46 @@ def test_on_lock_programs_every_reduction_finds_what_every_schedule_shows(names)
         _, completed, deadlocked = explored(program, reduction)
         assert completed == truth, (reduction, names)
         assert deadlocked == deadlocks, (reduction, names)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    names=st.lists(
+        st.lists(st.sampled_from("ab"), min_size=1, max_size=3), min_size=2, max_size=3
+    ).filter(lambda ns: sum(len(n) + len(set(n)) for n in ns) <= 10),
+    naps=st.lists(st.integers(0, 1), min_size=3, max_size=3),
+    opaque=st.booleans(),
+)
+# a thread asleep where the plan wants it: the other orders at that point are still run
+@example(names=[["a"], ["a"], ["a"]], naps=[0, 1, 0], opaque=False)
+# under opaque, a step that touches nothing is an event when replayed as when explored
+@example(names=[["a"], ["a"]], naps=[1, 0, 0], opaque=True)
+def test_a_bound_covers_every_outcome_its_preemptions_allow(names, naps, opaque):
+    """A failure the explorer reports with ``p`` preemptions is also found by a search bounded
+    at ``p``, whichever way the explorer reached it and counted them (every interleaving, or
+    DPOR, which replays a failure to count; opaque or not); a bounded search reports only
+    failures within its bound."""
+    program = lock_program(_bodies(names), naps)
+    tell = lambda r: "orders " + orders(r.sim.model)  # noqa: E731
+    within = {}
+    for bound in range(3):
+        for reduction in ("none", "sleep"):
+            e = explore(
+                program,
+                bound=bound,
+                reduction=reduction,
+                check=tell,
+                stop="all",
+                minimize=False,
+                opaque=opaque,
+            )
+            assert e.complete and all(f.preemptions <= bound for f in e.failures)
+            within[bound, reduction] = {f.failure for f in e.failures}
+    for reduction in ("none", "optimal"):
+        e = explore(
+            program, reduction=reduction, check=tell, stop="all", minimize=False, opaque=opaque
+        )
+        for f in e.failures:
+            for bound in range(f.preemptions, 3):
+                for bounded in ("none", "sleep"):
+                    assert f.failure in within[bound, bounded], (f.schedule, reduction, bound)

@@ -11,6 +11,8 @@ import pytest
 from chapter_opening import problems
 
 from labsupport import MisuseError, check, run
+from labsupport.analysis import explore
+from labsupport.catalogue import FIX_BOUND, WHOLE_RUNS, _judge
 from labsupport.chapters.ch08.checks import (
     SLOW_GRID,
     THRESHOLD_US,
@@ -329,19 +331,41 @@ def test_the_explorer_finds_every_catalogued_bug_and_no_fix_fails(verified):
         except MisuseError:  # a call QEMU refuses (D5, R6) stops the replay as it did the run
             assert v.failure.startswith("misuse"), bug
         assert v.fix is not None and not v.fix.failures
-        if not v.fix.complete:
-            assert v.fix_pct is not None and not v.fix_pct.failures and v.fix_pct.runs == 300
+        assert v.fix.complete and not v.fix.unplaced  # a claim, never a sample
+        assert v.proven or v.fix.bound == FIX_BOUND, bug
 
 
 def test_the_explorer_table_matches_what_chapter_8_says(verified):
-    proven = {b for b, v in verified.items() if v.fix is not None and v.fix.complete}
+    proven = {b for b, v in verified.items() if v.proven}
     assert proven == {"R3", "R6"}
     assert (verified["R3"].fix.traces, verified["R6"].fix.traces) == (13, 24)
-    assert {b for b, v in verified.items() if v.method == "pct"} == {"D7"}
-    assert verified["D7"].runs == 4 and verified["D1"].runs == 70
+    assert {b for b, v in verified.items() if v.method == "pct"} == set()  # "only if none fails"
     needs_preemption = {b for b, v in verified.items() if v.preemptions}
-    assert not needs_preemption  # each shows on a schedule without one, given its data
+    assert needs_preemption == {"R3", "D7"}  # "All bugs but R3 and D7 show with no preemption"
+    assert all(verified[b].preemptions == 1 for b in needs_preemption)  # "need one"
     text = format_verify(list(verified.values()))
     for column in ("found by", "data seed", "preemptions", "runs", "fix verified"):
         assert column in text.splitlines()[0]
-    assert "every schedule (13 traces)" in text and "PCT: 300 runs clean" in text
+    assert "every schedule (13 traces)" in text
+    assert "every schedule with at most 1 preemption (330 traces)" in text
+    prose = " ".join(_prose("08").split())
+    assert "All bugs but R3 and D7 show with **no preemption**" in prose
+    assert f"fewer than {WHOLE_RUNS} runs" in prose.replace(",", "")
+
+
+def test_chapter_8s_bounds_are_what_the_explorer_was_given():
+    """The table's "at most 1 preemption" is the search's bound, and a bug that needs one
+    preemption is missed by the search without any: the bound is a real limit."""
+    assert FIX_BOUND == 1
+    d7 = next(sc for sc in CATALOGUE if sc.id == "D7")
+    none = explore(
+        d7.program(False),
+        bound=0,
+        reduction="sleep",
+        check=_judge(d7, False),
+        opaque=True,
+        time_limit_s=None,
+        cpus=d7.cpus,
+        seed=0,  # the data seed of chapter 8's row
+    )
+    assert none.complete and not none.failures

@@ -1,7 +1,16 @@
 """The bug catalogue: a run that QEMU would refuse with an assertion counts as "misuse"."""
 
 from labsupport import MisuseError, compute, run
-from labsupport.catalogue import MISUSE, Scenario, hunt, outcome_table, verify
+from labsupport.analysis import explore
+from labsupport.catalogue import (
+    FIX_BOUND,
+    MISUSE,
+    WHOLE_RUNS,
+    Scenario,
+    hunt,
+    outcome_table,
+    verify,
+)
 from labsupport.chapters.ch00.classics import locked_increment, lost_update
 
 
@@ -45,8 +54,32 @@ def test_verify_finds_the_bug_with_its_shortest_schedule_and_proves_the_fix():
     assert v.method == "explore" and v.found and v.preemptions == 1 and v.failure == "lost update"
     replayed = run(_counter(False), schedule=v.schedule, seed=v.data_seed, cpus=LOST.cpus)
     assert _lost(replayed) == "lost update"
-    assert v.fix.complete and not v.fix.failures and v.fix_pct is None
+    assert v.proven and v.fix.complete and not v.fix.failures and not v.fix.bounded
     assert v.fix_verdict == f"every schedule ({v.fix.traces} traces)"
+
+
+def _counter3(fixed):
+    return locked_increment(3) if fixed else lost_update(3)
+
+
+def _lost3(r):
+    return "completed" if r.sim.model.value == 3 else "lost update"
+
+
+def test_verify_bounds_a_fix_with_too_many_schedules_and_says_so():
+    """Three locked increments, every step counted as conflicting, have more schedules than
+    ``WHOLE_RUNS`` runs: the fix runs on every schedule with at most ``FIX_BOUND`` preemptions,
+    and the verdict says that, not "every schedule"."""
+    v = verify(Scenario("X5", 0, "race", "a lost update", program=_counter3, outcome=_lost3))
+    assert v.found and v.preemptions == 1
+    assert not v.proven and v.fix.complete and v.fix.bounded and v.fix.bound == FIX_BOUND
+    word = "preemption" if FIX_BOUND == 1 else "preemptions"
+    assert (
+        v.fix_verdict == f"every schedule with at most {FIX_BOUND} {word} ({v.fix.traces} traces)"
+    )
+    # verify counts every step as conflicting: then the schedules are more than WHOLE_RUNS
+    whole = explore(locked_increment(3), opaque=True, max_runs=WHOLE_RUNS, time_limit_s=None)
+    assert not whole.complete
 
 
 def test_verify_reports_a_fix_that_still_fails():
