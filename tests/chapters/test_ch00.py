@@ -154,6 +154,13 @@ def test_pct_states_its_guarantee_and_finds_the_lost_update():
     sampled = pct(counter_program(3, 2), runs=300, seed=0, check=counter_is(6))
     assert sampled.failures and "probability >= 1/(3*" in sampled.guarantee
     assert sampled.counterexample.replay().sim.model.counter.value < 6
+    # what the chapter says of the bound: 1/(n*k^(d-1)) with n, k, d = 3, 21, 2, and 300 runs
+    # that all miss such a bug with a chance under 1%
+    assert sampled.probability == 1 / (3 * 21 ** (2 - 1))
+    assert (1 - sampled.probability) ** 300 < 0.01
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    prose = " ".join(" ".join("".join(c["source"]) for c in cells).split())
+    assert "(here 3, 21 and 2): 300 runs all miss it with a chance under 1%" in prose
 
 
 def _three_threads(unlocked_last: bool):
