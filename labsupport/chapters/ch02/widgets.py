@@ -26,7 +26,7 @@ from .checks import irq_device_program, unlocked_mmio_write
 #: The arrangements this chapter compares: KVM vCPU threads, MTTCG, round-robin TCG.
 CH02_ERAS = ("kvm", "mttcg", "tcg-rr")
 #: Simulated time per slider move: long enough for steady numbers, short enough to feel instant.
-DURATION_US = 20_000
+DURATION_US = 15_000
 
 
 def bql_held_fraction(result: EraResult) -> float:
@@ -45,7 +45,7 @@ def view(
     era: str = "kvm",
     seed: int = 0,
 ) -> EraResult:
-    """Run ``era`` for 20 ms of simulated time, print what it measured, and return the result.
+    """Run ``era`` for 15 ms of simulated time, print what it measured, and return the result.
 
     The text: the one-line summary; how many host CPUs' worth of guest code ran and how much of
     the time the BQL was held, as bars; the most MMIO exits one BQL can serve
