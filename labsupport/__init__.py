@@ -43,6 +43,9 @@ from .coroutine import (
     qemu_coroutine_yield,
 )
 
+# The same programs on host threads, with a watchdog.
+from .real import run_real
+
 # The QEMU models: the BQL, IOThreads and the AioContext lock, block nodes, every era.
 from .qemu import (
     BQL,
@@ -86,6 +89,8 @@ __all__ = [
     "AioContext", "EventNotifier", "aio_poll", "aio_wait_while", "aio_wait_kick",
     "Coroutine", "CoMutex", "CoQueue", "qemu_coroutine_enter", "qemu_coroutine_yield",
     "aio_co_enter", "aio_co_schedule", "aio_co_wake",
+    # real threads
+    "run_real",
     # QEMU models
     "BQL", "IOThread", "BlockDriverState", "Workload", "run_era", "aio_context_acquire",
     "aio_context_release", "qemu_get_aio_context",

@@ -14,6 +14,7 @@ Layer 2 (primitives): imports only the kernel.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from . import tracebuf as tb
@@ -53,7 +54,7 @@ class Shared:
 
     def store(self, value: Any) -> Op:
         """``yield x.store(v)``: write the variable."""
-        return Step(lambda t: self._do_store(t, value))
+        return Step(partial(self._do_store, value=value))
 
     def increment(self, n: int = 1, expand: bool | None = None) -> Any:
         """``yield x.increment()``: add ``n``; three steps (load, add, store) when expanded."""
@@ -67,7 +68,7 @@ class Shared:
     def qatomic_add(self, n: int = 1) -> Op:
         """``yield x.qatomic_add(n)``: add ``n`` in one indivisible step (QEMU: ``qatomic_add``)."""
         validate.number("n", n)
-        return Step(lambda t: self._do_rmw(t, n))
+        return Step(partial(self._do_rmw, n=n))
 
     def qatomic_inc(self) -> Op:
         """One indivisible increment (QEMU: ``qatomic_inc``)."""
@@ -77,7 +78,7 @@ class Shared:
         """``old = yield x.qatomic_cmpxchg(expected, new)``: if the value is ``expected``, make
         it ``new``; one indivisible step that returns the value it found (QEMU:
         ``qatomic_cmpxchg``). A compare that fails only reads."""
-        return Step(lambda t: self._do_cmpxchg(t, expected, new))
+        return Step(partial(self._do_cmpxchg, expected=expected, new=new))
 
     def _do_cmpxchg(self, t: Thread, expected: Any, new: Any) -> bool:
         sim = self.sim

@@ -14,6 +14,7 @@ Layer 2 (primitives): imports only the kernel.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from . import tracebuf as tb
@@ -200,12 +201,12 @@ class QemuCond(Waitable):
     def __init__(self, sim: Simulation, name: str):
         super().__init__(sim, name)
         self._mutex_of: dict[int, _OwnedLock] = {}
-        self._signal_op = Step(lambda t: self._do_signal(t, 1))
-        self._broadcast_op = Step(lambda t: self._do_signal(t, None))
+        self._signal_op = Step(partial(self._do_signal, n=1))
+        self._broadcast_op = Step(partial(self._do_signal, n=None))
 
     def wait(self, mutex: _OwnedLock) -> Op:
         validate.instance("mutex", mutex, _OwnedLock, kind="a QemuMutex, QemuRecMutex or RFifoLock")
-        return Step(lambda t: self._do_wait(t, mutex))
+        return Step(partial(self._do_wait, mutex=mutex))
 
     def signal(self) -> Op:
         return self._signal_op
