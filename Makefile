@@ -29,7 +29,8 @@ CHROMIUM := /usr/bin/chromium
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lab test test-unit test-notebooks test-browser browser browser-if-possible \
-	notebooks exercises sources check-exercises bench lint format clean distclean scratch release
+	notebooks exercises sources check-exercises bench lint format clean distclean scratch release \
+	freethreaded test-freethreaded
 
 help: ## list the targets
 	@echo "Unlocking QEMU - make targets:"
@@ -127,6 +128,16 @@ browser-if-possible: venv
 		echo "make test: the headless browser could not be installed (see above), so the browser" \
 			"test will be skipped (under CI it fails). Run make browser to try again." >&2; }
 
+freethreaded: venv ## find or build a free-threaded CPython 3.13 (no GIL): .venv-ft and its Jupyter kernel, for chapter 9
+	@bash tools/freethreaded.sh
+
+test-freethreaded: freethreaded scratch ## run chapter 9's claims and the real-thread tests on the free-threaded interpreter
+	@echo "pytest on .venv-ft (free-threaded): tests/freethreaded, tests/course/test_real.py"
+	@$(ISOLATED) FREETHREADED_REQUIRED=1 .venv-ft/bin/python -m pytest -p no:cacheprovider \
+		--basetemp="$(SCRATCH)/freethreaded" tests/freethreaded tests/course/test_real.py
+	@$(ISOLATED) FREETHREADED_REQUIRED=1 $(VPY) -m pytest -p no:cacheprovider \
+		--basetemp="$(SCRATCH)/freethreaded-kernel" tests/course/test_freethreaded_kernel.py
+
 notebooks: venv scratch ## re-execute notebooks/ and solutions/ in place, then regenerate exercises/
 	@echo "tools/run_notebooks.py $(NOTEBOOKS) (private Jupyter, IPython and matplotlib folders)"
 	@$(ISOLATED) $(VPY) tools/run_notebooks.py $(NOTEBOOKS)
@@ -164,4 +175,4 @@ clean: ## remove .scratch and caches (keeps .venv)
 		-type d -print0 | xargs -0 -r rm -rf
 
 distclean: clean ## clean, and remove .venv too
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-ft .freethreaded

@@ -547,6 +547,8 @@ def _cycle(run: _Run) -> list[tuple[Thread, Any]] | None:
             twin = waits[t]
             path.append((t, twin))
             holders = twin.holders()
+            if holders == [t]:  # it has just got what it waited for (read between two updates)
+                break
             t = holders[0] if holders else None
         if t is not None and t in seen:
             return path[[p[0] for p in path].index(t) :]
@@ -615,7 +617,7 @@ def _one_run(program: Callable, time_limit_s: float, check: Callable | None) -> 
     kind, cycle = "completed", None
     still_since: float | None = None
     last_moves: dict = {}
-    seen_cycle: set = set()
+    seen_cycle: dict = {}
     deadline = start + time_limit_s
     while any(h.is_alive() for h in hosts):
         hosts[0].join(SLICE_S) if hosts[0].is_alive() else time.sleep(SLICE_S)
@@ -624,15 +626,19 @@ def _one_run(program: Callable, time_limit_s: float, check: Callable | None) -> 
         now = time.perf_counter()
         live = [t for t in threads if not run.twin(t).done]
         cycle = _cycle(run)
+        moves = dict(run.moves)
         if cycle is not None:
-            members = {t for t, _ in cycle}
-            if members == seen_cycle:  # the same cycle a slice later: no thread can leave it
+            # The graph is read while the threads run, so a cycle counts only when it is still
+            # there a slice later, each of its threads waiting for the same lock, none having
+            # taken a step in between: threads in a real deadlock cannot move.
+            seen = {t: (twin, moves.get(t)) for t, twin in cycle}
+            if seen == seen_cycle:
                 kind = "deadlock"
                 break
-            seen_cycle = members
+            seen_cycle = seen
+            last_moves = moves
             continue
-        seen_cycle = set()
-        moves = dict(run.moves)
+        seen_cycle = {}
         if live and all(t in run.waiting for t in live) and moves == last_moves:
             still_since = still_since if still_since is not None else now
             if now - still_since >= STALL_S:

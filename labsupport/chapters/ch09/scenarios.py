@@ -14,10 +14,14 @@ Layer 9 (chapters): imports the layers below.
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from labsupport import validate
 from labsupport.chapters.ch00.scenarios import counter_program
@@ -181,3 +185,89 @@ def bql_against_device_locks(vcpus: int = 2, exits: int = 200) -> Speedup:
         return statistics.median(r.wall_s for r in runs)
 
     return Speedup(vcpus, wall(False), wall(True), gil_enabled())
+
+
+# -- the free-threaded interpreter --------------------------------------------------------------
+#: Where ``make freethreaded`` puts the free-threaded interpreter's venv.
+FREETHREADED_VENV = Path(__file__).resolve().parents[3] / ".venv-ft"
+#: Results measured on a free-threaded CPython, kept for a machine that has none.
+STORED = Path(__file__).with_name("freethreaded.json")
+
+_MEASURE = """
+import json, platform, sys, os
+from labsupport.chapters.ch09.scenarios import (
+    bql_against_device_locks, lost_updates, plain_python_counter)
+plain = [plain_python_counter(4, 1_000_000) for _ in range(3)]
+unlocked = lost_updates(4, 10_000)
+locked = lost_updates(4, 10_000, locked=True, runs=3)
+speed = bql_against_device_locks(2, 200)
+print(json.dumps(dict(
+    python=platform.python_version() + (" free-threaded" if "t" in sys.abiflags else ""),
+    gil=sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True,
+    cpus=os.cpu_count(), plain_lost=plain, unlocked_lost=unlocked.lost,
+    locked_lost=locked.lost, bql_s=speed.bql_s, per_device_s=speed.per_device_s)))
+"""
+
+
+def freethreaded_python() -> Path | None:
+    """The free-threaded interpreter ``make freethreaded`` set up (or ``$FREETHREADED_PYTHON``)."""
+    given = os.environ.get("FREETHREADED_PYTHON")
+    for candidate in (Path(given) if given else None, FREETHREADED_VENV / "bin" / "python"):
+        if candidate is not None and candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@dataclass
+class FreeThreaded:
+    """Chapter 0's counter and chapter 2's locks on a free-threaded interpreter: measured now
+    (``stored`` False) or read from the results kept with the course (``stored`` True)."""
+
+    python: str
+    gil: bool
+    cpus: int
+    plain_lost: list[int]
+    unlocked_lost: list[int]
+    locked_lost: list[int]
+    bql_s: float
+    per_device_s: float
+    stored: bool
+    measured: str = ""  # for stored results: when and where
+
+    def __str__(self) -> str:
+        where = (
+            f"STORED results, measured {self.measured} (not this run)"
+            if self.stored
+            else "measured now on this machine"
+        )
+        plain = ", ".join(f"{n:,}" for n in self.plain_lost)
+        unlocked = ", ".join(f"{n:,}" for n in self.unlocked_lost)
+        return "\n".join(
+            [
+                f"CPython {self.python}, GIL {'on' if self.gil else 'off'}, {self.cpus} CPUs: "
+                f"{where}",
+                f"  counter += 1, 4 threads x 1,000,000: lost {plain} (run by run)",
+                f"  chapter 0's counter on run_real, no lock: lost {unlocked} of 40,000",
+                f"  with the lock: lost {', '.join(map(str, self.locked_lost))}",
+                f"  2 vCPUs: one BQL {self.bql_s * 1000:.0f} ms, a lock per device "
+                f"{self.per_device_s * 1000:.0f} ms: {self.bql_s / self.per_device_s:.2f}x",
+            ]
+        )
+
+
+def freethreaded_results(measure: bool = True, timeout_s: float = 120) -> FreeThreaded:
+    """Measure on the free-threaded interpreter if there is one (and ``measure``), else return
+    the stored results, labelled as such."""
+    validate.flag("measure", measure)
+    python = freethreaded_python() if measure else None
+    if python is not None:
+        out = subprocess.run(
+            [str(python), "-c", _MEASURE],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=True,
+        )
+        return FreeThreaded(**json.loads(out.stdout.strip().splitlines()[-1]), stored=False)
+    data = json.loads(STORED.read_text(encoding="utf-8"))
+    return FreeThreaded(**data, stored=True)
