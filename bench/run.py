@@ -39,6 +39,7 @@ from labsupport.analysis import explore  # noqa: E402
 from labsupport.chapters.ch00.classics import indexer, lastzero, lost_update  # noqa: E402
 from labsupport.kernel import run  # noqa: E402
 from labsupport.qemu.multiqueue import VM, measure  # noqa: E402
+from labsupport.real import gil_enabled  # noqa: E402
 
 # The one table of goals: a key names a printed figure (``*`` matches any suffix, as in
 # fnmatch); a value is a comparison and a number, then any comment. ``--check`` parses these
@@ -60,6 +61,7 @@ GOALS = {
     "explore_lost_update_s": "< 0.1 (2-thread lost update, every schedule, optimal DPOR)",
     "explore_reduction.lastzero4": ">= 10 (interleavings / runs with optimal DPOR)",
     "explore_s.*": "< 10 (complete optimal explorations; stretch 3)",
+    "real_watchdog_s": "< 3 (a real ABBA deadlock on host threads: start to report, all ended)",
 }
 
 _GOAL = re.compile(r"\s*(<=|>=|<|>)\s*([0-9]+(?:\.[0-9]*)?)(?:\s.*)?$")
@@ -460,6 +462,44 @@ def runaway_stop_s(limit_s: float = 2.0) -> float:
     return worst
 
 
+def real_lost_update_rate() -> float:
+    """The median share of increments chapter 0's counter loses on real threads, unlocked
+    (4 threads x 10,000, 5 runs), on this interpreter."""
+    from labsupport.chapters.ch09.scenarios import lost_updates
+
+    return lost_updates(4, 10_000, runs=5).rate
+
+
+def real_lost_update_rate_freethreaded() -> float | None:
+    """The same on the free-threaded interpreter ``make freethreaded`` set up, if there is one."""
+    import subprocess
+
+    from labsupport.chapters.ch09.scenarios import freethreaded_python
+
+    python = freethreaded_python()
+    if python is None:
+        return None
+    code = (
+        "from labsupport.chapters.ch09.scenarios import lost_updates; "
+        "print(lost_updates(4, 10_000, runs=5).rate)"
+    )
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def real_watchdog_s() -> float:
+    """Wall seconds from starting a real ABBA deadlock to ``run_real`` returning its report."""
+    from labsupport.chapters.ch09.scenarios import abba_program
+    from labsupport.real import run_real
+
+    t0 = time.perf_counter()
+    r = run_real(abba_program, time_limit_s=5)
+    took = time.perf_counter() - t0
+    if r.outcome != "deadlock":
+        raise RuntimeError(f"the real ABBA run ended {r.outcome}, not in a deadlock")
+    return took
+
+
 def exhaust(program, reduction: str = "optimal"):
     """Every schedule of ``program``, every run accepted (an exploration to count, not judge)."""
     e = explore(
@@ -538,6 +578,17 @@ def main() -> None:
     worst_s, worst_what, runaway_s, runaway_what = check_worst_s(runaway=True)
     report("check_worst_s", f"{max(worst_s, runaway_s):.2f}")
     report("runaway_stop_s", f"{runaway_stop_s():.2f}")
+
+    # Real threads (chapter 9): what the counter loses, with the GIL and without, and how soon
+    # the watchdog reports a real deadlock.
+    report(
+        "real_lost_update_rate.gil" if gil_enabled() else "real_lost_update_rate.freethreaded",
+        f"{real_lost_update_rate():.2f}",
+    )
+    free = real_lost_update_rate_freethreaded() if gil_enabled() else None
+    if free is not None:
+        report("real_lost_update_rate.freethreaded", f"{free:.2f}")
+    report("real_watchdog_s", f"{statistics.median(real_watchdog_s() for _ in range(3)):.2f}")
 
     # The explorer: a small exhaustive check, the reduction it buys, and two published
     # benchmarks explored completely (their trace counts printed beside the times).

@@ -7,4 +7,4 @@ Layer 9 (chapters): imports any layer below.
 """
 
 #: Every chapter package, in course order: ``labsupport.chapters.<name>``.
-CHAPTERS = ("ch00", "ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07", "ch08")
+CHAPTERS = ("ch00", "ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07", "ch08", "ch09")
