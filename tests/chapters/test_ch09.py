@@ -69,3 +69,11 @@ def test_the_stored_free_threaded_results_say_what_the_chapter_says_and_are_labe
     shown = str(freethreaded_results(measure=False))
     assert "STORED results, measured 2026-12-07" in shown and "(not this run)" in shown
     assert "loses about half of its updates" in _prose()
+
+
+def test_the_simulator_replays_the_loss_that_real_threads_cannot():
+    from labsupport.chapters.ch00.scenarios import counter_program
+
+    lossy = run(counter_program(threads=2, increments=1), schedule="10")
+    assert lossy.sim.model.counter.value == 1 == lossy.replay().sim.model.counter.value
+    assert "one schedule string gives the same lost update every time" in _prose()
