@@ -21,8 +21,11 @@ ISOLATED := JUPYTER_CONFIG_DIR="$(SCRATCH)/jupyter/config" \
 	PYTHONHASHSEED=0 PYDEVD_DISABLE_FILE_VALIDATION=1
 
 NOTEBOOK_DIRS := notebooks solutions exercises
+# Each notebook runs whole in one worker (--dist loadfile: its cells share one kernel), the
+# notebooks spread over every CPU (-n auto, pytest-xdist).
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	--nbval-cell-timeout=120 -p no:cacheprovider --ignore-glob='*.bak.ipynb'
+	--nbval-cell-timeout=120 -p no:cacheprovider --ignore-glob='*.bak.ipynb' \
+	-n auto --dist loadfile
 LINT_PATHS := labsupport tests tools bench notebooks solutions
 # The browser test drives Debian's chromium through Python playwright (requirements/browser.txt).
 CHROMIUM := /usr/bin/chromium
