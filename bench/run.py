@@ -380,12 +380,18 @@ def notebook_runs() -> tuple[dict[str, float], float]:
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         chapters[path.stem.split("-")[0] + "-" + path.stem.split("-")[1]] = notebook_run_s(path)
     t0 = time.perf_counter()
-    subprocess.run(
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the notebooks' own
+    done = subprocess.run(
         ["make", "--no-print-directory", "test-notebooks"],
         cwd=ROOT,
-        check=True,
         capture_output=True,
+        text=True,
+        env=env,
     )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"make test-notebooks failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
+        )
     return chapters, time.perf_counter() - t0
 
 
