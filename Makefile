@@ -8,6 +8,8 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCKS := requirements/lock.txt requirements/lock-py310.txt
+# The lock for .venv's Python: lock-py310.txt on 3.10, lock.txt on 3.11 and newer.
+WHICH_LOCK := $(VPY) -c 'import sys; print("requirements/lock.txt" if sys.version_info >= (3, 11) else "requirements/lock-py310.txt")'
 SCRATCH := $(CURDIR)/.scratch
 
 # Tests and notebook runs see only their own Jupyter, IPython and matplotlib folders, so
@@ -26,14 +28,14 @@ NOTEBOOK_DIRS := notebooks solutions exercises
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=120 -p no:cacheprovider --ignore-glob='*.bak.ipynb' \
 	-n auto --dist loadfile
-LINT_PATHS := labsupport tests tools bench notebooks solutions
+LINT_PATHS := labsupport tests tools bench notebooks solutions deploy
 # The browser test drives Debian's chromium through Python playwright (requirements/browser.txt).
 CHROMIUM := /usr/bin/chromium
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lab test test-unit test-notebooks test-browser browser browser-if-possible \
 	notebooks exercises sources check-exercises bench lint format clean distclean scratch release \
-	freethreaded test-freethreaded
+	freethreaded test-freethreaded web web-if-possible test-web site lite
 
 help: ## list the targets
 	@echo "Unlocking QEMU - make targets:"
@@ -48,7 +50,7 @@ $(STAMP): pyproject.toml $(LOCKS)
 		echo "Run make with PYTHON=/path/to/python3.x" >&2; exit 1; }
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV) || { \
 		echo "Could not create $(VENV). On Debian or Ubuntu: apt install python3-venv" >&2; exit 1; }
-	@lock=$$($(VPY) -c 'import sys; print("requirements/lock.txt" if sys.version_info >= (3, 11) else "requirements/lock-py310.txt")'); \
+	@lock=$$($(WHICH_LOCK)); \
 		echo "Installing the pinned versions from $$lock into $(VENV) ..."; \
 		$(VPY) -m pip install --quiet --disable-pip-version-check -r $$lock && \
 		$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -63,20 +65,21 @@ scratch: ## (used by the test targets) give tests fresh, private Jupyter and IPy
 	@mkdir -p "$(SCRATCH)/jupyter/config" "$(SCRATCH)/jupyter/data" \
 		"$(SCRATCH)/jupyter/runtime" "$(SCRATCH)/ipython" "$(SCRATCH)/matplotlib"
 
-test: venv browser-if-possible ## set up (if needed) and run every test: unit tests, notebooks (nbval), exercise sync, lint, browser
+test: venv browser-if-possible web-if-possible ## set up (if needed) and run every test: unit tests, notebooks (nbval), exercise sync, lint, browser, web
 	@failed=""; \
 	$(MAKE) --no-print-directory test-unit || failed="$$failed test-unit"; \
 	$(MAKE) --no-print-directory test-notebooks || failed="$$failed test-notebooks"; \
 	$(MAKE) --no-print-directory check-exercises || failed="$$failed check-exercises"; \
 	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
 	$(MAKE) --no-print-directory test-browser || failed="$$failed test-browser"; \
+	$(MAKE) --no-print-directory test-web || failed="$$failed test-web"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
-	echo "make test: unit tests, notebooks, exercise sync, lint and the browser test all passed"
+	echo "make test: unit tests, notebooks, exercise sync, lint, the browser test and the web tests all passed"
 
 test-unit: venv scratch ## run the pytest suite in tests/ (unit, property, widget, lab, pipeline)
 	@echo "pytest tests/ (private Jupyter, IPython and matplotlib folders in .scratch/)"
 	@$(ISOLATED) MPLBACKEND=Agg $(VPY) -m pytest -p no:cacheprovider \
-		--basetemp="$(SCRATCH)/artifacts" --ignore=tests/browser tests/
+		--basetemp="$(SCRATCH)/artifacts" --ignore=tests/browser --ignore=tests/web tests/
 
 test-notebooks: venv scratch ## validate notebooks/, solutions/ and exercises/ with nbval
 	@dirs=""; for d in $(NOTEBOOK_DIRS); do \
@@ -141,6 +144,48 @@ test-freethreaded: freethreaded scratch ## run chapter 9's claims and the real-t
 	@$(ISOLATED) FREETHREADED_REQUIRED=1 $(VPY) -m pytest -p no:cacheprovider \
 		--basetemp="$(SCRATCH)/freethreaded-kernel" tests/course/test_freethreaded_kernel.py
 
+# The web tools: the website (jupyter-book), the in-browser build (JupyterLite), a class on
+# JupyterHub and the Binder check. Python pins in requirements/web.txt (into .venv, on top of the
+# lock), npm pins in tools/web/package.json (into tools/web/node_modules).
+WEB_STAMP := $(VENV)/.web-installed
+NPM_STAMP := tools/web/node_modules/.installed
+
+web: $(WEB_STAMP) $(NPM_STAMP) ## install the web tools: jupyter-book, JupyterLite, JupyterHub, repo2docker; Pyodide and the widget scripts (npm)
+
+$(WEB_STAMP): $(STAMP) requirements/web.txt
+	@echo "Installing the web tools (requirements/web.txt) into $(VENV) ..."
+	@lock=$$($(WHICH_LOCK)); \
+		$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements/web.txt \
+		-c $$lock || { \
+		echo "make web: could not install requirements/web.txt (see pip's message above)" >&2; exit 1; }
+	@touch $@
+
+$(NPM_STAMP): tools/web/package.json tools/web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		echo "make web: npm is missing. On Debian or Ubuntu: apt install npm" >&2; exit 1; }
+	@echo "Installing tools/web/package.json's npm packages into tools/web/node_modules ..."
+	@cd tools/web && npm ci --no-audit --no-fund --loglevel=error || { \
+		echo "make web: npm ci failed in tools/web (see its message above)" >&2; exit 1; }
+	@touch $@
+
+# Used by `make test`: install the web tools if possible; if not, say so and go on, and the web
+# tests then skip with the reason (except under CI, where they fail).
+web-if-possible: venv
+	@$(MAKE) --no-print-directory web || { \
+		echo "make test: the web tools could not be installed (see above), so the web tests" \
+			"will be skipped (under CI they fail). Run make web to try again." >&2; }
+
+test-web: venv scratch ## run the web tests: the website and the in-browser build offline in chromium, a hub class, Binder's environment
+	@echo "pytest tests/web (the site, the in-browser build, JupyterHub, Binder; pages in $(CHROMIUM), non-local requests refused)"
+	@$(ISOLATED) $(VPY) -m pytest -p no:cacheprovider --basetemp="$(SCRATCH)/web" \
+		-rA --durations=0 tests/web
+
+site: web ## build the course website into build/site (jupyter-book, from the stored outputs)
+	@$(ISOLATED) $(VPY) tools/site.py $(SITE_ARGS)
+
+lite: web ## build the course to run in the browser, no install, into build/lite (JupyterLite; LITE_ARGS=--offline for a local Pyodide)
+	@$(ISOLATED) $(VPY) tools/lite.py $(LITE_ARGS)
+
 notebooks: venv scratch ## re-execute notebooks/ and solutions/ in place, then regenerate exercises/
 	@echo "tools/run_notebooks.py $(NOTEBOOKS) (private Jupyter, IPython and matplotlib folders)"
 	@$(ISOLATED) $(VPY) tools/run_notebooks.py $(NOTEBOOKS)
@@ -178,4 +223,4 @@ clean: ## remove .scratch and caches (keeps .venv)
 		-type d -print0 | xargs -0 -r rm -rf
 
 distclean: clean ## clean, and remove .venv too
-	rm -rf $(VENV) .venv-ft .freethreaded
+	rm -rf $(VENV) .venv-ft .freethreaded tools/web/node_modules

@@ -11,10 +11,12 @@ Each chapter's ``labsupport.chapters.chNN.checks`` calls ``register`` when it is
 (so a broken chapter cannot break another); the same checkers run in the tests and in the
 graders' hidden-test cells, so a learner, the CI and an instructor agree.
 
-Where the pristine copy comes from: the exercise notebook as committed in the git checkout
-(``git cat-file --filters HEAD:<file>``), which is what every clone, Binder image and
-nbgitpuller pull holds. Outside a git checkout (a zip download, a copied folder), pass the
-folder of pristine copies as ``pristine_dir``.
+Where the pristine copy comes from: the exercise notebook as the git checkout received it
+(``committed_copy``): in a clone, and in every copy nbgitpuller pulled onto a hub, the upstream's
+version as last pulled, not HEAD, which holds the learner's edits once nbgitpuller has committed
+and merged them; in a checkout without an upstream, such as a Binder image, HEAD. Outside a git
+checkout (a zip download, a copied folder), pass the folder of pristine copies as
+``pristine_dir``.
 """
 
 from __future__ import annotations
@@ -417,33 +419,78 @@ def _git(folder: Path, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def committed_copy(path: str | os.PathLike[str]) -> tuple[bool, bytes | None]:
-    """Return ``(in_git_checkout, content as handed out)`` for a file; content is None if the
-    file was never committed.
+#: How many of nbgitpuller's commits ``_handed_out_revision`` steps back over, at most, in a
+#: checkout without an upstream (each of its pulls adds at most two: one of the learner's work,
+#: one merge).
+NBGITPULLER_WALK = 1000
 
-    "As handed out" is the file at the newest commit that is not nbgitpuller's own commit of
-    the learner's work (its "WIP" commits), so a learner's edits never count as pristine.
-    Line endings are those a checkout would write (git's ``--filters``), so an unedited file
-    on any platform compares equal to its committed copy. Raises ``GitRefused`` when git will
-    not read the checkout, rather than calling it "not a git checkout".
+
+def _handed_out_revision(folder: Path) -> tuple[str, str]:
+    """The commit that holds the files as handed out to the checkout around ``folder``, and
+    what to call it in a message.
+
+    nbgitpuller, on every pull, commits the learner's edits as its own author
+    (``NBGITPULLER_EMAIL``) and merges the upstream branch with ``-Xours``: where the learner
+    and the instructor changed the same lines, the learner's lines win, so HEAD holds the
+    learner's answers and no commit on HEAD's own history holds the instructor's update alone.
+
+    - A branch that tracks an upstream (nbgitpuller clones with ``--branch``, and so does a
+      learner's ``git clone``): the newest upstream commit the checkout has taken in,
+      ``git merge-base HEAD @{upstream}``. Every commit on HEAD's side, nbgitpuller's or the
+      learner's own, is the learner's work; an upstream commit fetched but not yet merged was
+      not handed out to this copy.
+    - No upstream (a detached checkout, a Binder image, a copy whose remote was removed): from
+      HEAD, step back over nbgitpuller's commits (from one of its merges to the side it merged
+      in, from one of its commits of the learner's work to its parent); in an ordinary
+      checkout that is HEAD itself.
     """
-    path = _path("path", path).absolute()
+    upstream = _git(folder, "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}")
+    if upstream.returncode == 0:
+        base = _git(folder, "merge-base", "HEAD", "@{upstream}")
+        if base.returncode == 0:
+            name = upstream.stdout.decode(errors="replace").strip()
+            return base.stdout.decode().strip(), f"{name}, as last pulled"
+    revision = "HEAD"
+    for _ in range(NBGITPULLER_WALK):
+        shown = _git(folder, "log", "-1", "--format=%ae%n%P", revision)
+        if shown.returncode != 0:
+            break
+        email, _, parents = shown.stdout.decode(errors="replace").partition("\n")
+        if email != NBGITPULLER_EMAIL or not parents.split():
+            break
+        revision = parents.split()[-1]  # a merge's last parent is the side merged in
+    return revision, "committed in git"
+
+
+def _handed_out(path: Path) -> tuple[bool, bytes | None, str]:
+    """``committed_copy``, with what to call the copy: ``(in_git_checkout, content, where)``."""
+    path = path.absolute()
     folder = path.parent if path.parent.is_dir() else Path.cwd()
     try:
         inside = _git(folder, "rev-parse", "--is-inside-work-tree")
     except OSError:  # git is not installed
-        return False, None
+        return False, None, ""
     if inside.returncode != 0 or inside.stdout.strip() != b"true":
-        return False, None
-    history = _git(folder, "log", "--format=%H %ae", "HEAD", "--", f"./{path.name}")
-    revision = "HEAD"
-    for line in history.stdout.decode(errors="replace").splitlines():
-        commit, _, email = line.partition(" ")
-        if email != NBGITPULLER_EMAIL:
-            revision = commit
-            break
+        return False, None, ""
+    revision, where = _handed_out_revision(folder)
     shown = _git(folder, "cat-file", "--filters", f"{revision}:./{path.name}")
-    return True, (shown.stdout if shown.returncode == 0 else None)
+    return True, (shown.stdout if shown.returncode == 0 else None), where
+
+
+def committed_copy(path: str | os.PathLike[str]) -> tuple[bool, bytes | None]:
+    """Return ``(in_git_checkout, content as handed out)`` for a file; content is None if the
+    file was never handed out (not in the commit below).
+
+    "As handed out" is the file at the commit ``_handed_out_revision`` finds: the upstream's
+    version as last pulled when the branch tracks one (so after an nbgitpuller pull it is the
+    instructor's updated copy, never the learner's edits that nbgitpuller committed and merged),
+    and otherwise the newest commit on HEAD that nbgitpuller did not make. Line endings are
+    those a checkout would write (git's ``--filters``), so an unedited file on any platform
+    compares equal to its committed copy. Raises ``GitRefused`` when git will not read the
+    checkout, rather than calling it "not a git checkout".
+    """
+    in_checkout, data, _ = _handed_out(_path("path", path))
+    return in_checkout, data
 
 
 def backup(path: str | os.PathLike[str]) -> Path:
@@ -475,7 +522,7 @@ def _pristine(path: Path, pristine_dir: str | os.PathLike[str] | None) -> tuple[
         if not source.is_file():
             raise FileNotFoundError(f"no pristine copy of {path.name} in {pristine_dir}")
         return source.read_bytes(), str(source)
-    in_checkout, data = committed_copy(path)
+    in_checkout, data, where = _handed_out(path)
     if data is None and not path.exists():
         guess = _nearest_notebook(path)
         where = f" Did you mean reset({str(guess)!r})?" if guess else ""
@@ -492,7 +539,7 @@ def _pristine(path: Path, pristine_dir: str | os.PathLike[str] | None) -> tuple[
             f"{path} {where}, so there is no pristine copy to restore; pass the folder "
             f"that holds the handed-out notebooks: reset({str(path)!r}, pristine_dir=...)"
         )
-    return data, "the copy as handed out (committed in git)"
+    return data, f"the copy as handed out ({where})"
 
 
 def _nearest_notebook(path: Path) -> Path | None:
@@ -517,11 +564,13 @@ def reset(
 ) -> Path | None:
     """Restore an exercise notebook as handed out, keeping the learner's version first.
 
-    The pristine copy is ``pristine_dir/<name>`` when given, else the file as committed in the
-    git checkout. The current file is first copied to ``<name>.<YYYYmmdd-HHMMSS>.bak.ipynb``
-    beside it (never over an existing backup); only then is it replaced, atomically. Nothing
-    is touched when no pristine copy can be found. Returns the backup's path, or None when
-    there was nothing to keep (no file, or the file was already pristine).
+    The pristine copy is ``pristine_dir/<name>`` when given, else the file as the git checkout
+    received it (``committed_copy``: after an nbgitpuller pull, the upstream's updated copy, not
+    the learner's edits that nbgitpuller committed and merged). The current file is first
+    copied to ``<name>.<YYYYmmdd-HHMMSS>.bak.ipynb`` beside it (never over an existing backup);
+    only then is it replaced, atomically. Nothing is touched when no pristine copy can be found.
+    Returns the backup's path, or None when there was nothing to keep (no file, or the file was
+    already pristine).
     """
     path = _path("path", path)
     if pristine_dir is not None:

@@ -57,6 +57,7 @@ from .kernel import (
     where_is,
 )
 from .kernel import _Join as Join
+from .optional import Unavailable
 from .shared import Shared
 from .sync import QemuCond, QemuEvent, QemuMutex, QemuRecMutex, QemuSemaphore
 
@@ -697,6 +698,8 @@ def run_real(
     ``RealResult``). ``check(result)`` returns None for an acceptable run and a message
     otherwise (a lost update, say); it is asked of each run that completed."""
     validate.function("program", program)
+    if sys.platform == "emscripten":  # Pyodide: a browser tab's Python cannot start a thread
+        raise Unavailable("host threads", "run_real()", "a browser's Python")
     validate.duration("time_limit_s", time_limit_s)
     if not 0 < time_limit_s <= MAX_TIME_LIMIT_S:
         raise ValueError(

@@ -18,7 +18,8 @@ How events pair up (what the analyses rely on):
 - ACQUIRE's argument is the new depth (1 for a first acquisition; a read lock of an RWLock is 1,
   a write lock -1); RELEASE's is the depth left, so a hold ends at a RELEASE with 0.
 
-Layer 1 (kernel). Imports nothing from labsupport (numpy packs the columns).
+Layer 1 (kernel). Imports nothing from labsupport, and only the standard library (the course
+also runs in a browser without numpy: ``labsupport.optional``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator
 from typing import Any, NamedTuple
-
-import numpy as np
 
 # Event kinds. The numbers are stored; the names are what people read.
 SPAWN, RUN, BLOCK, WAKE, ACQUIRE, RELEASE, READ, WRITE, CHOICE, EXIT, OP, SLEEP, MARK, SIGNAL = (
@@ -93,16 +92,16 @@ class TraceBuffer:
         batch = self._batch
         if not batch:
             return
-        self._t.frombytes(np.asarray(batch[0::5], dtype=np.float64).tobytes())
-        self._kind.frombytes(np.asarray(batch[1::5], dtype=np.int8).tobytes())
-        self._tid.frombytes(np.asarray(batch[2::5], dtype=np.int16).tobytes())
-        self._obj.frombytes(np.asarray(batch[3::5], dtype=np.int32).tobytes())
+        # array(typecode, list) converts in C; += appends the typed copy
+        self._t += array("d", batch[0::5])
+        self._kind += array("b", batch[1::5])
+        self._tid += array("h", batch[2::5])
+        self._obj += array("i", batch[3::5])
         args = batch[4::5]
         batch.clear()
         if set(map(type, args)) == {int}:  # the usual case: every argument a plain int
-            codes = np.asarray(args, dtype=np.int64)
-            if codes.min() > -_OBJ_BASE and codes.max() < _OBJ_BASE:
-                self._arg.frombytes(codes.tobytes())
+            if min(args) > -_OBJ_BASE and max(args) < _OBJ_BASE:
+                self._arg += array("q", args)
                 return
         lo, hi, encode = -_OBJ_BASE, _OBJ_BASE, self.encode
         self._arg.extend([a if type(a) is int and lo < a < hi else encode(a) for a in args])

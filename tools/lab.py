@@ -64,6 +64,19 @@ def start_url() -> str:
     return "/lab"
 
 
+def offline_lab_argv(root: Path = ROOT) -> list[str]:
+    """JupyterLab fetching nothing at run time: no news feed, no update check, a read-only
+    extension manager, and the course's settings overrides from ``root``/tools/lab-settings
+    (never ask whether to fetch Jupyter news). The hub's single-user servers take the same
+    options (deploy/jupyterhub/jupyterhub_config.py)."""
+    return [
+        "--LabApp.news_url=None",
+        f"--LabApp.app_settings_dir={root / 'tools' / 'lab-settings'}",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+    ]
+
+
 def server_argv(port: int, token: str, open_browser: bool, as_root: bool) -> list[str]:
     """JupyterLab's command line (jupyter_server 2 ``ServerApp`` options)."""
     if not token:
@@ -77,11 +90,7 @@ def server_argv(port: int, token: str, open_browser: bool, as_root: bool) -> lis
         f"--LabApp.default_url={start_url()}",
         f"--ServerApp.open_browser={open_browser}",
         f"--IdentityProvider.token={token}",
-        "--LabApp.news_url=None",
-        # the course's settings overrides: never ask whether to fetch Jupyter news
-        f"--LabApp.app_settings_dir={ROOT / 'tools' / 'lab-settings'}",
-        "--LabApp.extension_manager=readonly",
-        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        *offline_lab_argv(),
     ]
     if as_root:
         argv.append("--ServerApp.allow_root=True")

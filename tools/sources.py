@@ -188,6 +188,14 @@ def _known(key: tuple[str, str, str]) -> bool:
     return any(m[0] == lst and m[1] == date and author.startswith(m[2]) for m in MESSAGES)
 
 
+def _links_from_docs(body: str, path: Path) -> str:
+    """``body`` with its relative links (``[chapter 0](00-toolkit.ipynb)``), written for the
+    notebook's own folder, made to work from docs/ (a solutions notebook is handed out in
+    exercises/)."""
+    folder = "exercises" if path.parent.name == "solutions" else path.parent.name
+    return re.sub(r"\]\((?![a-z]+:|#|/|\.\./)([^)\s]+)\)", rf"](../{folder}/\1)", body)
+
+
 def render() -> str:
     parts = [HEADER]
     cited: set[tuple[str, str, str]] = set()
@@ -197,7 +205,7 @@ def render() -> str:
             continue
         cited |= cited_messages(body)
         rel = path.relative_to(ROOT).as_posix()
-        parts.append(f"## {_title(path)}\n\n(`{rel}`)\n\n{body}\n")
+        parts.append(f"## {_title(path)}\n\n(`{rel}`)\n\n{_links_from_docs(body, path)}\n")
     unknown = sorted(k for k in cited if not _known(k))
     if unknown:
         raise SystemExit(f"no Message-ID is recorded for these cited messages: {unknown}")

@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .. import tracebuf as tb
 from .. import validate
 from ..kernel import RunResult, Simulation, simulation_of
+from ..optional import need
 from ..stats import percentile  # the one definition (nearest rank); re-exported here
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def _numpy():
+    """numpy, which the vectorised pairing below needs (one line where it is missing)."""
+    return need("numpy", "Timing analysis (metrics, intervals, timelines)")
 
 
 @dataclass
@@ -49,6 +57,7 @@ class _Walk:
 
 def _numbers(tr: tb.TraceBuffer, codes: np.ndarray) -> np.ndarray:
     """Decode argument codes that hold numbers (durations, latencies); None becomes NaN."""
+    np = _numpy()
     out = codes.astype(np.float64)
     big = codes >= tb.OBJ_BASE
     if big.any():
@@ -65,6 +74,7 @@ def _walk(sim: Simulation) -> _Walk:
     depth 0. Everything is done with array operations over the columns, so measuring a run of
     a million events takes a fraction of the time the run took.
     """
+    np = _numpy()
     cols = sim.trace.columns()
     t, k, tid, oid, arg = (np.frombuffer(c, dtype=c.typecode).copy() for c in cols)
     end = sim.now
@@ -199,6 +209,7 @@ def metrics(x: Simulation | RunResult) -> Metrics:
     """Compute the run's metrics from its event stream."""
     validate.instance("x", x, (Simulation, RunResult), kind="a Simulation or a RunResult")
     sim = simulation_of(x, needs_trace=True)
+    np = _numpy()
     objs = sim.objects
     end = sim.now
     w = _walk(sim)

@@ -15,69 +15,33 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from headless import (
+    PageLog,
+    free_port,
+    launch,
+    private_jupyter_env,
+    sync_playwright,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "tools" / "lab.py"
-CHROMIUM = Path("/usr/bin/chromium")
-# Playwright's own browser download is not used: it drives the system's chromium with these.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1400, "height": 1000}
 START_TIMEOUT = 30  # seconds for JupyterLab to answer /api/status
-
-
-def in_ci() -> bool:
-    """True when the ``CI`` environment variable is set (to anything but empty, 0 or false)."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _missing(reason: str):
-    """Skip with the reason; under CI, fail with it (CI is expected to have the browser)."""
-    if in_ci():
-        pytest.fail(
-            f"browser test failed: {reason} (CI is set, and CI installs the browser: "
-            "`make test` runs `make browser` first)",
-            pytrace=False,
-        )
-    pytest.skip(f"browser test skipped: {reason}")
 
 
 @pytest.fixture(scope="session")
 def browser():
     """Playwright's ``sync_playwright``, once chromium and playwright are both known present."""
-    if not CHROMIUM.is_file() or not os.access(CHROMIUM, os.X_OK):
-        _missing(
-            f"{CHROMIUM} is missing. Install it with `make browser` (as "
-            "root it runs `apt-get install chromium`), or `sudo apt-get install chromium`"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as error:
-        _missing(
-            f"Python playwright cannot be imported ({error}). Install it "
-            "with `make browser` (pip install -r requirements/browser.txt into .venv)"
-        )
-    return sync_playwright
+    return sync_playwright("browser test")
 
 
 @dataclass
@@ -98,23 +62,8 @@ class LabServer:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _private_jupyter_env(folder: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(folder / "config"),
-        "JUPYTER_DATA_DIR": str(folder / "data"),
-        "JUPYTER_RUNTIME_DIR": str(folder / "runtime"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-        "JUPYTER_PREFER_ENV_PATH": "1",
-        "IPYTHONDIR": str(folder / "ipython"),
-        "MPLCONFIGDIR": str(folder / "matplotlib"),
-    }
+    env = private_jupyter_env(folder)
     # The kernel inherits this environment: it must draw inline as for a learner, not into Agg.
     env.pop("MPLBACKEND", None)
     env.pop("JUPYTER_TOKEN", None)
@@ -131,7 +80,7 @@ def _private_jupyter_env(folder: Path) -> dict[str, str]:
 @pytest.fixture
 def lab_server(tmp_path):
     """JupyterLab started by tools/lab.py, answering on 127.0.0.1; stopped afterwards."""
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     folder = tmp_path / "jupyter"
     env = _private_jupyter_env(folder)
     log_path = tmp_path / "lab.log"
@@ -170,16 +119,6 @@ def lab_server(tmp_path):
         log.close()
 
 
-@dataclass
-class PageLog:
-    """What the page printed to its console, and its uncaught errors."""
-
-    lines: list[str] = field(default_factory=list)
-
-    def text(self, last: int = 30) -> str:
-        return "\n".join(self.lines[-last:]) or "(nothing)"
-
-
 @pytest.fixture
 def page_log() -> PageLog:
     return PageLog()
@@ -189,18 +128,8 @@ def page_log() -> PageLog:
 def page(browser, page_log, tmp_path):
     """A page in headless chromium with a fresh profile; ``page_log`` keeps what it logs."""
     with browser() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a fresh user data dir, never the user's
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport=VIEWPORT,
-        )
+        context, page = launch(playwright, tmp_path / "chromium-profile", page_log)
         try:
-            page = context.pages[0] if context.pages else context.new_page()
-            lines = page_log.lines
-            page.on("console", lambda m: lines.append(f"console.{m.type}: {m.text[:500]}"))
-            page.on("pageerror", lambda e: lines.append(f"page error: {e}"))
             yield page
         finally:
             context.close()

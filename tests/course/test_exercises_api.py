@@ -357,3 +357,115 @@ def test_reset_says_when_git_refuses_the_checkout(checkout, monkeypatch):
     with pytest.raises(exercises.GitRefused, match="safe.directory"):
         exercises.reset(checkout)
     assert checkout.read_bytes() == EDITED and backups(checkout) == []
+
+
+# --- reset after nbgitpuller's pulls -------------------------------------------------------
+# nbgitpuller 1.3.0 (nbgitpuller/pull.py, GitPuller) clones with `git clone --depth 1 --branch
+# <branch>`; each later pull fetches, commits the learner's edits as nbgitpuller, then merges the
+# upstream with -Xours, so the learner's lines win wherever both sides changed the same lines.
+
+FILLER = [f' "line {n}": {n},' for n in range(12)]
+STUB = ' "answer": "final_value = ...  # Your answer here",'
+HANDED_OUT = "\n".join(["{", ' "title": "Chapter 0",', *FILLER, STUB, ' "end": 1', "}", ""])
+ANSWERED = HANDED_OUT.replace("final_value = ...  # Your answer here", "final_value = 3")
+AUTHOR = ("-c", "user.name=Instructor", "-c", "user.email=instructor@example.org")
+NBGITPULLER = ("-c", "user.name=nbgitpuller", "-c", f"user.email={exercises.NBGITPULLER_EMAIL}")
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Path:
+    """The instructor's repository: branch main, exercises/ex.ipynb as HANDED_OUT."""
+    repo = tmp_path / "upstream"
+    (repo / "exercises").mkdir(parents=True)
+    (repo / "exercises" / "ex.ipynb").write_text(HANDED_OUT)
+    (repo / "README.md").write_text("The course\n")
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("add", ".", cwd=repo)
+    git(*AUTHOR, "commit", "-q", "-m", "hand out", cwd=repo)
+    return repo
+
+
+def hand_out(upstream: Path, exercise: str) -> None:
+    """The instructor's update: exercises/ex.ipynb becomes ``exercise``; README.md changes."""
+    (upstream / "exercises" / "ex.ipynb").write_text(exercise)
+    with open(upstream / "README.md", "a") as readme:
+        readme.write("An update.\n")
+    git(*AUTHOR, "commit", "-q", "-am", "update", cwd=upstream)
+
+
+def pulled(upstream: Path) -> Path:
+    """The learner's copy, as nbgitpuller's first pull clones it; returns its exercise."""
+    learner = upstream.parent / "learner"
+    url = upstream.as_uri()
+    git("clone", "-q", "--depth", "1", "--branch", "main", "--", url, str(learner), cwd=upstream)
+    return learner / "exercises" / "ex.ipynb"
+
+
+def pull_again(exercise: Path) -> None:
+    """What nbgitpuller's GitPuller.update does to the learner's copy around ``exercise``."""
+    learner = exercise.parent.parent
+    git("fetch", "-q", cwd=learner)
+    git("reset", "-q", "--mixed", cwd=learner)
+    if subprocess.run(["git", "diff-files", "--quiet"], cwd=learner).returncode:
+        git(*NBGITPULLER, "commit", "-q", "-am", "Automatic commit by nbgitpuller", cwd=learner)
+    git(*NBGITPULLER, "merge", "-q", "-Xours", "origin/main", cwd=learner)
+
+
+def test_reset_after_a_pull_that_kept_the_learners_lines_restores_the_update(upstream, capsys):
+    """The instructor rewrote the very line the learner answered on: nbgitpuller's merge keeps
+    the learner's line, and reset hands out the instructor's new one."""
+    exercise = pulled(upstream)
+    exercise.write_text(ANSWERED)
+    updated = HANDED_OUT.replace("# Your answer here", "# Your answer here: a whole number")
+    hand_out(upstream, updated)
+    pull_again(exercise)
+    assert exercise.read_text() == ANSWERED  # -Xours: the learner's line won the merge
+    assert (exercise.parent.parent / "README.md").read_text().endswith("An update.\n")
+
+    kept = exercises.reset(exercise)
+    assert exercise.read_text() == updated
+    assert kept is not None and kept.read_text() == ANSWERED
+    out = capsys.readouterr().out
+    assert "already as handed out" not in out and "origin/main, as last pulled" in out
+
+
+def test_reset_after_a_pull_that_merged_both_sides_restores_the_update(upstream):
+    """The instructor changed another line: the merge holds both, reset only the update."""
+    exercise = pulled(upstream)
+    exercise.write_text(ANSWERED)
+    updated = HANDED_OUT.replace('"title": "Chapter 0"', '"title": "Chapter 0, revised"')
+    hand_out(upstream, updated)
+    pull_again(exercise)
+    merged = exercise.read_text()
+    assert "final_value = 3" in merged and "Chapter 0, revised" in merged
+
+    kept = exercises.reset(exercise)
+    assert exercise.read_text() == updated and kept.read_text() == merged
+
+
+def test_reset_after_the_learners_own_commit_restores_the_handed_out_copy(upstream):
+    exercise = pulled(upstream)
+    exercise.write_text(ANSWERED)
+    git(*AUTHOR, "commit", "-q", "-am", "my answers", cwd=exercise.parent)
+    kept = exercises.reset(exercise)
+    assert exercise.read_text() == HANDED_OUT and kept.read_text() == ANSWERED
+
+
+def test_an_update_fetched_but_not_pulled_was_not_handed_out_yet(upstream):
+    exercise = pulled(upstream)
+    hand_out(upstream, HANDED_OUT.replace("Chapter 0", "Chapter 0, revised"))
+    git("fetch", "-q", cwd=exercise.parent)
+    assert exercises.committed_copy(exercise) == (True, HANDED_OUT.encode())
+
+
+def test_reset_without_an_upstream_steps_back_over_nbgitpullers_merge(upstream):
+    """A copy whose branch no longer tracks the upstream: from nbgitpuller's merge, the side it
+    merged in is the instructor's."""
+    exercise = pulled(upstream)
+    exercise.write_text(ANSWERED)
+    updated = HANDED_OUT.replace("# Your answer here", "# Your answer here: a whole number")
+    hand_out(upstream, updated)
+    pull_again(exercise)
+    git("branch", "--unset-upstream", cwd=exercise.parent)
+    kept = exercises.reset(exercise)
+    assert exercise.read_text() == updated and kept.read_text() == ANSWERED

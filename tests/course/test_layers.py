@@ -10,6 +10,7 @@ ROOT = Path(labsupport.__file__).parent
 #: The layer of every module, by its path under labsupport/ (a package's modules share one).
 LAYER = {
     "tracebuf": 1,
+    "optional": 1,
     "kernel": 1,
     "validate": 1,
     "stats": 1,

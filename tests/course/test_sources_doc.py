@@ -59,3 +59,13 @@ def test_the_chapters_that_tell_the_lock_story_cite_the_post(sources):
             p for p in (ROOT / "notebooks").glob(f"{stem}-*.ipynb") if "primer" not in p.name
         ]
         assert url in sources._sources_cell(path), f"{path.name} does not cite the post"
+
+
+def test_every_relative_link_in_docs_sources_md_leads_to_a_file():
+    import re
+
+    text = (ROOT / "docs" / "sources.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\((?![a-z]+:|#)([^)\s#]+)", text)
+    assert links, "docs/sources.md links no chapter"
+    dead = [link for link in links if not (ROOT / "docs" / link).resolve().is_file()]
+    assert not dead, f"links in docs/sources.md that lead nowhere: {dead}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from labsupport import stepper, validate
+from labsupport.optional import need
 from labsupport.present import PALETTE
 from labsupport.stepper import Level
 from labsupport.widgets import budgeted, int_slider
@@ -67,7 +68,7 @@ def view(
 
 
 def _plot(g: GraphRun) -> None:
-    import matplotlib.pyplot as plt
+    plt = need("matplotlib.pyplot", "This figure")
 
     hist = g.model.gl.history
     xs = [t for t, _n, _w in hist] + [g.result.time]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from labsupport import stepper, validate
+from labsupport.optional import need
 from labsupport.present import PALETTE
 from labsupport.qemu.multiqueue import REQS_LOCK_KINDS, VM, MQResult, measure
 from labsupport.stepper import Level
@@ -94,7 +95,7 @@ def view(
 def draw(r: MQResult) -> Any:
     """Each IOThread's busy share as a horizontal bar (labelled with its number)."""
     validate.instance("r", r, MQResult, kind="an MQResult (what view or measure returns)")
-    import matplotlib.pyplot as plt
+    plt = need("matplotlib.pyplot", "This figure")
 
     names = list(r.iothread_busy)
     values = [r.iothread_busy[n] * 100 for n in names]
