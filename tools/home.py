@@ -24,6 +24,23 @@ SITE_OUT = BUILD / "site"
 LITE_OUT = BUILD / "lite"
 
 
+def check_out(out: Path, tool: str, marker: str) -> None:
+    """Refuse an ``--out`` that ``tool`` (``make site``, ``make lite``) must not replace: the
+    repository, a folder above it, the notebooks' folders, the home folder, a file, or a folder
+    with something in it that is not one of its own builds (which hold ``marker``)."""
+    out = out.resolve()
+    protected = [ROOT, *(ROOT / name for name in ("notebooks", "exercises", "solutions"))]
+    if out in protected or out in ROOT.parents or out == Path.home():
+        raise SystemExit(f"{tool}: --out {out} would replace {out}; choose a folder of its own")
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"{tool}: --out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise SystemExit(
+            f"{tool}: --out {out} is a folder that holds something else than a build of "
+            f"{tool} (it has no {marker}); choose an empty or new folder"
+        )
+
+
 def repository() -> str:
     """The repository's address, e.g. ``https://github.com/OWNER/NAME``."""
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")

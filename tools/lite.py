@@ -275,6 +275,12 @@ def folder_size(folder: Path) -> int:
 
 def build(out: Path, offline: bool) -> dict:
     """Build into ``out`` (replaced); returns what was built: notebooks, wheels, bytes, seconds."""
+    home.check_out(out, "make lite", "jupyter-lite.json")
+    try:
+        import jupyterlite_core  # noqa: F401
+        import jupyterlite_pyodide_kernel  # noqa: F401
+    except ImportError as error:
+        raise SystemExit(f"make lite: {error}; install the web tools with `make web`") from None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lite-") as scratch:
         scratch = Path(scratch)
@@ -312,11 +318,6 @@ def main(argv: list[str] | None = None) -> int:
         "--offline", action="store_true", help="serve Pyodide and every wheel from the build"
     )
     args = parser.parse_args(argv)
-    try:
-        import jupyterlite_core  # noqa: F401
-        import jupyterlite_pyodide_kernel  # noqa: F401
-    except ImportError as error:
-        raise SystemExit(f"make lite: {error}; install the web tools with `make web`") from None
     made = build(args.out.resolve(), args.offline)
     variant = "offline: Pyodide served locally" if args.offline else "Pyodide from its CDN"
     print(

@@ -467,23 +467,9 @@ def size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def check_out(out: Path) -> None:
-    """Refuse an ``--out`` that is not a site's folder to replace."""
-    out = out.resolve()
-    protected = [ROOT, *(ROOT / name for name in ("notebooks", "exercises", "solutions"))]
-    if out in protected or out in ROOT.parents or out == Path.home():
-        raise SystemExit(f"make site: --out {out} would replace {out}; choose a folder of its own")
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"make site: --out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / ".buildinfo").is_file():
-        raise SystemExit(
-            f"make site: --out {out} is a folder that holds something else than a site built "
-            "here (it has no .buildinfo); choose an empty or new folder"
-        )
-
-
 def build(out: Path, *, quiet: bool = True) -> dict:
     """Build the site into ``out`` (replaced); return what was built."""
+    home.check_out(out, "make site", ".buildinfo")
     try:
         import jupyter_book  # noqa: F401
     except ImportError as error:
@@ -496,7 +482,6 @@ def build(out: Path, *, quiet: bool = True) -> dict:
         raise SystemExit(
             f"make site: the widget scripts are missing ({', '.join(absent)}); {MAKE_WEB}"
         )
-    check_out(out)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="unlocking-qemu-site-") as scratch:
         source = Path(scratch) / "book"

@@ -317,20 +317,6 @@ def move_a_slider_and_see_nothing_change(page, chapter: str) -> None:
     assert after == before, f"{chapter}: a frozen slider moved from {before} to {after}"
 
 
-def test_out_must_be_a_site_folder(tmp_path):
-    site_tool = load_tool("site")
-    a_file = tmp_path / "notes.txt"
-    a_file.write_text("mine", encoding="utf-8")
-    busy = tmp_path / "busy"
-    busy.mkdir()
-    (busy / "keep.txt").write_text("mine", encoding="utf-8")
-    for out in (a_file, busy, ROOT, ROOT / "notebooks"):
-        with pytest.raises(SystemExit) as refused:
-            site_tool.check_out(out)
-        assert "--out" in str(refused.value), refused.value
-    assert (busy / "keep.txt").read_text(encoding="utf-8") == "mine"
-
-
 def test_a_page_that_would_fetch_from_elsewhere_is_found(tmp_path):
     site_tool = load_tool("site")
     (tmp_path / "ok.html").write_text(
