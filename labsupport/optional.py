@@ -42,15 +42,6 @@ def need(module: str, what: str) -> ModuleType:
         raise Unavailable(module.split(".")[0], what) from None
 
 
-def has(module: str) -> bool:
-    """True when ``module`` can be imported here."""
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
-
-
 class _NoPyplot:
     """Stands for ``matplotlib.pyplot`` where there is none: any use says so in one line."""
 
@@ -64,6 +55,6 @@ class _NoPyplot:
 def pyplot() -> Any:
     """``matplotlib.pyplot``, or where it is missing a stand-in whose every use says so."""
     try:
-        return importlib.import_module("matplotlib.pyplot")
-    except ImportError:
+        return need("matplotlib.pyplot", "plt")
+    except Unavailable:
         return _NoPyplot()

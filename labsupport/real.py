@@ -59,7 +59,14 @@ from .kernel import (
 from .kernel import _Join as Join
 from .optional import Unavailable
 from .shared import Shared
-from .sync import QemuCond, QemuEvent, QemuMutex, QemuRecMutex, QemuSemaphore
+from .sync import (
+    QemuCond,
+    QemuEvent,
+    QemuMutex,
+    QemuRecMutex,
+    QemuSemaphore,
+    check_cond_wait,
+)
 
 #: How long one slice of a wait lasts: how soon a waiting thread sees that its run was ended.
 SLICE_S = 0.02
@@ -211,16 +218,7 @@ class _CondTwin:
         return []
 
     def wait(self, run: _Run, me: Thread, mutex: _MutexTwin) -> None:
-        if mutex.owner is not me:
-            raise MisuseError(
-                f"{me.name} waited on condition {self.name} without holding its mutex "
-                f"{mutex.name}: lock {mutex.name} first, then wait in a loop"
-            )
-        if mutex.depth > 1:
-            raise MisuseError(
-                f"{me.name} waited on condition {self.name} holding {mutex.name} "
-                f"{mutex.depth} times; the wait releases it only once"
-            )
+        check_cond_wait(me, self.name, mutex)
         ticket = [False]
         with self.cond:
             self.tickets.append(ticket)

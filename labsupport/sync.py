@@ -189,6 +189,23 @@ class RFifoLock(_OwnedLock):
             self.on_contention(t)
 
 
+def check_cond_wait(who: Any, cond: str, mutex: Any) -> None:
+    """Refuse a condition wait that could not work: without holding the mutex (nothing to
+    release, and the wake-up could be missed), or holding a recursive mutex more than once
+    (the wait releases one level, so the lock would stay held). The simulator's QemuCond and
+    its host-thread twin (``labsupport.real``) both ask this."""
+    if mutex.owner is not who:
+        raise MisuseError(
+            f"{who.name} waited on condition {cond} without holding its mutex "
+            f"{mutex.name}: lock {mutex.name} first, then wait in a loop"
+        )
+    if mutex.depth > 1:
+        raise MisuseError(
+            f"{who.name} waited on condition {cond} holding {mutex.name} {mutex.depth} "
+            f"times; the wait releases it only once, so the lock would stay held"
+        )
+
+
 class QemuCond(Waitable):
     """A condition variable (QEMU: ``qemu_cond_wait``, ``qemu_cond_signal``, ``_broadcast``).
 
@@ -217,16 +234,7 @@ class QemuCond(Waitable):
     def _do_wait(self, t: Thread, mutex: _OwnedLock) -> bool:
         if not isinstance(mutex, _OwnedLock):
             raise TypeError(f"{self.name}.wait() takes the mutex that protects the condition")
-        if mutex.owner is not t:
-            raise MisuseError(
-                f"{t.name} waited on condition {self.name} without holding its mutex "
-                f"{mutex.name}: lock {mutex.name} first, then wait in a loop"
-            )
-        if mutex.depth > 1:
-            raise MisuseError(
-                f"{t.name} waited on condition {self.name} holding {mutex.name} {mutex.depth} "
-                f"times; the wait releases it only once, so the lock would stay held"
-            )
+        check_cond_wait(t, self.name, mutex)
         mutex._do_unlock(t)
         self._mutex_of[t.tid] = mutex
         self.waiters.append(t)

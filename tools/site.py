@@ -44,12 +44,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-TOOLS = str(Path(__file__).resolve().parent)
-if TOOLS not in sys.path:  # home.py and release.py, beside this file, when imported by a test
-    sys.path.insert(0, TOOLS)
-
-import home  # noqa: E402
-import release  # noqa: E402
+import home  # beside this file (tests load it through tests/tool_loader.py)
+import release
 
 ROOT = home.ROOT
 NODE_MODULES = ROOT / "tools" / "web" / "node_modules"

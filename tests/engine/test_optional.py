@@ -84,7 +84,6 @@ def test_need_returns_the_module_or_says_in_one_line_what_is_missing():
     assert error.module == "no_such_module_here"
     (line,) = error._render_traceback_()
     assert line.startswith("Unavailable: The thing needs no_such_module_here") and "\n" not in line
-    assert optional.has("json") and not optional.has("no_such_module_here")
 
 
 def test_run_real_says_a_browser_cannot_start_threads(monkeypatch):
